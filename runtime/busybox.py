@@ -43,8 +43,8 @@ def build_rootfs(dest: Path, busybox: Path = BUSYBOX) -> Path:
     if not _is_static(busybox):
         raise IsoproofError(f"{busybox} is not statically linked: install busybox-static")
     dest.mkdir(parents=True)
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root",
-              "var/tmp", "run", "mnt", "home"):
+    dirs = "bin sbin usr/bin usr/sbin etc proc sys dev tmp root var/tmp run mnt home"
+    for d in dirs.split():
         (dest / d).mkdir(parents=True, exist_ok=True)
     os.chmod(dest / "tmp", 0o1777)
     shutil.copy2(busybox, dest / "bin" / "busybox")
