@@ -5,5 +5,6 @@ paths themselves. See ``base.py`` for the contract.
 """
 
 from runtime.cgroups.base import Manager, Mode, detect_mode, new_manager
+from runtime.cgroups.cleanup import cleanup_stale
 
-__all__ = ["Manager", "Mode", "detect_mode", "new_manager"]
+__all__ = ["Manager", "Mode", "cleanup_stale", "detect_mode", "new_manager"]

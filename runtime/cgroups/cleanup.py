@@ -1,0 +1,49 @@
+"""Find and remove leftover cgroups: the OCI CLI's cleanup after crashes (``isoproof-oci`` calls
+:func:`cleanup_stale` with the ids it still has state for)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from runtime.cgroups import fs
+from runtime.cgroups.base import DEFAULT_ROOT, FOREIGN, find_mounts, remove_cgroup
+from runtime.errors import CgroupError
+
+
+def cleanup_stale(
+    parent: str = "isoproof",
+    keep: Iterable[str] = (),
+    root: str = DEFAULT_ROOT,
+    mountinfo: str | None = None,
+) -> list[str]:
+    """Remove every *empty* cgroup ``<hierarchy>/<parent>/<name>`` whose name is not in ``keep``,
+    in every hierarchy, then ``parent`` itself if nothing is left in it. A cgroup that still has
+    tasks (anywhere below it) is left alone: it belongs to something alive. Returns what was removed.
+    """
+    if not parent.startswith("isoproof") or "/" in parent.strip("/") or parent in FOREIGN:
+        raise CgroupError(f"cleanup_stale only works on our own isoproof* parents, not {parent!r}")
+    mounts = find_mounts(root, mountinfo)
+    hierarchies = sorted(
+        set(mounts.v1.values()) | ({mounts.v2} if mounts.v2 and not mounts.v1 else set())
+    )
+    keep = set(keep)
+    removed: list[str] = []
+    for mount in hierarchies:
+        top = os.path.join(mount, parent.strip("/"))
+        if not os.path.isdir(top):
+            continue
+        for entry in sorted(os.scandir(top), key=lambda e: e.name):
+            if not entry.is_dir(follow_symlinks=False) or entry.name in keep:
+                continue
+            tree = [*fs.child_dirs(entry.path), entry.path]
+            if any(fs.read_pids(d) for d in tree):
+                continue
+            try:
+                remove_cgroup(entry.path, mount, timeout=0.5)
+                removed.append(entry.path)
+            except CgroupError:
+                continue
+        if os.path.isdir(top) and fs.rmdir(top):
+            removed.append(top)
+    return removed

@@ -1,0 +1,58 @@
+"""Helpers shared by the v1 and v2 controller modules: input checks and the set() context."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.errors import CgroupError
+
+SYS_DEV_BLOCK = "/sys/dev/block"  # one symlink per block device, named MAJ:MIN
+
+
+@dataclass
+class Context:
+    """What a controller module may need beyond its directory: where block devices are listed
+    (injectable for unit tests) and where to put warnings about settings that are not enforced."""
+
+    dev_block: str = SYS_DEV_BLOCK
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+
+def given(section: dict[str, Any] | None, key: str) -> bool:
+    """OCI leaves unset fields out or null; only fields that are given are written (``update``)."""
+    return bool(section) and section.get(key) is not None  # type: ignore[union-attr]
+
+
+def integer(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CgroupError(f"{where}: {value!r} is not an integer")
+    return value
+
+
+def block_device(ctx: Context, where: str, dev: dict[str, Any]) -> tuple[int, int]:
+    """MAJ:MIN of a blockIO device entry, checked against /sys/dev/block.
+
+    The kernel's own answer to an unknown device is a bare ENODEV/EINVAL on write; checking first
+    lets the error name the device and the field it came from.
+    """
+    major = integer(f"{where}.major", dev.get("major"))
+    minor = integer(f"{where}.minor", dev.get("minor"))
+    if not os.path.exists(os.path.join(ctx.dev_block, f"{major}:{minor}")):
+        raise CgroupError(
+            f"{where}: no block device {major}:{minor} ({ctx.dev_block}/{major}:{minor} does not exist)"
+        )
+    return major, minor
+
+
+def convert(where: str, fn: Any, *args: Any) -> Any:
+    """Run a pure conversion, turning its ValueError into a one-line CgroupError naming the field."""
+    try:
+        return fn(*args)
+    except ValueError as e:
+        raise CgroupError(f"{where}: {e}") from None

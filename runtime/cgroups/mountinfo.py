@@ -1,0 +1,114 @@
+"""Where the cgroup hierarchies are mounted, read from ``/proc/self/mountinfo``.
+
+Why mountinfo and not a fixed list of paths: hosts differ. Ours mounts ``cpu`` and ``cpuacct`` apart
+(``/sys/fs/cgroup/cpu`` and ``/sys/fs/cgroup/cpuacct``), most distributions join them as
+``cpu,cpuacct``, and a v2 host has one ``cgroup2`` mount. Named v1 hierarchies (``name=systemd``)
+carry no controller and are ignored.
+
+For unit tests the mountinfo path is injectable, and :func:`scan_tree` reads a fake tree laid out
+like ``/sys/fs/cgroup`` (directory names are controller lists) when there is no mountinfo at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from runtime.errors import CgroupError
+
+PROC_MOUNTINFO = "/proc/self/mountinfo"
+CGROUP_CONTROLLERS = "cgroup.controllers"
+
+# The v1 controllers the kernel knows. Anything else in a v1 mount's super options (rw, xattr,
+# name=..., clone_children, release_agent=..., cpuset_v2_mode, ...) is a mount option.
+V1_CONTROLLERS = frozenset(
+    {
+        "blkio",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "debug",
+        "devices",
+        "freezer",
+        "hugetlb",
+        "memory",
+        "misc",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "pids",
+        "rdma",
+    }
+)
+
+
+@dataclass
+class CgroupMounts:
+    """v1: controller -> mount point (joined controllers share one); v2: the cgroup2 mount point."""
+
+    v1: dict[str, str] = field(default_factory=dict)
+    v2: str | None = None
+    source: str = PROC_MOUNTINFO  # named in error messages ("not mounted according to ...")
+
+
+def _unescape(path: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    out, i = [], 0
+    while i < len(path):
+        if path[i] == "\\" and i + 4 <= len(path) and path[i + 1 : i + 4].isdigit():
+            out.append(chr(int(path[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str, source: str = PROC_MOUNTINFO) -> CgroupMounts:
+    mounts = CgroupMounts(source=source)
+    for line in text.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 10:
+            continue
+        sep = fields.index("-")
+        mountpoint = _unescape(fields[4])
+        fstype, superopts = fields[sep + 1], fields[sep + 3] if len(fields) > sep + 3 else ""
+        if fstype == "cgroup2":
+            # Several cgroup2 mounts can exist (bind mounts, a hybrid's "unified"); the first wins.
+            mounts.v2 = mounts.v2 or mountpoint
+        elif fstype == "cgroup":
+            for opt in superopts.split(","):
+                if opt in V1_CONTROLLERS:
+                    mounts.v1.setdefault(opt, mountpoint)
+    return mounts
+
+
+def read_mountinfo(path: str = PROC_MOUNTINFO) -> CgroupMounts:
+    try:
+        with open(path) as f:
+            return parse_mountinfo(f.read(), source=path)
+    except OSError as e:
+        raise CgroupError(f"cannot read {path}: {e.strerror}") from None
+
+
+def scan_tree(root: str) -> CgroupMounts:
+    """Read a tree laid out like ``/sys/fs/cgroup`` without a mountinfo (fake trees in tests).
+
+    ``root/cgroup.controllers`` makes it unified; otherwise each subdirectory whose name is a
+    comma-separated list of controllers is a v1 mount, and ``root/unified`` a hybrid's cgroup2.
+    """
+    mounts = CgroupMounts(source=f"the tree at {root}")
+    if os.path.exists(os.path.join(root, CGROUP_CONTROLLERS)):
+        mounts.v2 = root
+        return mounts
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
+            continue
+        if os.path.exists(os.path.join(path, CGROUP_CONTROLLERS)):
+            mounts.v2 = mounts.v2 or path
+            continue
+        for ctrl in name.split(","):
+            if ctrl in V1_CONTROLLERS:
+                mounts.v1.setdefault(ctrl, path)
+    return mounts

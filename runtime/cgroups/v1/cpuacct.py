@@ -1,0 +1,20 @@
+"""v1 ``cpuacct`` controller: CPU time used (it sets nothing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.cgroups import fs
+
+CONTROLLER = "cpuacct"
+USAGE = "cpuacct.usage"  # total ns, all CPUs
+USAGE_PERCPU = "cpuacct.usage_percpu"  # ns per CPU, space-separated
+
+
+def usage_ns(d: str) -> int:
+    return fs.read_int(d, USAGE) or 0
+
+
+def stats(d: str) -> dict[str, Any]:
+    per_cpu = [int(x) for x in fs.read_or(d, USAGE_PERCPU).split() if x.isdigit()]
+    return {"usage_ns": usage_ns(d), "per_cpu_ns": per_cpu}
