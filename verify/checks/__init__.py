@@ -1,0 +1,1 @@
+"""The checks: each a test parametrized by runtime (and, for limits, by scenario)."""

@@ -1,0 +1,34 @@
+"""``isoproof verify`` / ``python -m verify.cli``: run the verification suite.
+
+Any argument pytest understands passes through; ``--runtime`` and ``--isoproof-results`` are the
+suite's own. Results go to ``.isoproof-results/`` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def build_argv(argv: list[str]) -> list[str]:
+    args = list(argv)
+    if not any(a == "--isoproof-results" or a.startswith("--isoproof-results=") for a in args):
+        args += ["--isoproof-results", os.environ.get("ISOPROOF_RESULTS", ".isoproof-results")]
+    # Run from any directory: the checks are found as a package, with no project config files.
+    return ["-p", "verify.plugin", "--rootdir", os.path.dirname(os.path.abspath(__file__)),
+            "-c", os.devnull, "-p", "no:cacheprovider", "--pyargs", "verify.checks", *args]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pytest
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return int(pytest.main(build_argv(argv)))
+    except ValueError as e:  # a bad --runtime label
+        print(f"isoproof verify: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""One interface over every runtime the suite can drive.
+
+A driver creates a *running* container from a :class:`ContainerSpec` and tells the host PID of its
+init. Everything else the checks need (cgroup directories, namespaces, counters) is read from the
+host by the checks themselves, never asked of the runtime.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from verify import host
+from verify.spec import ContainerSpec
+
+
+class RuntimeFailure(Exception):
+    """The runtime itself failed (non-zero exit of create/start/...): reported as a runtime error,
+    not as a failed isolation property."""
+
+    def __init__(self, verb: str, rc: int | None, stderr: str) -> None:
+        self.verb, self.rc, self.stderr = verb, rc, stderr.strip()
+        last = self.stderr.splitlines()[-1] if self.stderr else "(no stderr)"
+        super().__init__(f"runtime {verb} failed (exit {rc}): {last}")
+
+
+class Unavailable(Exception):
+    """The driver cannot run on this host (skip reason)."""
+
+
+@dataclasses.dataclass
+class Container:
+    driver: Driver
+    name: str
+    spec: ContainerSpec
+    pid: int
+    cgroups: dict[str, Path] = dataclasses.field(default_factory=dict)
+    bundle: Path | None = None
+    net: dict[str, Any] = dataclasses.field(default_factory=dict)  # addr, peer_ns, peer_addr, veth
+    removed: bool = False
+    exit_status: int | None = None
+
+    def cgroup_file(self, controller: str, name: str) -> Path:
+        """A cgroup file, found from the kernel's view of the init process at creation time."""
+        if host.layout().version == 2:
+            return self.cgroups[""] / name
+        return self.cgroups[controller] / name
+
+    def read_cgroup(self, controller: str, name: str) -> str:
+        return self.cgroup_file(controller, name).read_text()
+
+    def alive(self) -> bool:
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for init to exit; its exit status as a shell would print it (137 for SIGKILL), or
+        None when the status cannot be observed (init is not our child)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                got, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                if not self.alive():
+                    return None
+                time.sleep(0.05)
+                continue
+            if got == self.pid:
+                self.exit_status = (
+                    128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                )
+                return self.exit_status
+            time.sleep(0.05)
+        raise TimeoutError(f"container {self.name} (pid {self.pid}) still running after {timeout}s")
+
+
+class Driver(abc.ABC):
+    kind: str = "?"
+    lifecycle_verbs = False  # stop/start/restart/logs: the engine's docker-like verbs
+
+    def __init__(self, label: str, prefix: str, workdir: Path) -> None:
+        self.label = label
+        self.prefix = prefix  # unique per session and worker, starts with "isoproof"
+        self.workdir = workdir
+        self.counter = 0
+        self.containers: list[Container] = []
+        self.log: list[str] = []  # runtime commands and their stderr, for failure reports
+
+    def new_name(self) -> str:
+        self.counter += 1
+        return f"{self.prefix}-{self.counter}"
+
+    @abc.abstractmethod
+    def check_available(self) -> None:
+        """Raise Unavailable(reason) when this runtime cannot run here."""
+
+    @abc.abstractmethod
+    def version(self) -> str: ...
+
+    @abc.abstractmethod
+    def create(self, spec: ContainerSpec) -> Container:
+        """Create and start a container; return once its init runs the workload."""
+
+    @abc.abstractmethod
+    def exec(self, c: Container, args: list[str], timeout: float = 30) -> tuple[int, str, str]: ...
+
+    @abc.abstractmethod
+    def state(self, c: Container) -> str: ...
+
+    @abc.abstractmethod
+    def kill(self, c: Container, signal: str = "KILL") -> None: ...
+
+    @abc.abstractmethod
+    def pause(self, c: Container) -> None: ...
+
+    @abc.abstractmethod
+    def resume(self, c: Container) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self, c: Container) -> None:
+        """Stop (if needed) and delete; idempotent."""
+
+    def cleanup(self) -> None:
+        """Remove everything this driver made (fixture finaliser)."""
+        for c in list(self.containers):
+            try:
+                self.remove(c)
+            except Exception as e:  # noqa: BLE001 - keep cleaning; the leak check reports leftovers
+                self.log.append(f"cleanup {c.name}: {e}")
+
+    def describe(self, c: Container) -> str:
+        """Container state for a failure report."""
+        try:
+            return self.state(c)
+        except Exception as e:  # noqa: BLE001
+            return f"(state unavailable: {e})"

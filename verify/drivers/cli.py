@@ -1,0 +1,184 @@
+"""Drive a docker-like engine CLI: ``isoproof`` (ours), ``docker`` or ``podman``.
+
+Used only when the engine actually works here: ``check_available`` runs ``<cli> version`` (docker and
+podman talk to their daemon/service there) and skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from verify import host
+from verify.drivers.base import Container, Driver, RuntimeFailure, Unavailable
+from verify.spec import ContainerSpec
+
+SIZE_SUFFIX = "b"
+
+
+class DockerLikeDriver(Driver):
+    kind = "engine"
+    lifecycle_verbs = True
+
+    def __init__(
+        self, label: str, binary: str, prefix: str, workdir: Path, cgroup_parent: str
+    ) -> None:
+        super().__init__(label, prefix, workdir)
+        self.binary = shutil.which(binary) or binary
+        self._checked: str | None = None
+
+    def _cli(
+        self, *args: str, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [self.binary, *args]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                               stdin=subprocess.DEVNULL)  # fmt: skip
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeFailure(args[0], None, f"timed out after {timeout}s") from e
+        self.log.append(f"$ {' '.join(cmd)}\nexit {r.returncode}\n{r.stderr.strip()}")
+        if check and r.returncode != 0:
+            raise RuntimeFailure(args[0], r.returncode, r.stderr)
+        return r
+
+    def check_available(self) -> None:
+        if shutil.which(self.binary) is None:
+            raise Unavailable(f"needs the {self.label} CLI; not installed on this host")
+        if self._checked is None:
+            try:
+                r = subprocess.run(
+                    [self.binary, "version"], capture_output=True, text=True, timeout=20
+                )
+                self._checked = (
+                    "" if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
+                )
+            except (OSError, subprocess.TimeoutExpired) as e:
+                self._checked = str(e)
+        if self._checked:
+            raise Unavailable(
+                f"needs a working {self.label} engine; `{self.label} version` says: {self._checked}"
+            )
+
+    def version(self) -> str:
+        r = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=20)
+        return (r.stdout.strip().splitlines() or ["unknown"])[0]
+
+    def _run_args(self, spec: ContainerSpec, name: str) -> list[str]:
+        a = ["run", "-d", "--name", name]
+        if spec.hostname and spec.namespaces.get("uts") == "new":
+            a += ["--hostname", spec.hostname]
+        for ns, flag in (
+            ("ipc", "--ipc"),
+            ("pid", "--pid"),
+            ("uts", "--uts"),
+            ("net", "--network"),
+        ):
+            how = spec.namespaces.get(ns, "new")
+            if how == "host":
+                a += [f"{flag}=host"]
+            elif isinstance(how, Container):
+                a += [f"{flag}=container:{how.name}"]
+        if spec.network == "none" and spec.namespaces.get("net") == "new":
+            a += ["--network=none"]
+        r = spec.resources
+        mem = r.get("memory", {})
+        if "limit" in mem:
+            a += [
+                f"--memory={mem['limit']}{SIZE_SUFFIX}",
+                f"--memory-swap={mem.get('swap', mem['limit'])}{SIZE_SUFFIX}",
+            ]
+        cpu = r.get("cpu", {})
+        if "shares" in cpu:
+            a += [f"--cpu-shares={cpu['shares']}"]
+        if "quota" in cpu:
+            a += [f"--cpu-quota={cpu['quota']}", f"--cpu-period={cpu.get('period', 100000)}"]
+        if "cpus" in cpu:
+            a += [f"--cpuset-cpus={cpu['cpus']}"]
+        if "pids" in r:
+            a += [f"--pids-limit={r['pids']['limit']}"]
+        for key, flag in (("throttleReadBpsDevice", "--device-read-bps"),
+                          ("throttleWriteBpsDevice", "--device-write-bps"),
+                          ("throttleReadIOPSDevice", "--device-read-iops"),
+                          ("throttleWriteIOPSDevice", "--device-write-iops")):  # fmt: skip
+            for dev in r.get("blockIO", {}).get(key, []):
+                a += [f"{flag}={_devnode(dev['major'], dev['minor'])}:{dev['rate']}"]
+        if spec.readonly_rootfs:
+            a += ["--read-only"]
+        return [*a, "busybox", *spec.args]
+
+    def create(self, spec: ContainerSpec) -> Container:
+        self.check_available()
+        name = self.new_name()
+        c = Container(driver=self, name=name, spec=spec, pid=0)
+        self.containers.append(c)
+        try:
+            self._cli(*self._run_args(spec, name))
+            info = self.inspect(c)
+            c.pid = int(info["State"]["Pid"])
+            c.cgroups = host.cgroup_dirs(c.pid)
+        except BaseException:
+            self.remove(c)
+            raise
+        return c
+
+    def inspect(self, c: Container) -> dict:  # type: ignore[type-arg]
+        out = json.loads(self._cli("inspect", c.name).stdout)
+        return out[0] if isinstance(out, list) else out
+
+    def exec(self, c: Container, args: list[str], timeout: float = 30) -> tuple[int, str, str]:
+        r = self._cli("exec", c.name, *args, timeout=timeout, check=False)
+        return r.returncode, r.stdout, r.stderr
+
+    def state(self, c: Container) -> str:
+        st = self.inspect(c)["State"]
+        return "paused" if st.get("Paused") else str(st.get("Status", "unknown"))
+
+    def kill(self, c: Container, signal: str = "KILL") -> None:
+        self._cli("kill", "--signal", signal, c.name)
+
+    def pause(self, c: Container) -> None:
+        self._cli("pause", c.name)
+
+    def resume(self, c: Container) -> None:
+        self._cli("unpause", c.name)
+
+    def stop(self, c: Container, timeout: int = 10) -> None:
+        self._cli("stop", "-t", str(timeout), c.name, timeout=timeout + 30)
+
+    def start(self, c: Container) -> None:
+        self._cli("start", c.name)
+        self._refresh(c)
+
+    def restart(self, c: Container) -> None:
+        self._cli("restart", "-t", "1", c.name, timeout=60)
+        self._refresh(c)
+
+    def logs(self, c: Container) -> str:
+        return self._cli("logs", c.name).stdout
+
+    def _refresh(self, c: Container) -> None:
+        c.pid = int(self.inspect(c)["State"]["Pid"])
+        if c.pid:
+            c.cgroups = host.cgroup_dirs(c.pid)
+
+    def remove(self, c: Container) -> None:
+        if c.removed:
+            return
+        self._cli("rm", "-f", c.name, check=False)
+        deadline = time.monotonic() + 10
+        while c.pid and c.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        c.removed = True
+        if c in self.containers:
+            self.containers.remove(c)
+
+
+def _devnode(major: int, minor: int) -> str:
+    p = Path(f"/sys/dev/block/{major}:{minor}/uevent")
+    for line in p.read_text().splitlines():
+        if line.startswith("DEVNAME="):
+            return "/dev/" + line.split("=", 1)[1]
+    raise RuntimeError(f"no device node for {major}:{minor}")

@@ -1,0 +1,153 @@
+"""The shell script a VM leg's guest runs (``vng --exec "sh <leg dir>/guest.sh"``).
+
+The guest's root is the host's filesystem (read-only 9p, with tmpfs overlays on /etc, /var, /tmp...),
+so the host venv's interpreter and the repo are visible at their host paths. The leg directory is
+shared read-write at the same path, and everything the host needs comes back through it as files:
+the console is not reliable without ``--verbose`` and mixes kernel messages into the output.
+
+Files the guest writes into the leg directory:
+
+- ``booted``: ``/proc/uptime`` as soon as the script starts (its mtime is the host's boot mark);
+- ``guest.log``: everything the script and the payload print;
+- ``cgroup-layout.txt``: the cgroup mounts the payload ran under;
+- ``selfcheck.json`` / ``payload.json``: one record per test (``verify.matrix.collect``);
+- ``exit-status``: ``selfcheck=<rc> payload=<rc>``, written last: its absence means the guest never
+  finished (panic, hang, kill) and the leg is reported as an error.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verify.matrix.legs import CgroupMode
+
+GUEST_SCRIPT = "guest.sh"
+DISK_MOUNT = "/run/isoproof-disk"
+SELFCHECK_MODULE = "verify/matrix/selfcheck.py"
+
+# Mount the v1 hierarchies before anything enables a v2 controller: a controller that is enabled
+# in any cgroup2 subtree_control stays bound to v2 and cannot be mounted as v1 (EBUSY). The guest
+# boots with every controller available on cgroup2, nothing enabled below the root, so we disable
+# whatever might be enabled at the root, unmount cgroup2 and mount one hierarchy per controller (as
+# the host does: cpu and cpuacct separately).
+_CGROUP_V1 = r"""
+setup_cgroups() {
+    for c in $(cat /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null); do
+        echo "-$c" > /sys/fs/cgroup/cgroup.subtree_control || return 1
+    done
+    umount /sys/fs/cgroup || return 1
+    mount -t tmpfs -o mode=755,nosuid,nodev,noexec isoproof-cgroup /sys/fs/cgroup || return 1
+    for c in $(awk '!/^#/ && $4 == 1 { print $1 }' /proc/cgroups); do
+        mkdir -p "/sys/fs/cgroup/$c"
+        mount -t cgroup -o "$c" "$c" "/sys/fs/cgroup/$c" || echo "isoproof-guest: cannot mount v1 $c"
+    done
+}
+"""
+
+# A v2 leg keeps the unified hierarchy the kernel booted with; make sure it is there.
+_CGROUP_V2 = r"""
+setup_cgroups() {
+    grep -q '^[^ ]* /sys/fs/cgroup cgroup2 ' /proc/mounts && return 0
+    mount -t cgroup2 cgroup2 /sys/fs/cgroup
+}
+"""
+
+# ``vng --disk IMG`` attaches the image over virtio-blk: the guest's only /dev/vd* device (the root
+# is 9p). The host formats the image (ext4), so the guest only mounts it.
+_DISK = r"""
+setup_disk() {
+    dev=$(ls /dev/vd[a-z] /dev/sd[a-z] 2>/dev/null | head -n 1)
+    [ -n "$dev" ] && [ -b "$dev" ] || { echo "isoproof-guest: no disk"; return 1; }
+    dev=$(readlink -f "$dev")
+    mkdir -p @DISK_MOUNT@ && mount -t ext4 "$dev" @DISK_MOUNT@ || return 1
+    mkdir -p @DISK_MOUNT@/tmp && chmod 1777 @DISK_MOUNT@/tmp
+    export ISOPROOF_DISK_DEV="$dev" ISOPROOF_SCRATCH=@DISK_MOUNT@ TMPDIR=@DISK_MOUNT@/tmp
+}
+"""
+
+
+@dataclass
+class GuestPlan:
+    """Everything the guest script needs; paths are the same in the guest and on the host."""
+
+    leg: str
+    mode: CgroupMode
+    leg_dir: Path
+    repo: Path
+    python: str
+    payload: list[str]  # argv, run from ``repo``; may use $ISOPROOF_LEG_DIR etc.
+    disk: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def pytest_argv(python: str, args: list[str], json_out: str) -> list[str]:
+    """A pytest run that records every test into ``json_out`` through our collector plugin."""
+    return [
+        python,
+        "-m",
+        "pytest",
+        "-p",
+        "verify.matrix.collect",
+        "--isoproof-matrix-json",
+        json_out,
+        *args,
+    ]
+
+
+def render(plan: GuestPlan) -> str:
+    """The POSIX shell script for ``plan`` (pure: unit tests read it)."""
+    q = shlex.quote
+    out = str(plan.leg_dir)
+    env = {
+        "ISOPROOF_LEG": plan.leg,
+        "ISOPROOF_LEG_DIR": out,
+        "ISOPROOF_CGROUP_MODE": str(plan.mode),
+        "ISOPROOF_IN_MATRIX_GUEST": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",  # the repo and venv are read-only in the guest
+        "PATH": f"{Path(plan.python).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+    } | plan.env
+    selfcheck = pytest_argv(plan.python, ["-q", SELFCHECK_MODULE], f"{out}/selfcheck.json")
+    lines = [
+        "#!/bin/sh",
+        f"# isoproof matrix leg {plan.leg} (cgroup {plan.mode}): generated, do not edit",
+        "set -u",
+        f"OUT={q(out)}",
+        'exec >"$OUT/guest.log" 2>&1',
+        'cat /proc/uptime > "$OUT/booted"',
+        'echo "isoproof-guest: kernel $(uname -r) up $(cut -d" " -f1 /proc/uptime)s"',
+    ]
+    lines += [f"export {k}={q(v)}" for k, v in env.items()]
+    lines.append(_CGROUP_V1 if plan.mode is CgroupMode.V1 else _CGROUP_V2)
+    if plan.disk:
+        lines.append(_DISK.replace("@DISK_MOUNT@", DISK_MOUNT))
+    lines += [
+        'setup_cgroups || echo "isoproof-guest: cgroup setup failed"',
+        'grep cgroup /proc/mounts > "$OUT/cgroup-layout.txt"',
+    ]
+    if plan.disk:
+        lines.append('setup_disk || echo "isoproof-guest: disk setup failed"')
+    lines += [
+        f"cd {q(str(plan.repo))} || exit 1",
+        'echo "isoproof-guest: selfcheck"',
+        " ".join(q(a) for a in selfcheck),
+        "selfcheck_rc=$?",
+        'echo "isoproof-guest: payload"',
+        " ".join(q(a) for a in plan.payload),
+        "payload_rc=$?",
+        'echo "isoproof-guest: done selfcheck=$selfcheck_rc payload=$payload_rc"',
+        'echo "selfcheck=$selfcheck_rc payload=$payload_rc" > "$OUT/exit-status.tmp"',
+        'mv "$OUT/exit-status.tmp" "$OUT/exit-status"',
+        "sync",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(plan: GuestPlan) -> Path:
+    plan.leg_dir.mkdir(parents=True, exist_ok=True)
+    path = plan.leg_dir / GUEST_SCRIPT
+    path.write_text(render(plan))
+    return path

@@ -1,0 +1,141 @@
+"""Measurement helpers: counters read from cgroup files (v1 or v2 picked from host facts), sampling
+over time, and the tolerance rule the checks share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from verify import host
+
+
+def values_close(a: float, b: float, err_pct: float) -> bool:
+    """kselftest cgroup_util.c semantics: |a - b| <= err% of (a + b)."""
+    return abs(a - b) <= (a + b) * err_pct / 100.0
+
+
+def rel_error(measured: float, expected: float) -> float:
+    return abs(measured - expected) / expected if expected else float("inf")
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
+    """Poll ``cond`` until it returns something truthy; return it, or the last falsy value."""
+    deadline = time.monotonic() + timeout
+    value = cond()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = cond()
+    return value
+
+
+# --- counters ------------------------------------------------------------------------------------
+
+
+def parse_flat_keyed(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def cpu_usage_ns(c: Any) -> int:
+    """Total CPU time of a container's cgroup in nanoseconds."""
+    if host.layout().version == 2:
+        return parse_flat_keyed(c.read_cgroup("cpu", "cpu.stat"))["usage_usec"] * 1000
+    return int(c.read_cgroup("cpuacct", "cpuacct.usage"))
+
+
+def oom_kills(c: Any) -> int:
+    if host.layout().version == 2:
+        return parse_flat_keyed(c.read_cgroup("memory", "memory.events")).get("oom_kill", 0)
+    return parse_flat_keyed(c.read_cgroup("memory", "memory.oom_control")).get("oom_kill", 0)
+
+
+def memory_limit(c: Any) -> int | None:
+    if host.layout().version == 2:
+        v = c.read_cgroup("memory", "memory.max").strip()
+        return None if v == "max" else int(v)
+    v = int(c.read_cgroup("memory", "memory.limit_in_bytes"))
+    return None if v >= 1 << 62 else v
+
+
+def memory_peak(c: Any) -> int:
+    if host.layout().version == 2:
+        return int(c.read_cgroup("memory", "memory.peak"))
+    return int(c.read_cgroup("memory", "memory.max_usage_in_bytes"))
+
+
+def cpu_weight_written(c: Any) -> int:
+    """The CPU weight the kernel was given (cpu.shares on v1, cpu.weight on v2)."""
+    if host.layout().version == 2:
+        return int(c.read_cgroup("cpu", "cpu.weight"))
+    return int(c.read_cgroup("cpu", "cpu.shares"))
+
+
+def cpu_quota_written(c: Any) -> tuple[int | None, int]:
+    if host.layout().version == 2:
+        q, p = c.read_cgroup("cpu", "cpu.max").split()
+        return (None if q == "max" else int(q)), int(p)
+    q = int(c.read_cgroup("cpu", "cpu.cfs_quota_us"))
+    p = int(c.read_cgroup("cpu", "cpu.cfs_period_us"))
+    return (None if q < 0 else q), p
+
+
+def io_bytes(c: Any, major: int, minor: int) -> dict[str, int]:
+    """Bytes and I/Os read/written by the container on one device, from the cgroup's own counters."""
+    dev = f"{major}:{minor}"
+    if host.layout().version == 2:
+        for line in c.read_cgroup("io", "io.stat").splitlines():
+            parts = line.split()
+            if parts and parts[0] == dev:
+                kv = dict(p.split("=", 1) for p in parts[1:])
+                return {"read": int(kv.get("rbytes", 0)), "write": int(kv.get("wbytes", 0)),
+                        "read_ios": int(kv.get("rios", 0)), "write_ios": int(kv.get("wios", 0))}  # fmt: skip
+        return {"read": 0, "write": 0, "read_ios": 0, "write_ios": 0}
+    out = {"read": 0, "write": 0, "read_ios": 0, "write_ios": 0}
+    for fname, suffix in (
+        ("blkio.throttle.io_service_bytes", ""),
+        ("blkio.throttle.io_serviced", "_ios"),
+    ):
+        for line in c.read_cgroup("blkio", fname).splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == dev and parts[1] in ("Read", "Write"):
+                out[parts[1].lower() + suffix] = int(parts[2])
+    return out
+
+
+def freezer_state(c: Any) -> str:
+    if host.layout().version == 2:
+        frozen = parse_flat_keyed(c.read_cgroup("freezer", "cgroup.events")).get("frozen", 0)
+        return "FROZEN" if frozen else "THAWED"
+    return c.read_cgroup("freezer", "freezer.state").strip()
+
+
+def pids_events_max(c: Any) -> int:
+    return parse_flat_keyed(c.read_cgroup("pids", "pids.events")).get("max", 0)
+
+
+class Sampler:
+    """Sample ``fn()`` every ``interval`` seconds: a time series for the evidence."""
+
+    def __init__(self, fn: Callable[[], Any], interval: float = 0.25) -> None:
+        self.fn, self.interval = fn, interval
+        self.t0 = time.monotonic()
+        self.times: list[float] = []
+        self.values: list[Any] = []
+
+    def sample(self) -> Any:
+        v = self.fn()
+        self.times.append(round(time.monotonic() - self.t0, 3))
+        self.values.append(v)
+        return v
+
+    def run_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        self.sample()
+        while time.monotonic() < end:
+            time.sleep(min(self.interval, max(0.0, end - time.monotonic())))
+            self.sample()

@@ -1,0 +1,497 @@
+"""The isoproof verification suite as a pytest plugin.
+
+Load it with ``-p verify.plugin`` and point pytest at the checks::
+
+    python -m pytest -p verify.plugin --pyargs verify.checks --runtime oci:/usr/sbin/runc \\
+        --isoproof-results DIR
+
+It parametrizes every check by ``--runtime``, applies the ``requires_*`` markers against host facts,
+serialises timing-sensitive checks with a host-wide file lock, records evidence into
+``DIR/results.json`` (plus JUnit XML and allure results), adds container state, runtime stderr and
+cgroup files to failed reports, and fails the run if anything the suite made is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from verify import host
+from verify.drivers import Driver, RuntimeFailure, Unavailable, label_id, make_driver
+
+ENV_RUNTIMES = "ISOPROOF_VERIFY_RUNTIMES"  # comma-separated default for --runtime
+ENV_RESULTS = "ISOPROOF_RESULTS"
+ENV_WORKDIR = "ISOPROOF_VERIFY_WORKDIR"
+DEFAULT_RUNTIME = "oci:runc"
+LOCK_FILE = "/run/isoproof-verify.lock"
+MEASUREMENT = "isoproof_measurement"
+OUTCOME = "isoproof_outcome"
+
+MARKERS = [
+    "requires_cgroup_v1: needs a host whose controllers are on cgroup v1 (legacy or hybrid)",
+    "requires_cgroup_v2: needs a unified cgroup v2 host",
+    "requires_controller(*names): needs these cgroup controllers",
+    "requires_lifecycle: needs a driver with docker-like lifecycle verbs (stop, start, restart, logs)",
+    "requires_block_device: needs a block device under the work directory for I/O throttling",
+    "timing: measures time or throughput; holds the CPUs and the disk alone",
+    "slow: takes more than a few seconds",
+    "root: needs root",
+]
+
+# Cgroup files worth showing beside a failure (v1 name, v2 name).
+REPORT_CGROUP_FILES = [
+    ("memory", "memory.limit_in_bytes", "memory.max"),
+    ("memory", "memory.usage_in_bytes", "memory.current"),
+    ("memory", "memory.max_usage_in_bytes", "memory.peak"),
+    ("memory", "memory.oom_control", "memory.events"),
+    ("cpu", "cpu.shares", "cpu.weight"),
+    ("cpu", "cpu.cfs_quota_us", "cpu.max"),
+    ("cpuacct", "cpuacct.usage", "cpu.stat"),
+    ("cpuset", "cpuset.cpus", "cpuset.cpus"),
+    ("pids", "pids.max", "pids.max"),
+    ("pids", "pids.current", "pids.current"),
+    ("freezer", "freezer.state", "cgroup.freeze"),
+    ("blkio", "blkio.throttle.write_bps_device", "io.max"),
+    ("blkio", "blkio.throttle.read_bps_device", "io.stat"),
+    ("blkio", "blkio.throttle.write_iops_device", "io.max"),
+]
+
+
+# --- options and configuration ------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("isoproof", "isoproof verification suite")
+    g.addoption("--runtime", action="append", default=[], dest="isoproof_runtimes",
+                help="runtime to verify: oci:PATH, isoproof, docker, podman (repeatable; default "
+                     f"${ENV_RUNTIMES} or {DEFAULT_RUNTIME})")  # fmt: skip
+    g.addoption("--isoproof-results", default=os.environ.get(ENV_RESULTS), metavar="DIR",
+                help=f"write results.json, junit.xml and allure results here (${ENV_RESULTS})")  # fmt: skip
+    g.addoption("--isoproof-workdir", default=os.environ.get(ENV_WORKDIR), metavar="DIR",
+                help="where bundles and state go (default /run/isoproof-verify-<session>); must be "
+                     "on a block device for the I/O checks")  # fmt: skip
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def session_id(config: pytest.Config) -> str:
+    if _is_worker(config):
+        return str(config.workerinput["testrunuid"])[:8]  # type: ignore[attr-defined]
+    return str(config.stash[_SESSION])
+
+
+_SESSION = pytest.StashKey[str]()
+_DRIVERS = pytest.StashKey[list[Driver]]()
+_RESULTS = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def runtimes(config: pytest.Config) -> list[str]:
+    labels = config.getoption("isoproof_runtimes") or [
+        x.strip() for x in os.environ.get(ENV_RUNTIMES, DEFAULT_RUNTIME).split(",") if x.strip()
+    ]
+    return labels
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for m in MARKERS:
+        config.addinivalue_line("markers", m)
+    if not _is_worker(config):
+        uid = getattr(config.option, "testrunuid", None) or uuid.uuid4().hex
+        if hasattr(config.option, "testrunuid"):
+            config.option.testrunuid = uid  # the xdist workers get the same session id
+        config.stash[_SESSION] = uid[:8]
+        config.stash[_RESULTS] = []
+        for label in runtimes(config):
+            make_driver(label, "x", Path("/nonexistent"), "x")  # a bad label: one clear error
+        results = config.getoption("isoproof_results")
+        if results:
+            d = Path(results).absolute()
+            d.mkdir(parents=True, exist_ok=True)
+            # Set before the junitxml/allure plugins read them (this hook runs first).
+            if not getattr(config.option, "xmlpath", None):
+                config.option.xmlpath = str(d / "junit.xml")
+            if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+                config.option.allure_report_dir = str(d / "allure")
+
+
+def workdir(config: pytest.Config) -> Path:
+    w = config.getoption("isoproof_workdir")
+    return Path(w) if w else Path(f"/run/isoproof-verify-{session_id(config)}")
+
+
+def cgroup_parent(config: pytest.Config) -> str:
+    return f"isoproof-verify-{session_id(config)}"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    f = host.facts()
+    lines = [
+        f"isoproof: kernel {f['kernel']} ({f['machine']}), {f['cpus']} CPUs, cgroup mode "
+        f"{f['cgroup_mode']}, controllers: {' '.join(f['controllers'])}",  # type: ignore[arg-type]
+    ]
+    for label in runtimes(config):
+        d = make_driver(label, "isoproof-hdr", workdir(config), cgroup_parent(config))
+        try:
+            d.check_available()
+            lines.append(f"isoproof: runtime {label}: {d.version()}")
+        except Unavailable as e:
+            lines.append(f"isoproof: runtime {label}: unavailable ({e})")
+    lines.append(f"isoproof: session {session_id(config)}, work dir {workdir(config)}")
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "runtime" in metafunc.fixturenames:
+        labels = runtimes(metafunc.config)
+        metafunc.parametrize("runtime", labels, ids=[label_id(x) for x in labels], indirect=True)
+
+
+# --- skips from host facts ----------------------------------------------------------------------
+
+
+def skip_reason(item: pytest.Item) -> str | None:
+    lay = host.layout()
+    if item.get_closest_marker("requires_cgroup_v1") and lay.version != 1:
+        return f"needs cgroup v1 controllers; host is {lay.mode}"
+    if item.get_closest_marker("requires_cgroup_v2") and lay.version != 2:
+        return f"needs unified cgroup v2; host is {lay.mode}"
+    for m in item.iter_markers("requires_controller"):
+        missing = [c for c in m.args if not lay.has_controller(c)]
+        if missing:
+            return (f"needs cgroup controller(s) {', '.join(missing)}; host ({lay.mode}) has "
+                    f"{' '.join(lay.controllers())}")  # fmt: skip
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    reason = skip_reason(item)
+    if reason:
+        pytest.skip(reason)
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root (namespaces, cgroups); running as uid {os.geteuid()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Timing checks hold a host-wide lock for their whole run (setup included), so two xdist
+    workers, or two suites, never measure CPU split or throughput at the same time."""
+    if item.get_closest_marker("timing") is None:
+        yield
+        return
+    with open(LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runtime(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """A driver for the runtime under test; everything it made is removed afterwards, pass or fail."""
+    label = request.param
+    config = request.config
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
+    n = len(request.node.stash.get(_DRIVERS, []))
+    prefix = f"isoproof-{session_id(config)}-{worker}-{_test_counter()}{n}"
+    d = make_driver(label, prefix, workdir(config), cgroup_parent(config))
+    try:
+        d.check_available()
+    except Unavailable as e:
+        pytest.skip(str(e))
+    request.node.stash.setdefault(_DRIVERS, []).append(d)
+    yield d
+    d.cleanup()
+
+
+_counter = 0
+
+
+def _test_counter() -> int:
+    global _counter
+    _counter += 1
+    return _counter
+
+
+class Evidence:
+    """What a check measured; goes into results.json, the JUnit properties and the allure report."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.item = item
+
+    def record(self, name: str, *, expected: Any = None, measured: Any = None,
+               tolerance: Any = None, unit: str = "", ok: bool | None = None,
+               series: dict[str, list[Any]] | None = None, **extra: Any) -> dict[str, Any]:  # fmt: skip
+        m = {"name": name, "expected": expected, "measured": measured, "tolerance": tolerance,
+             "unit": unit, "ok": ok, **extra}  # fmt: skip
+        if series:
+            m["series"] = series
+        self.item.user_properties.append((MEASUREMENT, m))
+        return m
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Evidence:
+    return Evidence(request.node)
+
+
+# --- reports --------------------------------------------------------------------------------------
+
+
+def _cgroup_section(c: Any) -> str:
+    lines = []
+    v2 = host.layout().version == 2
+    for ctrl, v1name, v2name in REPORT_CGROUP_FILES:
+        try:
+            p = c.cgroup_file(ctrl, v2name if v2 else v1name)
+            lines.append(f"{p}: {p.read_text().strip()}")
+        except (KeyError, OSError):
+            continue
+    return "\n".join(lines) or "(no cgroup files readable)"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(RuntimeFailure):
+        report.user_properties.append((OUTCOME, "runtime_error"))
+        report.sections.append(
+            ("runtime error", str(call.excinfo.value.stderr or call.excinfo.value))
+        )
+    if report.failed and report.when == "call":
+        for d in item.stash.get(_DRIVERS, []):
+            for c in d.containers:
+                report.sections.append((f"container {c.name} state", d.describe(c)))
+                report.sections.append((f"container {c.name} cgroup files", _cgroup_section(c)))
+            if d.log:
+                report.sections.append((f"runtime {d.label} commands", "\n".join(d.log[-12:])))
+    if report.failed or report.when == "call":
+        _attach_allure(item, report)
+
+
+def _attach_allure(item: pytest.Item, report: pytest.TestReport) -> None:
+    try:
+        import allure
+    except ImportError:
+        return
+    ms = [v for k, v in item.user_properties if k == MEASUREMENT]
+    if ms:
+        with contextlib.suppress(Exception):  # allure may not be active for this run
+            allure.attach(json.dumps(ms, indent=2, default=str), name="isoproof measurements",
+                          attachment_type=allure.attachment_type.JSON)  # fmt: skip
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect one result per test (on the controller when running under xdist)."""
+    config = _CONFIG.get("config")
+    if config is None or _is_worker(config):
+        return
+    if (
+        report.when == "call"
+        or (report.when == "setup" and not report.passed)
+        or (report.when == "teardown" and report.failed)
+    ):
+        props = dict((k, v) for k, v in report.user_properties if k == OUTCOME)
+        outcome = props.get(OUTCOME) or report.outcome
+        if report.when == "teardown" and report.failed:
+            outcome = "error"
+        entry = {
+            "nodeid": report.nodeid,
+            "check": report.nodeid.split("::")[-1].split("[")[0],
+            "params": report.nodeid.partition("[")[2].rstrip("]"),
+            "when": report.when,
+            "outcome": outcome,
+            "duration_s": round(report.duration, 3),
+            "measurements": [v for k, v in report.user_properties if k == MEASUREMENT],
+        }
+        if report.skipped and isinstance(report.longrepr, tuple):
+            entry["reason"] = report.longrepr[2]
+        elif report.failed:
+            entry["message"] = report.longreprtext.strip().splitlines()[-1:] or [""]
+            entry["message"] = entry["message"][0][:500]
+        config.stash[_RESULTS].append(entry)
+
+
+_CONFIG: dict[str, pytest.Config] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG["config"] = session.config
+    if not _is_worker(session.config) and os.geteuid() == 0:
+        workdir(session.config).mkdir(parents=True, exist_ok=True)
+        from verify.probes import set_child_subreaper
+
+        set_child_subreaper()
+    elif os.geteuid() == 0:
+        from verify.probes import set_child_subreaper
+
+        set_child_subreaper()
+
+
+# --- leak check ----------------------------------------------------------------------------------
+
+
+def find_leaks(config: pytest.Config) -> list[str]:
+    """Everything the session made that still exists: processes, cgroups, mounts, netns, state."""
+    leaks: list[str] = []
+    parent = cgroup_parent(config)
+    lay = host.layout()
+    mounts = [lay.v2] if lay.version == 2 and lay.v2 else list(dict.fromkeys(lay.v1.values()))
+    for mnt in mounts:
+        base = Path(mnt) / parent
+        if not base.is_dir():
+            continue
+        for child in sorted(p for p in base.rglob("*") if p.is_dir()):
+            procs = (
+                (child / "cgroup.procs").read_text().split()
+                if (child / "cgroup.procs").exists()
+                else []
+            )
+            leaks.append(
+                f"cgroup {child}" + (f" with processes {' '.join(procs)}" if procs else "")
+            )
+    wd = workdir(config)
+    for m in host.parse_mountinfo(Path("/proc/self/mountinfo").read_text()):
+        if m["mountpoint"].startswith(str(wd) + "/") or m["mountpoint"] == str(wd):
+            leaks.append(f"mount {m['mountpoint']} ({m['fstype']})")
+    prefix = f"isoproof-{session_id(config)}-"
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        leaks += [f"netns {p}" for p in sorted(netns.iterdir()) if p.name.startswith(prefix)]
+    if wd.is_dir():
+        for st in sorted(wd.glob("state-*")):
+            leaks += [f"runtime state {p}" for p in sorted(st.iterdir())]
+        leaks += [f"bundle {p}" for p in sorted(wd.iterdir()) if p.name.startswith(prefix)]
+    return leaks
+
+
+def clean_session(config: pytest.Config) -> None:
+    """Remove what find_leaks found (after reporting it), then the session's own parents."""
+    parent = cgroup_parent(config)
+    lay = host.layout()
+    mounts = [lay.v2] if lay.version == 2 and lay.v2 else list(dict.fromkeys(lay.v1.values()))
+    for mnt in mounts:
+        base = Path(mnt) / parent
+        if not base.is_dir():
+            continue
+        for child in sorted(
+            (p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)
+        ):
+            for pid in (
+                (child / "cgroup.procs").read_text().split()
+                if (child / "cgroup.procs").exists()
+                else []
+            ):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), 9)
+            _rmdir_retry(child)
+        _rmdir_retry(base)
+    prefix = f"isoproof-{session_id(config)}-"
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        for p in netns.iterdir():
+            if p.name.startswith(prefix):
+                os.system(f"ip netns del {p.name} 2>/dev/null")
+    wd = workdir(config)
+    for m in reversed(host.parse_mountinfo(Path("/proc/self/mountinfo").read_text())):
+        if m["mountpoint"].startswith(str(wd) + "/"):
+            os.system(f"umount -l '{m['mountpoint']}' 2>/dev/null")
+    if wd.is_dir() and not config.getoption("isoproof_workdir"):
+        shutil.rmtree(wd, ignore_errors=True)
+    elif wd.is_dir():
+        for p in wd.iterdir():
+            if p.name.startswith(("isoproof-", "state-")):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _rmdir_retry(p: Path) -> None:
+    for _ in range(20):
+        try:
+            p.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+def _reap_zombies() -> None:
+    """Containers' inits were adopted by us (subreaper); reap any that a failed test left."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if os.geteuid() == 0:
+        _reap_zombies()
+    if _is_worker(config):
+        return
+    leaks = find_leaks(config) if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        clean_session(config)
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_sep("=", "isoproof leak check FAILED: left behind after the suite", red=True)
+            for leak in leaks:
+                tr.write_line(f"  {leak}")
+    results = config.getoption("isoproof_results")
+    if results:
+        write_results(config, Path(results), leaks)
+
+
+def write_results(config: pytest.Config, d: Path, leaks: list[str]) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    entries = config.stash[_RESULTS]
+    summary: dict[str, int] = {}
+    for e in entries:
+        summary[e["outcome"]] = summary.get(e["outcome"], 0) + 1
+    doc = {
+        "schema": "isoproof-results/1",
+        "host": host.facts(),
+        "runtimes": {label: _version_of(config, label) for label in runtimes(config)},
+        "session": session_id(config),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "summary": summary,
+        "leak_check": {"ok": not leaks, "leaks": leaks},
+        "results": entries,
+    }
+    out = d / "results.json"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    tmp.rename(out)
+    return out
+
+
+def _version_of(config: pytest.Config, label: str) -> str:
+    d = make_driver(label, "isoproof-v", workdir(config), cgroup_parent(config))
+    try:
+        d.check_available()
+        return d.version()
+    except Unavailable as e:
+        return f"unavailable: {e}"

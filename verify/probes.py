@@ -1,0 +1,258 @@
+"""Host-side probes. None of them asks the runtime or trusts the container's own tools.
+
+* ``/proc/<pid>/ns/*`` inodes, ``NSpid``, ``uid_map`` and ``status`` are read from the host's procfs.
+* Probes that must look *from inside* a namespace (SysV IPC keys, hostname, links) run in a forked
+  helper process that ``setns()``-es into the container's namespaces with the host's privileges and
+  sends its findings back over a pipe as JSON. The helper is a fork, not a thread, because setns into
+  a mount or user namespace is refused to a multi-threaded process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+NS_TYPES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
+CLONE_NEWNS = 0x00020000
+IPC_CREAT = 0o1000
+IPC_EXCL = 0o2000
+IPC_RMID = 0
+SHM_KEY_BASE = 124426  # LTP's shmem_2nstest key, offset per test to stay unique
+
+
+class ProbeError(Exception):
+    """A probe could not run (not a verdict about the container)."""
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+    return ret
+
+
+def setns(path: str, nstype: int = 0) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _check(_libc.setns(fd, nstype), f"setns({path})")
+    finally:
+        os.close(fd)
+
+
+# --- namespace identity -------------------------------------------------------------------------
+
+
+def ns_inode(pid: int | str, ns: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{ns}").st_ino
+
+
+def ns_inodes(pid: int | str) -> dict[str, int]:
+    return {ns: ns_inode(pid, ns) for ns in NS_TYPES if os.path.exists(f"/proc/{pid}/ns/{ns}")}
+
+
+def status_fields(pid: int) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+def nspid(pid: int) -> list[int]:
+    return [int(x) for x in status_fields(pid)["NSpid"].split()]
+
+
+def read_id_map(pid: int, which: str = "uid") -> list[tuple[int, int, int]]:
+    rows = []
+    for line in Path(f"/proc/{pid}/{which}_map").read_text().splitlines():
+        a, b, c = (int(x) for x in line.split())
+        rows.append((a, b, c))
+    return rows
+
+
+# --- the forked helper --------------------------------------------------------------------------
+
+
+def in_namespaces(
+    pid: int, namespaces: list[str], fn: Callable[[], Any], timeout: float = 10.0
+) -> Any:
+    """Run ``fn`` in a forked child that joined ``pid``'s ``namespaces`` (in the order given);
+    return what it returns (must be JSON-serialisable). Errors in the child come back as ProbeError."""
+    # Open the namespace files before forking: the container may be gone by the time the child runs.
+    fds = [(ns, os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY)) for ns in namespaces]
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(r)
+            try:
+                for ns, fd in fds:
+                    _check(_libc.setns(fd, 0), f"setns({ns})")
+                result: Any = {"ok": fn()}
+            except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+                result = {"error": f"{type(e).__name__}: {e}", "tb": traceback.format_exc()}
+            os.write(w, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    for _, fd in fds:
+        os.close(fd)
+    chunks = []
+    try:
+        import select
+
+        while True:
+            ready, _, _ = select.select([r], [], [], timeout)
+            if not ready:
+                os.kill(child, 9)
+                raise ProbeError(f"namespace helper for pid {pid} timed out after {timeout}s")
+            data = os.read(r, 65536)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(r)
+        os.waitpid(child, 0)
+    if not chunks:
+        raise ProbeError(f"namespace helper for pid {pid} died without an answer")
+    res = json.loads(b"".join(chunks))
+    if "error" in res:
+        raise ProbeError(res["error"])
+    return res["ok"]
+
+
+# --- SysV IPC (LTP *_nstest style) --------------------------------------------------------------
+
+
+def _errno_of(ret: int) -> int | None:
+    return None if ret >= 0 else ctypes.get_errno()
+
+
+def ipc_lookup(kind: str, key: int) -> int | None:
+    """Look a key up without creating it: the object's id, or None on ENOENT."""
+    if kind == "shm":
+        ret = _libc.shmget(key, 0, 0)
+    elif kind == "sem":
+        ret = _libc.semget(key, 0, 0)
+    elif kind == "msg":
+        ret = _libc.msgget(key, 0)
+    else:
+        raise ValueError(kind)
+    err = _errno_of(ret)
+    if err is None:
+        return ret
+    if err == errno.ENOENT:
+        return None
+    raise OSError(err, f"{kind}get({key}): {os.strerror(err)}")
+
+
+def ipc_create(kind: str, key: int) -> int:
+    flags = IPC_CREAT | IPC_EXCL | 0o600
+    if kind == "shm":
+        ret = _libc.shmget(key, ctypes.c_size_t(4096), flags)
+    elif kind == "sem":
+        ret = _libc.semget(key, 1, flags)
+    elif kind == "msg":
+        ret = _libc.msgget(key, flags)
+    else:
+        raise ValueError(kind)
+    return _check(ret, f"{kind}get({key}, IPC_CREAT)")
+
+
+def ipc_remove(kind: str, ident: int) -> None:
+    if kind == "shm":
+        _libc.shmctl(ident, IPC_RMID, None)
+    elif kind == "sem":
+        _libc.semctl(ident, 0, IPC_RMID)
+    elif kind == "msg":
+        _libc.msgctl(ident, IPC_RMID, None)
+
+
+# --- small readers used inside the helper --------------------------------------------------------
+
+
+def uname_nodename() -> str:
+    return os.uname().nodename
+
+
+def sethostname(name: str) -> None:
+    b = name.encode()
+    _check(_libc.sethostname(b, len(b)), "sethostname")
+
+
+def net_view() -> dict[str, Any]:
+    """Links, addresses and routes of the current network namespace (run inside the helper)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        links = [
+            {"index": lk["index"], "name": lk.get_attr("IFLA_IFNAME"), "kind": _link_kind(lk)}
+            for lk in ipr.get_links()
+        ]
+        addrs = [
+            {"index": a["index"], "address": a.get_attr("IFA_ADDRESS"), "prefixlen": a["prefixlen"]}
+            for a in ipr.get_addr()
+        ]
+        routes = [
+            {
+                "dst": r.get_attr("RTA_DST"),
+                "dst_len": r["dst_len"],
+                "gateway": r.get_attr("RTA_GATEWAY"),
+                "oif": r.get_attr("RTA_OIF"),
+                "table": r.get_attr("RTA_TABLE"),
+            }
+            for r in ipr.get_routes(family=2)
+            if r.get_attr("RTA_TABLE") == 254
+        ]
+    return {"links": links, "addrs": addrs, "routes": routes}
+
+
+def _link_kind(lk: Any) -> str | None:
+    info = lk.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info else None
+
+
+def route_get(dst: str) -> dict[str, Any] | None:
+    """The kernel's route lookup for ``dst`` in the current netns; None if unreachable. No packet
+    is sent, so this is safe for any address."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        try:
+            r = ipr.route("get", dst=dst)
+        except NetlinkError as e:
+            if e.code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                return None
+            raise
+    return {"oif": r[0].get_attr("RTA_OIF"), "gateway": r[0].get_attr("RTA_GATEWAY")}
+
+
+def mount_tmpfs(target: str) -> None:
+    _check(_libc.mount(b"isoproof", target.encode(), b"tmpfs", 0, b"size=64k"), f"mount {target}")
+
+
+def umount(target: str) -> None:
+    _check(_libc.umount2(target.encode(), 2), f"umount {target}")
+
+
+def mountpoints(pid: int | str) -> list[dict[str, str]]:
+    from verify.host import parse_mountinfo
+
+    return parse_mountinfo(Path(f"/proc/{pid}/mountinfo").read_text())
+
+
+def set_child_subreaper() -> None:
+    """Make this process adopt orphaned descendants. A runc-style ``create`` exits and leaves the
+    container's init behind; as its subreaper we can wait for it and read its real exit status
+    from the kernel, not from the runtime."""
+    PR_SET_CHILD_SUBREAPER = 36
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
