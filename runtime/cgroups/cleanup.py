@@ -28,22 +28,30 @@ def cleanup_stale(
         set(mounts.v1.values()) | ({mounts.v2} if mounts.v2 and not mounts.v1 else set())
     )
     keep = set(keep)
-    removed: list[str] = []
+    # A name is busy if its cgroup holds a task in *any* hierarchy: a v1 container is one cgroup
+    # per hierarchy, and removing it from some hierarchies only would split it.
+    candidates: dict[str, list[tuple[str, str]]] = {}
+    busy: set[str] = set()
     for mount in hierarchies:
         top = os.path.join(mount, parent.strip("/"))
         if not os.path.isdir(top):
             continue
-        for entry in sorted(os.scandir(top), key=lambda e: e.name):
+        for entry in os.scandir(top):
             if not entry.is_dir(follow_symlinks=False) or entry.name in keep:
                 continue
-            tree = [*fs.child_dirs(entry.path), entry.path]
-            if any(fs.read_pids(d) for d in tree):
-                continue
+            candidates.setdefault(entry.name, []).append((entry.path, mount))
+            if any(fs.read_pids(d) for d in [*fs.child_dirs(entry.path), entry.path]):
+                busy.add(entry.name)
+    removed: list[str] = []
+    for name in sorted(set(candidates) - busy):
+        for path, mount in candidates[name]:
             try:
-                remove_cgroup(entry.path, mount, timeout=0.5)
-                removed.append(entry.path)
+                remove_cgroup(path, mount, timeout=0.5)
+                removed.append(path)
             except CgroupError:
                 continue
+    for mount in hierarchies:
+        top = os.path.join(mount, parent.strip("/"))
         if os.path.isdir(top) and fs.rmdir(top):
             removed.append(top)
     return removed

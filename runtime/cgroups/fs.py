@@ -94,6 +94,11 @@ def read_pids(directory: str, name: str = "cgroup.procs") -> list[int]:
     return sorted({int(x) for x in text.split() if x.isdigit()})
 
 
+# The kernel fills a new cgroup directory with its files at mkdir; unit tests replace this with a
+# function that does the same on a fake tree.
+_mkdir = os.mkdir
+
+
 def makedirs(path: str, stop: str) -> list[str]:
     """mkdir each missing component of ``path`` below ``stop``; return the ones made (top first).
 
@@ -108,7 +113,7 @@ def makedirs(path: str, stop: str) -> list[str]:
             for part in rel.split(os.sep):
                 cur = os.path.join(cur, part)
                 try:
-                    os.mkdir(cur, 0o755)
+                    _mkdir(cur, 0o755)
                     made.append(cur)
                 except FileExistsError:
                     pass

@@ -160,6 +160,7 @@ class V1Manager(Manager):
             out["blkio"] = blkio.stats(d)
         out["frozen"] = self.is_frozen()
         out["warnings"] = list(self.warnings)
+        out["unenforced"] = []
         return out
 
     def destroy(self) -> None:

@@ -1,0 +1,181 @@
+"""cgroup v2 manager: one directory in the unified hierarchy.
+
+Controllers are enabled in the ``cgroup.subtree_control`` of every *ancestor* (root included) at
+create time, never in the leaf's own: a v2 cgroup with processes cannot enable controllers for
+children ("no internal processes"), and the leaf is where the container's processes live.
+
+Stats: the same shape as v1 (see ``v1/manager.py``), with ``memory.oom`` (v2's count of OOM
+events) instead of ``under_oom``, ``per_cpu_ns`` empty, and ``unenforced`` naming what v2 does not
+enforce here (device rules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from runtime.cgroups import fs
+from runtime.cgroups.base import Manager, Mode, remove_cgroup
+from runtime.cgroups.common import Context
+from runtime.cgroups.mountinfo import CgroupMounts
+from runtime.cgroups.v2 import cpu, cpuset, devices, freezer, hugetlb, io, memory, pids
+from runtime.errors import CgroupError
+
+PROCS = "cgroup.procs"
+CONTROLLERS = "cgroup.controllers"
+SUBTREE_CONTROL = "cgroup.subtree_control"
+KILL = "cgroup.kill"  # 5.14+
+
+
+class V2Manager(Manager):
+    version = 2
+    mode = Mode.UNIFIED
+
+    def __init__(self, mounts: CgroupMounts, relpath: str) -> None:
+        assert mounts.v2 is not None
+        self.mount = mounts.v2
+        self.relpath = relpath
+        self.dir = os.path.join(self.mount, relpath)
+        self.ctx = Context()
+        self.warnings = self.ctx.warnings
+
+    def paths(self) -> dict[str, str]:
+        return {"": self.dir}
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.dir)
+
+    def _ancestors(self) -> list[str]:
+        """The mount and every level above the leaf, top first."""
+        out, cur = [self.mount], self.mount
+        for part in self.relpath.split(os.sep)[:-1]:
+            cur = os.path.join(cur, part)
+            out.append(cur)
+        return out
+
+    def create(self) -> None:
+        try:
+            fs.makedirs(self.dir, self.mount)
+            for level in self._ancestors():
+                enabled = set(fs.read_or(level, SUBTREE_CONTROL).split())
+                for ctrl in fs.read_or(level, CONTROLLERS).split():
+                    if ctrl in enabled:
+                        continue
+                    # One at a time: a controller that cannot be enabled (cpu with a real-time
+                    # task in the way, ...) must not stop the others. set() reports it if needed.
+                    try:
+                        fs.write(level, SUBTREE_CONTROL, f"+{ctrl}")
+                    except CgroupError:
+                        continue
+        except CgroupError:
+            with contextlib.suppress(CgroupError):
+                self.destroy()
+            raise
+
+    def _check_controller(self, ctrl: str, what: str) -> None:
+        if ctrl in fs.read_or(self.dir, CONTROLLERS).split():
+            return
+        levels = self._ancestors()
+        for level in levels:
+            if ctrl not in fs.read_or(level, CONTROLLERS).split():
+                raise CgroupError(
+                    f"{what} needs the cgroup v2 '{ctrl}' controller, which is missing from"
+                    f" {os.path.join(level, CONTROLLERS)}"
+                )
+        raise CgroupError(
+            f"{what} needs the cgroup v2 '{ctrl}' controller, which is missing from"
+            f" {os.path.join(self.dir, CONTROLLERS)} (it could not be enabled in"
+            f" {os.path.join(levels[-1], SUBTREE_CONTROL)})"
+        )
+
+    def add_process(self, pid: int) -> None:
+        fs.write(self.dir, PROCS, pid)
+
+    def set(self, resources: dict[str, Any]) -> None:
+        resources = resources or {}
+        for unsupported in ("network", "rdma"):
+            if resources.get(unsupported):
+                raise CgroupError(f"linux.resources.{unsupported} is not supported by isoproof")
+        if not os.path.isdir(self.dir):
+            raise CgroupError(f"cgroup {self.dir} does not exist; create() it before set()")
+        cpu_section = resources.get("cpu") or {}
+        plan: list[tuple[str, Any, Any]] = []
+        if cpu.wanted(cpu_section):
+            plan.append((cpu.CONTROLLER, cpu, cpu_section))
+        if cpuset.wanted(cpu_section):
+            plan.append((cpuset.CONTROLLER, cpuset, cpu_section))
+        for key, module in (("memory", memory), ("pids", pids), ("blockIO", io)):
+            if module.wanted(resources.get(key)):
+                plan.append((module.CONTROLLER, module, resources[key]))
+        if hugetlb.wanted(resources.get("hugepageLimits")):
+            plan.append((hugetlb.CONTROLLER, hugetlb, resources["hugepageLimits"]))
+        unified = resources.get("unified") or {}
+        unified_ctrls = self._unified_controllers(unified)
+        for ctrl, _m, _s in plan:
+            self._check_controller(ctrl, f"linux.resources ({ctrl})")
+        for key, ctrl in unified_ctrls.items():
+            self._check_controller(ctrl, f"linux.resources.unified[{key!r}]")
+        for _ctrl, module, section in plan:
+            module.apply(self.dir, section, self.ctx)
+        if devices.wanted(resources.get("devices")):
+            devices.apply(resources["devices"], self.ctx)
+        # Last, so that it overrides what the typed fields wrote (OCI: unified wins).
+        for key, value in unified.items():
+            fs.write(self.dir, key, str(value))
+
+    def _unified_controllers(self, unified: dict[str, Any]) -> dict[str, str]:
+        """Check each ``unified`` key names a plain file of this cgroup; return key -> controller."""
+        out: dict[str, str] = {}
+        for key in unified:
+            if not key or "/" in key or key.startswith("."):
+                raise CgroupError(f"linux.resources.unified[{key!r}] is not a cgroup file name")
+            ctrl = key.split(".", 1)[0]
+            if ctrl != "cgroup":
+                out[key] = ctrl
+        for key, ctrl in out.items():
+            if not fs.has(self.dir, key):
+                self._check_controller(ctrl, f"linux.resources.unified[{key!r}]")
+                raise CgroupError(f"linux.resources.unified[{key!r}]: no such file in {self.dir}")
+        return out
+
+    def freeze(self) -> None:
+        freezer.freeze(self.dir)
+
+    def thaw(self) -> None:
+        freezer.thaw(self.dir)
+
+    def is_frozen(self) -> bool:
+        return freezer.is_frozen(self.dir)
+
+    def pids(self) -> list[int]:
+        return fs.read_pids(self.dir, PROCS) if os.path.isdir(self.dir) else []
+
+    def oom_kill_count(self) -> int:
+        return memory.oom_kill_count(self.dir)
+
+    def cpu_usage_ns(self) -> int:
+        return cpu.usage_ns(self.dir)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "version": 2,
+            "mode": self.mode.value,
+            "cpu": cpu.stats(self.dir),
+            "memory": memory.stats(self.dir),
+            "pids": pids.stats(self.dir),
+            "blkio": io.stats(self.dir),
+            "frozen": self.is_frozen(),
+            "warnings": list(self.warnings),
+            "unenforced": ["devices"],
+        }
+
+    def kill_all(self, sig: int = 9) -> None:
+        # cgroup.kill (5.14+) kills every task atomically, including ones forking right now.
+        if sig == 9 and fs.has(self.dir, KILL):
+            fs.write(self.dir, KILL, 1)
+            return
+        super().kill_all(sig)
+
+    def destroy(self) -> None:
+        remove_cgroup(self.dir, self.mount)
