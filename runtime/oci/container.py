@@ -1,0 +1,475 @@
+"""Container lifecycle: create, start, kill, delete, pause, resume, exec, run.
+
+Each verb re-reads the real status (:mod:`runtime.oci.state`), checks its rule, acts and saves.
+``create`` follows runc: the parent (this process) makes the cgroup, forks stage-1, places it in the
+cgroup *before* it runs anything, maps its user namespace, and waits until the init reports that
+the container is set up and waiting on ``exec.fifo``. The sync messages are in
+:mod:`runtime.oci.sync`; the children's code is in :mod:`runtime.oci.init`. Any failure rolls back
+everything create made (processes, cgroup, state directory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from typing import Any
+
+from runtime.errors import IsoproofError, StateError
+from runtime.oci import state as st_
+from runtime.oci import sync
+from runtime.oci.state import EXEC_FIFO, State
+from runtime.sys import PR_SET_CHILD_SUBREAPER, Sys
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+def _manager(st: State) -> Any:
+    from runtime.cgroups import new_manager
+
+    return new_manager(st.cgroups_path, st.id)
+
+
+class Container:
+    """A container as found under ``root``: the recorded state plus kernel-derived status."""
+
+    def __init__(self, root: str, cid: str) -> None:
+        self.root = root
+        self.id = cid
+        self.dir = st_.state_dir(root, cid)
+        self.state = st_.load(root, cid)
+        self._mgr: Any = None
+
+    @property
+    def mgr(self) -> Any:
+        if self._mgr is None:
+            if self.state is None:
+                raise StateError(f"container {self.id} is still being created")
+            self._mgr = _manager(self.state)
+        return self._mgr
+
+    def status(self) -> str:
+        s = self.state
+        return st_.derive_status(
+            s,
+            st_.read_proc_stat,
+            os.path.exists(os.path.join(self.dir, EXEC_FIFO)),
+            lambda: self.mgr.exists() and self.mgr.is_frozen(),
+        )
+
+    def require(self, verb: str, *allowed: str) -> str:
+        status = self.status()
+        if status not in allowed:
+            raise StateError(f"cannot {verb} container {self.id}: it is {status}")
+        return status
+
+
+# --- create ----------------------------------------------------------------------------------------
+
+
+def create(
+    root: str,
+    cid: str,
+    bundle: str,
+    pid_file: str | None = None,
+    console_socket: str | None = None,
+    foreground: bool = False,
+) -> State:
+    from runtime import spec as spec_
+    from runtime.oci import init, plan  # before fork: an import error must not happen in a child
+
+    st_.check_id(cid)
+    spec = spec_.load(bundle)
+    if spec.process is None:
+        raise IsoproofError("process: the spec has no process to run")
+    if spec.process.terminal and console_socket is None and not foreground:
+        raise IsoproofError("process.terminal is true: --console-socket is required")
+    spec_.check_host(spec)
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    sdir = os.path.join(root, cid)
+    try:
+        os.mkdir(sdir, 0o711)
+    except FileExistsError:
+        raise StateError(f"container {cid} already exists") from None
+
+    sys = Sys()
+    # Orphaned children (the init, once stage-1 exits) come to us, so a failed create can reap
+    # them; when this process exits they pass on to *our* nearest subreaper (an engine's monitor).
+    sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    mgr = None
+    stage1 = init_pid = 0
+    console_fd = -1
+    try:
+        fifo = os.path.join(sdir, EXEC_FIFO)
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # umask may have taken the write bits the container's user needs
+        from runtime.cgroups import new_manager
+
+        mgr = new_manager(spec.linux.cgroups_path, cid)
+        mgr.create()
+        res = plan.resources(spec)
+        if res:
+            mgr.set(res)
+        if console_socket is not None and spec.process.terminal:
+            console_fd = _connect(console_socket)
+        import socket
+
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pfd, cfd = parent_sock.fileno(), child_sock.fileno()
+        cg_binds = _cgroup_binds_needed(spec)
+        stage1 = os.fork()
+        if stage1 == 0:
+            try:
+                init.child_main(init.stage1, cfd, pfd, spec, fifo, console_fd, cg_binds)
+            finally:
+                os._exit(1)  # child_main never returns; this guards the parent's code path
+        child_sock.close()
+        if console_fd >= 0:
+            os.close(console_fd)
+            console_fd = -1
+        mgr.add_process(stage1)
+        sync.send(pfd, sync.CGROUP_PLACED)
+        user = spec.linux.ns("user")
+        if user is not None and user.path is None:
+            sync.recv(pfd, sync.USERNS_READY)
+            write_id_maps(stage1, spec)
+            sync.send(pfd, sync.USERNS_MAPPED)
+        init_pid = int(sync.recv(pfd, sync.INIT_PID)["pid"])  # type: ignore[call-overload]
+        _reap(stage1)
+        stage1 = 0
+        sync.recv(pfd, sync.INIT_READY)
+        parent_sock.close()
+        info = st_.read_proc_stat(init_pid)
+        if info is None or info[0] in ("Z", "X"):
+            raise IsoproofError("container init exited during create")
+        state = State(
+            id=cid,
+            pid=init_pid,
+            bundle=spec.bundle,
+            rootfs=spec.root_path,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            start_time=info[1],
+            cgroups_path=spec.linux.cgroups_path,
+            annotations=spec.annotations,
+            config=_config_for_state(spec),
+        )
+        st_.save(root, state)
+        if pid_file:
+            write_pid_file(pid_file, init_pid)
+        return state
+    except BaseException:
+        for pid in (stage1, init_pid):
+            if pid > 0:
+                _kill(pid, signal.SIGKILL)
+        for pid in (stage1, init_pid):
+            if pid > 0:
+                _reap(pid, wait_reparent=True)
+        if console_fd >= 0:
+            os.close(console_fd)
+        if mgr is not None:
+            try:
+                mgr.kill_all()
+                mgr.destroy()
+            except IsoproofError:
+                pass
+        shutil.rmtree(sdir, ignore_errors=True)
+        raise
+
+
+def _cgroup_binds_needed(spec: Any) -> bool:
+    return any(m.type == "cgroup" for m in spec.mounts)
+
+
+def _config_for_state(spec: Any) -> dict[str, Any]:
+    """What exec needs later without re-reading a bundle that may have changed."""
+    user = spec.linux.ns("user")
+    return {"new_userns": user is not None and user.path is None, "terminal": False}
+
+
+def write_id_maps(pid: int, spec: Any) -> None:
+    """setgroups "deny" first (the kernel demands it before an unprivileged gid_map, and it keeps
+    the container from dropping groups it was denied by), then the maps."""
+    lx = spec.linux
+    with open(f"/proc/{pid}/setgroups", "w") as f:
+        f.write("deny")
+    for name, maps in (("uid_map", lx.uid_mappings), ("gid_map", lx.gid_mappings)):
+        text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+        except OSError as e:
+            key = "uidMappings" if name == "uid_map" else "gidMappings"
+            raise IsoproofError(f"linux.{key}: the kernel refused the map: {e.strerror}") from None
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.isoproof-tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _connect(path: str) -> int:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise IsoproofError(f"--console-socket {path}: {e.strerror}") from None
+    return s.detach()
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int, wait_reparent: bool = False) -> int | None:
+    """waitpid for a child (or an orphan reparented to us as subreaper). Returns the status."""
+    deadline = time.monotonic() + (2.0 if wait_reparent else 0)
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            # Not (yet) ours: the orphan is reparented once its parent has been reaped.
+            if time.monotonic() >= deadline or not os.path.exists(f"/proc/{pid}"):
+                return None
+            time.sleep(0.002)
+
+
+# --- start / run -----------------------------------------------------------------------------------
+
+
+def start(root: str, cid: str) -> None:
+    c = Container(root, cid)
+    c.require("start", st_.CREATED)
+    assert c.state is not None
+    _open_fifo(c.dir, c.state)
+
+
+def _open_fifo(sdir: str, state: State) -> None:
+    """Open exec.fifo for reading: the init, blocked opening it for writing, wakes and execs.
+    Non-blocking open plus poll, so a dead init cannot hang us."""
+    import select
+
+    fifo = os.path.join(sdir, EXEC_FIFO)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not p.poll(50):
+            if not st_.init_alive(state.pid, state.start_time, st_.read_proc_stat):
+                raise StateError(f"container {state.id}: its init exited before start")
+            if time.monotonic() > deadline:
+                raise StateError(f"container {state.id}: init did not answer start")
+        if os.read(fd, 1) != b"0":
+            raise StateError(f"container {state.id}: init did not answer start")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+
+
+def run(
+    root: str,
+    cid: str,
+    bundle: str,
+    pid_file: str | None = None,
+    console_socket: str | None = None,
+    detach: bool = False,
+) -> int:
+    """create + start; in the foreground, wait for the init and return its exit code (128+N for
+    a signal), forwarding the usual signals, then delete the container."""
+    state = create(root, cid, bundle, pid_file, console_socket, foreground=not detach)
+    sdir = os.path.join(root, cid)
+    try:
+        _open_fifo(sdir, state)
+    except BaseException:
+        _force_cleanup(root, cid)
+        raise
+    if detach:
+        return 0
+    # We are the init's subreaper (see create), so we can wait for it like a child.
+
+    def forward(signum: int, _frame: Any) -> None:
+        _kill(state.pid, signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+              signal.SIGUSR2, signal.SIGWINCH):  # fmt: skip
+        signal.signal(s, forward)
+    status = _reap(state.pid, wait_reparent=True)
+    code = 255 if status is None else os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
+    _force_cleanup(root, cid)
+    return code
+
+
+def _force_cleanup(root: str, cid: str) -> None:
+    try:
+        delete(root, cid, force=True)
+    except IsoproofError:
+        pass
+
+
+# --- kill / delete / pause / resume ----------------------------------------------------------------
+
+
+def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
+    c = Container(root, cid)
+    c.require("kill", st_.CREATED, st_.RUNNING, st_.PAUSED)
+    assert c.state is not None
+    if all_procs:
+        for pid in c.mgr.pids():
+            _kill(pid, sig)
+    else:
+        _kill(c.state.pid, sig)
+
+
+def delete(root: str, cid: str, force: bool = False) -> None:
+    c = Container(root, cid)
+    status = c.status()
+    if status == st_.CREATING:
+        raise StateError(f"cannot delete container {cid}: it is still being created")
+    if status != st_.STOPPED and not force:
+        raise StateError(f"cannot delete container {cid}: it is {status} (use --force)")
+    assert c.state is not None
+    mgr = c.mgr
+    if status != st_.STOPPED:
+        _kill(c.state.pid, signal.SIGKILL)
+    if mgr.exists():
+        # Without a private pid namespace the init's death does not end its descendants.
+        mgr.kill_all(signal.SIGKILL)
+        if status == st_.PAUSED:
+            mgr.thaw()  # frozen tasks die only once thawed
+    _wait_gone(c.state)
+    mgr.destroy()
+    shutil.rmtree(c.dir, ignore_errors=True)
+
+
+def _wait_gone(s: State) -> None:
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while st_.init_alive(s.pid, s.start_time, st_.read_proc_stat):
+        try:  # ours to reap when we are its (sub)reaper: foreground run
+            if os.waitpid(s.pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline:
+            raise StateError(f"container {s.id}: init {s.pid} did not exit after SIGKILL")
+        time.sleep(0.002)
+
+
+def pause(root: str, cid: str) -> None:
+    c = Container(root, cid)
+    c.require("pause", st_.RUNNING)
+    c.mgr.freeze()
+
+
+def resume(root: str, cid: str) -> None:
+    c = Container(root, cid)
+    c.require("resume", st_.PAUSED)
+    c.mgr.thaw()
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(root) if st_.ID_RE.match(n))
+    except FileNotFoundError:
+        return []
+
+
+# --- exec ------------------------------------------------------------------------------------------
+
+
+def exec_process(
+    root: str,
+    cid: str,
+    process: Any,
+    detach: bool = False,
+    pid_file: str | None = None,
+    console_socket: str | None = None,
+) -> int:
+    """Run another process in the container: join its namespaces (user first, mount last) and
+    its cgroup (before it runs anything), then execve. Returns its exit code unless detached."""
+    from runtime.oci import init  # before fork: an import error must not happen in the child
+
+    c = Container(root, cid)
+    c.require("exec in", st_.CREATED, st_.RUNNING)
+    assert c.state is not None
+    s = c.state
+    ns_fds = _open_container_namespaces(s.pid)
+    sys = Sys()
+    sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    import socket
+
+    console_fd = -1
+    if process.terminal:
+        if console_socket is None:
+            raise IsoproofError("--tty needs --console-socket")
+        console_fd = _connect(console_socket)
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pfd, cfd = parent_sock.fileno(), child_sock.fileno()
+    stage1 = pid = 0
+    try:
+        stage1 = os.fork()
+        if stage1 == 0:
+            init.child_main(
+                init.exec_stage1, cfd, pfd, process, ns_fds, s.config.get("new_userns", False),
+                console_fd,
+            )  # fmt: skip
+        child_sock.close()
+        for fd in ns_fds.values():
+            os.close(fd)
+        if console_fd >= 0:
+            os.close(console_fd)
+        c.mgr.add_process(stage1)
+        sync.send(pfd, sync.CGROUP_PLACED)
+        pid = int(sync.recv(pfd, sync.INIT_PID)["pid"])  # type: ignore[call-overload]
+        _reap(stage1)
+        stage1 = 0
+        sync.recv(pfd, sync.INIT_READY)
+        parent_sock.close()
+    except BaseException:
+        for p in (stage1, pid):
+            if p > 0:
+                _kill(p, signal.SIGKILL)
+                _reap(p, wait_reparent=True)
+        raise
+    if pid_file:
+        write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    status = _reap(pid, wait_reparent=True)
+    if status is None:
+        return 255
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+NS_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt")
+
+
+def _open_container_namespaces(pid: int) -> dict[str, int]:
+    """fds of the init's namespaces that differ from ours, in join order (user first: it grants
+    the capabilities to join the rest; mnt last: it changes our root)."""
+    out: dict[str, int] = {}
+    for name in NS_ORDER:
+        path = f"/proc/{pid}/ns/{name}"
+        try:
+            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                continue
+            out[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # e.g. no time namespaces on this kernel
+        except OSError as e:
+            for fd in out.values():
+                os.close(fd)
+            raise StateError(f"cannot open {path}: {e.strerror}") from None
+    return out

@@ -1,0 +1,190 @@
+"""Code that runs in the forked children: stage-1 and the container init (and exec's twins).
+
+Every child body runs under :func:`child_main`, which guarantees that no exception ever returns
+into the parent's code path (the child is a copy of the CLI process): a failure is sent to the
+parent as one ERROR message and the child leaves with ``os._exit``. See :mod:`runtime.oci.sync`
+for the message order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from runtime.errors import IsoproofError
+from runtime.oci import sync
+
+# Signals Python changes at start-up; a dispositon of SIG_IGN would survive execve into the
+# container's process, so every child puts them back.
+_PYTHON_SIGNALS = (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def child_main(body: Callable[..., None], cfd: int, pfd: int, *args: Any) -> None:
+    """Run a child body; never return."""
+    code = 1
+    try:
+        if pfd >= 0:
+            os.close(pfd)
+        for s in _PYTHON_SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+        body(cfd, *args)
+        code = 0
+    except IsoproofError as e:
+        _debug()
+        sync.send_error(cfd, str(e))
+    except OSError as e:
+        _debug()
+        where = f" {e.filename}" if e.filename else ""
+        sync.send_error(cfd, f"{e.strerror or e}{where}")
+    except BaseException as e:  # a bug: still one line, still never back into the parent
+        _debug()
+        sync.send_error(cfd, f"internal error in container setup: {type(e).__name__}: {e}")
+    finally:
+        os._exit(code)
+
+
+def _debug() -> None:
+    """ISOPROOF_DEBUG=1 prints the child's traceback to its stderr (for developing the runtime)."""
+    if os.environ.get("ISOPROOF_DEBUG"):
+        try:
+            import traceback  # may be unreachable after pivot_root: never let that hide the error
+
+            traceback.print_exc()
+        except Exception:
+            pass
+
+
+def _join(sys: Any, fds: dict[str, int], kinds: tuple[str, ...]) -> None:
+    for kind in kinds:
+        fd = fds.get(kind)
+        if fd is not None:
+            sys.setns(fd, 0, kind)
+            os.close(fd)
+
+
+def stage1(cfd: int, spec: Any, fifo: str, console_fd: int, want_cg_binds: bool) -> None:
+    from runtime.oci import plan
+    from runtime.sys import Sys
+
+    sys = Sys()
+    sync.recv(cfd, sync.CGROUP_PLACED)
+    # Read the host's view of our cgroup now: after unshare(CLONE_NEWCGROUP) it reads "/".
+    cg_binds = []
+    if want_cg_binds:
+        from runtime.oci.rootfs import cgroup_binds
+
+        cg_binds = cgroup_binds()
+    joins = plan.joins(spec)
+    fds = {}
+    for kind, path in joins:  # open them all before any setns changes what the paths mean
+        fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    _join(sys, fds, ("user",))
+    new_flags = plan.unshare_flags(spec)
+    from runtime.sys import CLONE_NEWUSER
+
+    if new_flags & CLONE_NEWUSER:
+        sys.unshare(CLONE_NEWUSER)
+        sync.send(cfd, sync.USERNS_READY)
+        sync.recv(cfd, sync.USERNS_MAPPED)
+        sys.setresgid(0, 0, 0)
+        sys.setresuid(0, 0, 0)
+        new_flags &= ~CLONE_NEWUSER
+    _join(sys, fds, tuple(k for k, _ in joins if k != "user"))
+    if new_flags:
+        sys.unshare(new_flags)
+    pid = os.fork()
+    if pid == 0:
+        child_main(container_init, cfd, -1, spec, fifo, console_fd, cg_binds)
+    sync.send(cfd, sync.INIT_PID, pid=pid)
+
+
+def container_init(cfd: int, spec: Any, fifo: str, console_fd: int, cg_binds: list) -> None:
+    # After pivot_root the host's Python library is out of reach: import all we need first.
+    from runtime.oci import process as proc_
+    from runtime.oci import rootfs
+    from runtime.oci.caps import last_cap
+    from runtime.sys import Sys
+
+    sys = Sys()
+    p = spec.process
+    user = spec.linux.ns("user")
+    in_new_userns = user is not None and user.path is None
+    userns = user is not None
+    # Held as O_PATH across pivot_root; reopened through /proc/self/fd when it is time to wait.
+    fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    cap_last = last_cap()
+    mnt = spec.linux.ns("mount")
+    if mnt is not None and mnt.path is None:
+        rootfs.prepare(sys, spec, userns, cg_binds)
+        rootfs.write_sysctls(spec)
+        rootfs.finalize(sys, spec)
+    # A joined mount namespace is already set up by whoever made it: we do not touch its mounts.
+    uts = spec.linux.ns("uts")
+    if uts is not None and uts.path is None:
+        if spec.hostname is not None:
+            sys.sethostname(spec.hostname)
+        if spec.domainname is not None:
+            sys.setdomainname(spec.domainname)
+    if p.terminal and console_fd >= 0:
+        proc_.setup_terminal(console_fd)
+    try:
+        os.chdir(p.cwd)
+    except OSError as e:
+        raise IsoproofError(f"process.cwd: {p.cwd}: {e.strerror}") from None
+    path = proc_.lookup(p.args[0], p.env)
+    proc_.apply(sys, p, in_new_userns, cap_last)
+    proc_.close_extra_fds()
+    os.set_inheritable(cfd, False)
+    sync.send(cfd, sync.INIT_READY)
+    os.close(cfd)
+    # Blocks until `start` opens the fifo for reading. Nothing of the user's has run yet.
+    wfd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(wfd, b"0")
+    os.close(wfd)
+    os.close(fifo_fd)
+    proc_.no_new_privs(sys, p)
+    env = dict(e.split("=", 1) for e in p.env)
+    try:
+        os.execve(path, p.args, env)
+    except OSError as e:
+        # After start the parent is gone: the container's stderr is the only place left.
+        os.write(2, f"isoproof-oci: exec {path}: {e.strerror}\n".encode())
+        os._exit(127)
+
+
+def exec_stage1(cfd: int, process: Any, ns_fds: dict[str, int], new_userns: bool,
+                console_fd: int) -> None:  # fmt: skip
+    from runtime.oci.container import NS_ORDER
+    from runtime.sys import Sys
+
+    sys = Sys()
+    sync.recv(cfd, sync.CGROUP_PLACED)
+    _join(sys, ns_fds, NS_ORDER)
+    pid = os.fork()  # a pid namespace takes effect for children only
+    if pid == 0:
+        child_main(exec_init, cfd, -1, process, new_userns, console_fd)
+    sync.send(cfd, sync.INIT_PID, pid=pid)
+
+
+def exec_init(cfd: int, process: Any, new_userns: bool, console_fd: int) -> None:
+    from runtime.oci import process as proc_
+    from runtime.oci.caps import last_cap
+    from runtime.sys import Sys
+
+    sys = Sys()
+    if process.terminal and console_fd >= 0:
+        proc_.setup_terminal(console_fd)
+    try:
+        os.chdir(process.cwd)
+    except OSError as e:
+        raise IsoproofError(f"cwd {process.cwd}: {e.strerror}") from None
+    path = proc_.lookup(process.args[0], process.env)
+    proc_.apply(sys, process, new_userns, last_cap())
+    proc_.close_extra_fds()
+    sync.send(cfd, sync.INIT_READY)
+    os.close(cfd)
+    proc_.no_new_privs(sys, process)
+    env = dict(e.split("=", 1) for e in process.env)
+    os.execve(path, process.args, env)

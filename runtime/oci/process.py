@@ -1,0 +1,166 @@
+"""The container process's identity and privileges: user, capabilities, rlimits, and the exec.
+
+:func:`cap_masks` is pure; :func:`apply` performs the steps in the order the kernel needs:
+
+1. rlimits and oomScoreAdj while we still hold CAP_SYS_RESOURCE,
+2. ``PR_SET_KEEPCAPS`` so the permitted set survives the uid change,
+3. drop from the bounding set what the spec does not list (needs CAP_SETPCAP, still held),
+4. supplementary groups, gid, uid,
+5. capset(effective, permitted, inheritable), then the ambient set,
+6. ``noNewPrivileges`` last, right before execve.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+from dataclasses import dataclass
+
+from runtime.errors import IsoproofError, SyscallError
+from runtime.oci import caps as capslib
+from runtime.spec import Capabilities, Process
+from runtime.sys import (
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAP_AMBIENT_RAISE,
+    PR_CAPBSET_DROP,
+    PR_SET_KEEPCAPS,
+    PR_SET_NO_NEW_PRIVS,
+    Sys,
+)
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ExecError(IsoproofError):
+    """The process's program cannot be found or run."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapMasks:
+    bounding: int
+    effective: int
+    permitted: int
+    inheritable: int
+    ambient: int
+
+
+def cap_masks(c: Capabilities | None, last_cap: int) -> CapMasks:
+    """The five sets as bit masks, limited to the capabilities this kernel knows. No
+    ``capabilities`` object means no capabilities at all (the safe reading of an absent field)."""
+    if c is None:
+        return CapMasks(0, 0, 0, 0, 0)
+    known = (1 << (last_cap + 1)) - 1
+    return CapMasks(
+        bounding=capslib.mask(c.bounding) & known,
+        effective=capslib.mask(c.effective) & known,
+        permitted=capslib.mask(c.permitted) & known,
+        inheritable=capslib.mask(c.inheritable) & known,
+        ambient=capslib.mask(c.ambient) & known,
+    )
+
+
+def apply(sys: Sys, proc: Process, in_new_userns: bool, last_cap: int) -> None:
+    for r in proc.rlimits:
+        sys.setrlimit(r.resource, r.soft, r.hard)
+    if proc.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(proc.oom_score_adj))
+    m = cap_masks(proc.capabilities, last_cap)
+    sys.prctl(PR_SET_KEEPCAPS, 1)
+    for cap in range(last_cap + 1):
+        if not m.bounding >> cap & 1:
+            sys.prctl(PR_CAPBSET_DROP, cap)
+    u = proc.user
+    if in_new_userns:
+        # We wrote "deny" to /proc/<pid>/setgroups before the gid map, as unprivileged mapping
+        # requires; supplementary groups are then out of reach.
+        if u.additional_gids:
+            raise IsoproofError("process.user.additionalGids: not possible in a new user namespace")
+    else:
+        sys.setgroups(u.additional_gids)
+    sys.setresgid(u.gid, u.gid, u.gid)
+    sys.setresuid(u.uid, u.uid, u.uid)
+    sys.prctl(PR_SET_KEEPCAPS, 0)
+    try:
+        sys.capset(m.effective, m.permitted, m.inheritable)
+    except SyscallError as e:
+        _, held, _ = sys.capget()
+        missing = capslib.names((m.permitted | m.effective) & ~held)
+        if missing:
+            raise IsoproofError(
+                f"capset: the runtime does not hold {', '.join(missing)} (asked for by "
+                "process.capabilities)"
+            ) from None
+        raise e from None
+    sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(last_cap + 1):
+        if m.ambient >> cap & 1:
+            sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+    if u.umask is not None:
+        os.umask(u.umask)
+
+
+def no_new_privs(sys: Sys, proc: Process) -> None:
+    if proc.no_new_privileges:
+        sys.prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def env_path(env: list[str]) -> str:
+    for e in env:
+        if e.startswith("PATH="):
+            return e[5:]
+    return DEFAULT_PATH
+
+
+def lookup(arg0: str, env: list[str], exists=os.access) -> str:
+    """Resolve the program like execvp, with the *container's* PATH."""
+    if "/" in arg0:
+        if not exists(arg0, os.X_OK):
+            raise ExecError(f"exec: {arg0}: no such executable")
+        return arg0
+    for d in env_path(env).split(":"):
+        cand = os.path.join(d or ".", arg0)
+        if exists(cand, os.X_OK) and not os.path.isdir(cand):
+            return cand
+    raise ExecError(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def close_extra_fds(keep: int = 3) -> None:
+    """Mark every fd >= 3 close-on-exec: the container gets stdio and nothing the runtime held."""
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd >= keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def setup_terminal(console_fd: int) -> None:
+    """Open a pty in the container's devpts, send its master over the console socket (SCM_RIGHTS,
+    as runc does) and make its slave our controlling terminal and stdio."""
+    import socket  # already loaded by the parent (socketpair), so this works after pivot_root
+
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, 0x40045431, struct.pack("i", 0))  # TIOCSPTLCK: unlock
+    n = struct.unpack("i", fcntl.ioctl(master, 0x80045430, struct.pack("i", 0)))[0]  # TIOCGPTN
+    slave_path = f"/dev/pts/{n}"
+    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    sock = socket.socket(fileno=console_fd)
+    try:
+        socket.send_fds(sock, [slave_path.encode()], [master])
+    finally:
+        sock.detach()
+        os.close(console_fd)
+        os.close(master)
+    os.setsid()
+    fcntl.ioctl(slave, 0x540E, 0)  # TIOCSCTTY
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)

@@ -1,0 +1,144 @@
+"""Container state on disk (``<root>/<id>/state.json``) and status derived from the kernel.
+
+The file records facts that do not change (pid, the init's start time, bundle, cgroupsPath,
+config); the *status* is never trusted from it. :func:`derive_status` asks the kernel each time:
+
+* the init is gone, a zombie, or its start time (field 22 of ``/proc/<pid>/stat``) differs from
+  the one recorded (the pid was reused)  -> ``stopped``
+* ``exec.fifo`` still exists (``start`` removes it)                            -> ``created``
+* the cgroup is frozen                                                         -> ``paused``
+* otherwise                                                                    -> ``running``
+
+A state directory without ``state.json`` is a container that ``create`` is still making:
+``creating``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from runtime.errors import NotFoundError, StateError
+
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+DEFAULT_ROOT = "/run/isoproof"
+
+CREATING = "creating"
+CREATED = "created"
+RUNNING = "running"
+PAUSED = "paused"
+STOPPED = "stopped"
+
+# The OCI spec does not restrict IDs; runc's rule keeps them usable as file and cgroup names.
+ID_RE = re.compile(r"^[\w+\-.]+$")
+
+
+@dataclass(slots=True)
+class State:
+    id: str
+    pid: int
+    bundle: str
+    rootfs: str
+    created: str
+    start_time: int
+    cgroups_path: str | None
+    annotations: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    oci_version: str = "1.0.2"
+
+
+def check_id(cid: str) -> None:
+    if not cid or not ID_RE.match(cid) or cid in (".", ".."):
+        raise StateError(f"invalid container id {cid!r}: use letters, digits and _ + - .")
+
+
+def state_dir(root: str, cid: str) -> str:
+    check_id(cid)
+    return os.path.join(root, cid)
+
+
+def save(root: str, st: State) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one."""
+    d = state_dir(root, st.id)
+    tmp = os.path.join(d, f".{STATE_FILE}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(asdict(st), f)
+    os.rename(tmp, os.path.join(d, STATE_FILE))
+
+
+def load(root: str, cid: str) -> State | None:
+    """The recorded state; None while the container is being created. NotFoundError if unknown."""
+    d = state_dir(root, cid)
+    try:
+        with open(os.path.join(d, STATE_FILE)) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        if os.path.isdir(d):
+            return None
+        raise NotFoundError(f"container {cid} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise StateError(f"container {cid}: unreadable state: {e}") from None
+    try:
+        return State(**doc)
+    except TypeError:
+        raise StateError(f"container {cid}: state file has unexpected fields") from None
+
+
+def read_proc_stat(pid: int, proc: str = "/proc") -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, or None if it does not exist."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return rest[0].decode(), int(rest[19])  # field 3 is rest[0], field 22 is rest[19]
+    except (IndexError, ValueError):
+        return None
+
+
+def init_alive(pid: int, start_time: int, stat: Callable[[int], tuple[str, int] | None]) -> bool:
+    if pid <= 0:
+        return False
+    info = stat(pid)
+    return info is not None and info[0] not in ("Z", "X") and info[1] == start_time
+
+
+def derive_status(
+    st: State | None,
+    stat: Callable[[int], tuple[str, int] | None],
+    fifo_exists: bool,
+    frozen: Callable[[], bool],
+) -> str:
+    """The status from kernel facts (pure given its inputs; see the module doc for the rules)."""
+    if st is None:
+        return CREATING
+    if not init_alive(st.pid, st.start_time, stat):
+        return STOPPED
+    if fifo_exists:
+        return CREATED
+    if frozen():
+        return PAUSED
+    return RUNNING
+
+
+def oci_state(st: State, status: str) -> dict[str, Any]:
+    """The OCI state document (plus runc's extras: rootfs, created, owner)."""
+    return {
+        "ociVersion": st.oci_version,
+        "id": st.id,
+        "pid": st.pid if status != STOPPED else 0,
+        "status": status,
+        "bundle": st.bundle,
+        "rootfs": st.rootfs,
+        "created": st.created,
+        "owner": "",
+        "annotations": st.annotations,
+    }

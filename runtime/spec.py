@@ -1,0 +1,602 @@
+"""OCI runtime-spec ``config.json``: load, validate, and the default written by ``isoproof-oci spec``.
+
+The loader turns untrusted JSON into typed dataclasses. Every problem raises
+:class:`~runtime.errors.SpecError` whose message names the offending field (``process.user.uid:
+expected an integer``); nothing else may escape, whatever the input (a hypothesis test feeds it
+arbitrary and mutated documents). Checks that need the host (a namespace path's type) live in
+:func:`check_host` so that the loader itself stays pure.
+
+Only the standard library's ``json`` is imported: this is on the hot path of ``isoproof-oci run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.errors import SpecError
+from runtime.oci.caps import CAPS, DEFAULT_CAPS
+
+CONFIG = "config.json"
+OCI_VERSION = "1.0.2"
+
+# linux.namespaces[].type -> clone flag. "network"/"mount" are the spec's names for net/mnt.
+NAMESPACES: dict[str, int] = {
+    "pid": 0x20000000,
+    "network": 0x40000000,
+    "mount": 0x00020000,
+    "ipc": 0x08000000,
+    "uts": 0x04000000,
+    "user": 0x10000000,
+    "cgroup": 0x02000000,
+    "time": 0x00000080,
+}
+# The name of each namespace under /proc/<pid>/ns/.
+NS_PROC_NAME = {
+    "pid": "pid",
+    "network": "net",
+    "mount": "mnt",
+    "ipc": "ipc",
+    "uts": "uts",
+    "user": "user",
+    "cgroup": "cgroup",
+    "time": "time",
+}
+
+RLIMITS: dict[str, int] = {
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
+}
+
+PROPAGATIONS = ("", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable",
+                "runbindable")  # fmt: skip
+
+U32 = 2**32 - 1
+U64 = 2**64 - 1
+
+
+@dataclass(slots=True)
+class User:
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additional_gids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Capabilities:
+    bounding: list[str] = field(default_factory=list)
+    effective: list[str] = field(default_factory=list)
+    inheritable: list[str] = field(default_factory=list)
+    permitted: list[str] = field(default_factory=list)
+    ambient: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Rlimit:
+    type: str
+    resource: int
+    soft: int
+    hard: int
+
+
+@dataclass(slots=True)
+class Process:
+    args: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: str = "/"
+    terminal: bool = False
+    user: User = field(default_factory=User)
+    capabilities: Capabilities | None = None
+    rlimits: list[Rlimit] = field(default_factory=list)
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+
+
+@dataclass(slots=True)
+class Mount:
+    destination: str
+    type: str | None = None
+    source: str | None = None
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Namespace:
+    type: str
+    path: str | None = None
+
+
+@dataclass(slots=True)
+class IDMapping:
+    container_id: int
+    host_id: int
+    size: int
+
+
+@dataclass(slots=True)
+class Device:
+    path: str
+    type: str
+    major: int
+    minor: int
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(slots=True)
+class Linux:
+    namespaces: list[Namespace] = field(default_factory=list)
+    uid_mappings: list[IDMapping] = field(default_factory=list)
+    gid_mappings: list[IDMapping] = field(default_factory=list)
+    resources: dict[str, Any] = field(default_factory=dict)
+    cgroups_path: str | None = None
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    rootfs_propagation: str = ""
+    sysctl: dict[str, str] = field(default_factory=dict)
+    devices: list[Device] = field(default_factory=list)
+
+    def ns(self, kind: str) -> Namespace | None:
+        for n in self.namespaces:
+            if n.type == kind:
+                return n
+        return None
+
+
+@dataclass(slots=True)
+class Spec:
+    oci_version: str
+    root_path: str  # absolute
+    root_readonly: bool
+    process: Process | None
+    hostname: str | None = None
+    domainname: str | None = None
+    mounts: list[Mount] = field(default_factory=list)
+    linux: Linux = field(default_factory=Linux)
+    annotations: dict[str, str] = field(default_factory=dict)
+    bundle: str = ""
+
+
+# --- small typed readers; each names the field it reads -------------------------------------------
+
+
+def _obj(v: Any, name: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise SpecError(f"{name}: expected an object")
+    return v
+
+
+def _get_obj(d: dict[str, Any], key: str, name: str) -> dict[str, Any] | None:
+    v = d.get(key)
+    return None if v is None else _obj(v, name)
+
+
+def _str(v: Any, name: str, *, nonempty: bool = False) -> str:
+    if not isinstance(v, str):
+        raise SpecError(f"{name}: expected a string")
+    if "\0" in v:
+        raise SpecError(f"{name}: contains a NUL byte")
+    if nonempty and not v:
+        raise SpecError(f"{name}: must not be empty")
+    return v
+
+
+def _opt_str(v: Any, name: str) -> str | None:
+    return None if v is None else _str(v, name)
+
+
+def _bool(v: Any, name: str, default: bool = False) -> bool:
+    if v is None:
+        return default
+    if not isinstance(v, bool):
+        raise SpecError(f"{name}: expected true or false")
+    return v
+
+
+def _int(v: Any, name: str, lo: int, hi: int) -> int:
+    # bool is an int in Python; JSON true is not a number.
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise SpecError(f"{name}: expected an integer")
+    if not lo <= v <= hi:
+        raise SpecError(f"{name}: {v} is out of range {lo}..{hi}")
+    return v
+
+
+def _list(v: Any, name: str) -> list[Any]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise SpecError(f"{name}: expected an array")
+    return v
+
+
+def _strs(v: Any, name: str) -> list[str]:
+    return [_str(x, f"{name}[{i}]") for i, x in enumerate(_list(v, name))]
+
+
+def _abs_path(v: Any, name: str) -> str:
+    p = _str(v, name, nonempty=True)
+    if not p.startswith("/"):
+        raise SpecError(f"{name}: {p!r} must be an absolute path")
+    return p
+
+
+# --- sections --------------------------------------------------------------------------------------
+
+
+def _caps(v: Any) -> Capabilities:
+    d = _obj(v, "process.capabilities")
+    out = Capabilities()
+    for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+        names = _strs(d.get(kind), f"process.capabilities.{kind}")
+        for i, n in enumerate(names):
+            if n not in CAPS:
+                raise SpecError(f"process.capabilities.{kind}[{i}]: unknown capability {n!r}")
+        setattr(out, kind, names)
+    return out
+
+
+def _process(v: Any) -> Process:
+    d = _obj(v, "process")
+    args = _strs(d.get("args"), "process.args")
+    if not args or not args[0]:
+        raise SpecError("process.args: must name a program to run")
+    env = _strs(d.get("env"), "process.env")
+    for i, e in enumerate(env):
+        if "=" not in e:
+            raise SpecError(f"process.env[{i}]: {e!r} is not KEY=VALUE")
+    cwd = _abs_path(d.get("cwd", "/"), "process.cwd")
+    u = _get_obj(d, "user", "process.user") or {}
+    user = User(
+        uid=_int(u.get("uid", 0), "process.user.uid", 0, U32),
+        gid=_int(u.get("gid", 0), "process.user.gid", 0, U32),
+        umask=None if u.get("umask") is None else _int(u["umask"], "process.user.umask", 0, 0o777),
+        additional_gids=[
+            _int(g, f"process.user.additionalGids[{i}]", 0, U32)
+            for i, g in enumerate(_list(u.get("additionalGids"), "process.user.additionalGids"))
+        ],
+    )
+    rlimits = []
+    seen: set[str] = set()
+    for i, r in enumerate(_list(d.get("rlimits"), "process.rlimits")):
+        name = f"process.rlimits[{i}]"
+        r = _obj(r, name)
+        kind = _str(r.get("type"), f"{name}.type")
+        if kind not in RLIMITS:
+            raise SpecError(f"{name}.type: unknown rlimit {kind!r}")
+        if kind in seen:
+            raise SpecError(f"{name}.type: duplicate rlimit {kind}")
+        seen.add(kind)
+        soft = _int(r.get("soft"), f"{name}.soft", 0, U64)
+        hard = _int(r.get("hard"), f"{name}.hard", 0, U64)
+        if soft > hard:
+            raise SpecError(f"{name}: soft limit {soft} exceeds hard limit {hard}")
+        rlimits.append(Rlimit(kind, RLIMITS[kind], soft, hard))
+    oom = d.get("oomScoreAdj")
+    return Process(
+        args=args,
+        env=env,
+        cwd=cwd,
+        terminal=_bool(d.get("terminal"), "process.terminal"),
+        user=user,
+        capabilities=None if d.get("capabilities") is None else _caps(d["capabilities"]),
+        rlimits=rlimits,
+        no_new_privileges=_bool(d.get("noNewPrivileges"), "process.noNewPrivileges"),
+        oom_score_adj=None if oom is None else _int(oom, "process.oomScoreAdj", -1000, 1000),
+    )
+
+
+def _mounts(v: Any) -> list[Mount]:
+    out = []
+    for i, m in enumerate(_list(v, "mounts")):
+        name = f"mounts[{i}]"
+        m = _obj(m, name)
+        out.append(
+            Mount(
+                destination=_abs_path(m.get("destination"), f"{name}.destination"),
+                type=_opt_str(m.get("type"), f"{name}.type"),
+                source=_opt_str(m.get("source"), f"{name}.source"),
+                options=_strs(m.get("options"), f"{name}.options"),
+            )
+        )
+    return out
+
+
+def _mappings(v: Any, name: str) -> list[IDMapping]:
+    out = []
+    for i, m in enumerate(_list(v, name)):
+        f = f"{name}[{i}]"
+        m = _obj(m, f)
+        out.append(
+            IDMapping(
+                container_id=_int(m.get("containerID"), f"{f}.containerID", 0, U32 - 1),
+                host_id=_int(m.get("hostID"), f"{f}.hostID", 0, U32 - 1),
+                size=_int(m.get("size"), f"{f}.size", 1, U32),
+            )
+        )
+    return out
+
+
+def _linux(v: Any) -> Linux:
+    d = _obj(v, "linux")
+    lx = Linux()
+    seen: set[str] = set()
+    for i, n in enumerate(_list(d.get("namespaces"), "linux.namespaces")):
+        name = f"linux.namespaces[{i}]"
+        n = _obj(n, name)
+        kind = _str(n.get("type"), f"{name}.type")
+        if kind not in NAMESPACES:
+            raise SpecError(f"{name}.type: unknown namespace type {kind!r}")
+        if kind in seen:
+            raise SpecError(f"{name}.type: duplicate {kind} namespace")
+        seen.add(kind)
+        path = n.get("path")
+        lx.namespaces.append(
+            Namespace(kind, None if path in (None, "") else _abs_path(path, f"{name}.path"))
+        )
+    lx.uid_mappings = _mappings(d.get("uidMappings"), "linux.uidMappings")
+    lx.gid_mappings = _mappings(d.get("gidMappings"), "linux.gidMappings")
+    user = lx.ns("user")
+    if (lx.uid_mappings or lx.gid_mappings) and (user is None or user.path):
+        raise SpecError("linux.uidMappings: mappings need a new user namespace in linux.namespaces")
+    if user is not None and user.path is None and not (lx.uid_mappings and lx.gid_mappings):
+        raise SpecError("linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
+    res = d.get("resources")
+    lx.resources = {} if res is None else _obj(res, "linux.resources")
+    cg = d.get("cgroupsPath")
+    lx.cgroups_path = None if cg in (None, "") else _str(cg, "linux.cgroupsPath")
+    lx.masked_paths = [_abs_path(p, f"linux.maskedPaths[{i}]")
+                       for i, p in enumerate(_list(d.get("maskedPaths"), "linux.maskedPaths"))]  # fmt: skip
+    lx.readonly_paths = [_abs_path(p, f"linux.readonlyPaths[{i}]")
+                         for i, p in enumerate(_list(d.get("readonlyPaths"), "linux.readonlyPaths"))]  # fmt: skip
+    prop = _str(d.get("rootfsPropagation", ""), "linux.rootfsPropagation")
+    if prop not in PROPAGATIONS:
+        raise SpecError(f"linux.rootfsPropagation: unknown propagation {prop!r}")
+    lx.rootfs_propagation = prop
+    sysctl = _get_obj(d, "sysctl", "linux.sysctl") or {}
+    lx.sysctl = {
+        _str(k, "linux.sysctl"): _str(val, f"linux.sysctl.{k}") for k, val in sysctl.items()
+    }
+    for k in lx.sysctl:
+        if not k or ".." in k or k.startswith(("/", ".")):
+            raise SpecError(f"linux.sysctl: invalid key {k!r}")
+    for i, dev in enumerate(_list(d.get("devices"), "linux.devices")):
+        name = f"linux.devices[{i}]"
+        dev = _obj(dev, name)
+        kind = _str(dev.get("type"), f"{name}.type")
+        if kind not in ("c", "b", "u", "p"):
+            raise SpecError(f"{name}.type: unknown device type {kind!r}")
+        lx.devices.append(
+            Device(
+                path=_abs_path(dev.get("path"), f"{name}.path"),
+                type=kind,
+                major=_int(dev.get("major", 0), f"{name}.major", 0, 2**12 - 1),
+                minor=_int(dev.get("minor", 0), f"{name}.minor", 0, 2**20 - 1),
+                file_mode=None if dev.get("fileMode") is None
+                else _int(dev["fileMode"], f"{name}.fileMode", 0, 0o7777),
+                uid=None if dev.get("uid") is None else _int(dev["uid"], f"{name}.uid", 0, U32),
+                gid=None if dev.get("gid") is None else _int(dev["gid"], f"{name}.gid", 0, U32),
+            )
+        )  # fmt: skip
+    for key in ("seccomp", "intelRdt", "personality"):
+        if d.get(key) is not None:
+            raise SpecError(f"linux.{key}: not supported by isoproof-oci")
+    return lx
+
+
+def parse(doc: Any, bundle: str) -> Spec:
+    """Validate a decoded config.json document. ``bundle`` must be absolute."""
+    d = _obj(doc, "config.json")
+    version = _str(d.get("ociVersion"), "ociVersion", nonempty=True)
+    if not version.startswith("1."):
+        raise SpecError(f"ociVersion: unsupported version {version!r} (need 1.x)")
+    root = _obj(d.get("root"), "root")
+    rpath = _str(root.get("path"), "root.path", nonempty=True)
+    # The spec allows a path relative to the bundle, "." included.
+    rpath = os.path.normpath(os.path.join(bundle, rpath))
+    hostname = _opt_str(d.get("hostname"), "hostname")
+    domainname = _opt_str(d.get("domainname"), "domainname")
+    for fname, val in (("hostname", hostname), ("domainname", domainname)):
+        if val is not None and len(val.encode()) > 64:
+            raise SpecError(f"{fname}: longer than 64 bytes")
+    ann = _get_obj(d, "annotations", "annotations") or {}
+    annotations = {_str(k, "annotations"): _str(v, f"annotations.{k}") for k, v in ann.items()}
+    spec = Spec(
+        oci_version=version,
+        root_path=rpath,
+        root_readonly=_bool(root.get("readonly"), "root.readonly"),
+        process=None if d.get("process") is None else _process(d["process"]),
+        hostname=hostname,
+        domainname=domainname,
+        mounts=_mounts(d.get("mounts")),
+        linux=_linux(d.get("linux") or {}),
+        annotations=annotations,
+        bundle=bundle,
+    )
+    if spec.linux.ns("mount") is None:
+        raise SpecError("linux.namespaces: a mount namespace is required (new or joined)")
+    uts = spec.linux.ns("uts")
+    if (hostname or domainname) and (uts is None or uts.path):
+        raise SpecError("hostname: setting it needs a new uts namespace in linux.namespaces")
+    return spec
+
+
+def loads(text: str | bytes, bundle: str) -> Spec:
+    try:
+        doc = json.loads(text)
+    except (
+        ValueError,
+        RecursionError,
+    ) as e:  # JSONDecodeError and UnicodeDecodeError are ValueError
+        raise SpecError(f"config.json: not valid JSON ({str(e).splitlines()[0][:120]})") from None
+    try:
+        return parse(doc, bundle)
+    except RecursionError:
+        raise SpecError("config.json: nested too deeply") from None
+
+
+def load(bundle: str) -> Spec:
+    """Load ``<bundle>/config.json``."""
+    bundle = os.path.abspath(bundle)
+    try:
+        with open(os.path.join(bundle, CONFIG), "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise SpecError(f"{bundle}/{CONFIG}: {e.strerror}") from None
+    return loads(text, bundle)
+
+
+def check_host(spec: Spec, nstype_of: Any = None) -> None:
+    """Checks that need the host: the rootfs exists and each namespace path is of the right type.
+
+    ``nstype_of(fd) -> int`` answers NS_GET_NSTYPE (``Sys().nstype`` unless a test supplies one).
+    """
+    if not os.path.isdir(spec.root_path):
+        raise SpecError(f"root.path: {spec.root_path} is not a directory")
+    if nstype_of is None:
+        from runtime.sys import Sys
+
+        nstype_of = Sys().nstype
+    for i, ns in enumerate(spec.linux.namespaces):
+        if ns.path is None:
+            continue
+        name = f"linux.namespaces[{i}].path"
+        try:
+            fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SpecError(f"{name}: {ns.path}: {e.strerror}") from None
+        try:
+            kind = nstype_of(fd)
+        except Exception:
+            raise SpecError(f"{name}: {ns.path} is not a namespace file") from None
+        finally:
+            os.close(fd)
+        if kind != NAMESPACES[ns.type]:
+            raise SpecError(f"{name}: {ns.path} is not a {ns.type} namespace")
+
+
+def default_spec() -> dict[str, Any]:
+    """The config.json that ``isoproof-oci spec`` writes (like ``runc spec``, with the usual
+    default capability set)."""
+    caps = list(DEFAULT_CAPS)
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm",
+            ],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+                "ambient": [],
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "isoproof",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": [
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                    "gid=5",
+                ],
+            },
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            },
+            {
+                "destination": "/dev/mqueue",
+                "type": "mqueue",
+                "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"],
+            },
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            },
+            {
+                "destination": "/sys/fs/cgroup",
+                "type": "cgroup",
+                "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+            },
+        ],  # fmt: skip
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [
+                {"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
+            ],
+            "maskedPaths": [
+                "/proc/acpi",
+                "/proc/asound",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/proc/scsi",
+                "/sys/firmware",
+                "/sys/devices/virtual/powercap",
+            ],
+            "readonlyPaths": [
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ],
+        },  # fmt: skip
+    }
+
+
+def parse_process(doc: Any) -> Process:
+    """A ``process`` object alone (``exec --process FILE``)."""
+    try:
+        return _process(doc)
+    except RecursionError:
+        raise SpecError("process: nested too deeply") from None

@@ -1,0 +1,273 @@
+"""The one syscall choke point.
+
+Every privileged system call the runtime makes goes through a :class:`Sys` object, so that
+
+* errno is never lost (ctypes with ``use_errno=True``; a failed call raises
+  :class:`~runtime.errors.SyscallError` naming the call, errno and the path it acted on), and
+* unit tests can hand the code a :class:`RecordingSys` and check *which* calls would be made, in
+  which order, without root.
+
+Only ``ctypes`` and ``os`` are imported here: ``isoproof-oci run`` imports this module on its hot
+path, so nothing heavy belongs in it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import resource
+from typing import Any
+
+from runtime.errors import SyscallError
+
+# --- clone(2) / unshare(2) / setns(2) flags -------------------------------------------------------
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# --- mount(2) flags ---------------------------------------------------------------------------------
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+
+MNT_DETACH = 0x2
+
+# --- prctl(2) -------------------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# ioctl(2) on a namespace file: which CLONE_NEW* type it is (linux/nsfs.h, _IO(0xb7, 0x3)).
+NS_GET_NSTYPE = 0xB703
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+# pivot_root(2) has no glibc wrapper: call it by number.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _b(s: str | None) -> bytes | None:
+    return None if s is None else os.fsencode(s)
+
+
+class Sys:
+    """Real system calls through libc."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+
+    def _check(self, ret: int, call: str, target: str | None = None) -> int:
+        if ret == -1:
+            raise SyscallError(call, ctypes.get_errno(), target)
+        return ret
+
+    # namespaces
+    def unshare(self, flags: int) -> None:
+        self._check(self._libc.unshare(ctypes.c_int(flags)), "unshare", hex(flags))
+
+    def setns(self, fd: int, nstype: int = 0, target: str | None = None) -> None:
+        self._check(self._libc.setns(fd, nstype), "setns", target)
+
+    # mounts
+    def mount(
+        self,
+        source: str | None,
+        target: str,
+        fstype: str | None = None,
+        flags: int = 0,
+        data: str | None = None,
+    ) -> None:
+        ret = self._libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+        self._check(ret, "mount", target)
+
+    def umount2(self, target: str, flags: int = 0) -> None:
+        self._check(self._libc.umount2(_b(target), flags), "umount2", target)
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        nr = _SYS_PIVOT_ROOT.get(os.uname().machine)
+        if nr is None:
+            raise SyscallError("pivot_root", 38, os.uname().machine)  # ENOSYS: unknown arch
+        ret = self._libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old))
+        self._check(ret, "pivot_root", new_root)
+
+    # identity
+    def sethostname(self, name: str) -> None:
+        raw = name.encode()
+        self._check(self._libc.sethostname(raw, len(raw)), "sethostname", name)
+
+    def setdomainname(self, name: str) -> None:
+        raw = name.encode()
+        self._check(self._libc.setdomainname(raw, len(raw)), "setdomainname", name)
+
+    def setgroups(self, gids: list[int]) -> None:
+        arr = (ctypes.c_uint32 * max(1, len(gids)))(*gids)
+        self._check(self._libc.setgroups(len(gids), arr), "setgroups", str(gids))
+
+    def setresuid(self, r: int, e: int, s: int) -> None:
+        self._check(self._libc.setresuid(r, e, s), "setresuid", str(e))
+
+    def setresgid(self, r: int, e: int, s: int) -> None:
+        self._check(self._libc.setresgid(r, e, s), "setresgid", str(e))
+
+    # process attributes
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+        args = [ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5)]
+        return self._check(self._libc.prctl(option, *args), "prctl", str(option))
+
+    def capget(self) -> tuple[int, int, int]:
+        """Return (effective, permitted, inheritable) of this thread as 64-bit masks."""
+        hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        self._check(self._libc.capget(ctypes.byref(hdr), data), "capget")
+        return tuple(  # type: ignore[return-value]
+            getattr(data[0], f) | (getattr(data[1], f) << 32)
+            for f in ("effective", "permitted", "inheritable")
+        )
+
+    def capset(self, effective: int, permitted: int, inheritable: int) -> None:
+        hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        for i in (0, 1):
+            shift = 32 * i
+            data[i].effective = (effective >> shift) & 0xFFFFFFFF
+            data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+            data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+        self._check(self._libc.capset(ctypes.byref(hdr), data), "capset")
+
+    def setrlimit(self, kind: int, soft: int, hard: int) -> None:
+        try:
+            resource.setrlimit(kind, (soft, hard))
+        except (OSError, ValueError) as e:
+            raise SyscallError("setrlimit", getattr(e, "errno", None) or 22, str(kind)) from None
+
+    def nstype(self, fd: int) -> int:
+        """The CLONE_NEW* type of an open namespace file (NS_GET_NSTYPE)."""
+        try:
+            return fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError as e:
+            raise SyscallError("ioctl(NS_GET_NSTYPE)", e.errno or 22) from None
+
+
+class RecordingSys(Sys):
+    """A fake that records every call instead of making it.
+
+    ``calls`` is a list of ``(name, args)`` tuples. ``fail`` maps a call name to an errno: that call
+    raises :class:`SyscallError` as the real one would. ``nstypes`` answers :meth:`nstype`.
+    """
+
+    def __init__(self, fail: dict[str, int] | None = None) -> None:  # noqa: D107 - no libc here
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.fail = dict(fail or {})
+        self.nstypes: dict[int, int] = {}
+        self.caps = (0, 0, 0)
+
+    def _rec(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        if name in self.fail:
+            raise SyscallError(name, self.fail[name], str(args[0]) if args else None)
+
+    def names(self) -> list[str]:
+        return [c[0] for c in self.calls]
+
+    def unshare(self, flags: int) -> None:
+        self._rec("unshare", flags)
+
+    def setns(self, fd: int, nstype: int = 0, target: str | None = None) -> None:
+        self._rec("setns", fd, nstype, target)
+
+    def mount(
+        self,
+        source: str | None,
+        target: str,
+        fstype: str | None = None,
+        flags: int = 0,
+        data: str | None = None,
+    ) -> None:
+        self._rec("mount", source, target, fstype, flags, data)
+
+    def umount2(self, target: str, flags: int = 0) -> None:
+        self._rec("umount2", target, flags)
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        self._rec("pivot_root", new_root, put_old)
+
+    def sethostname(self, name: str) -> None:
+        self._rec("sethostname", name)
+
+    def setdomainname(self, name: str) -> None:
+        self._rec("setdomainname", name)
+
+    def setgroups(self, gids: list[int]) -> None:
+        self._rec("setgroups", list(gids))
+
+    def setresuid(self, r: int, e: int, s: int) -> None:
+        self._rec("setresuid", r, e, s)
+
+    def setresgid(self, r: int, e: int, s: int) -> None:
+        self._rec("setresgid", r, e, s)
+
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+        self._rec("prctl", option, arg2, arg3, arg4, arg5)
+        return 0
+
+    def capget(self) -> tuple[int, int, int]:
+        self._rec("capget")
+        return self.caps
+
+    def capset(self, effective: int, permitted: int, inheritable: int) -> None:
+        self._rec("capset", effective, permitted, inheritable)
+        self.caps = (effective, permitted, inheritable)
+
+    def setrlimit(self, kind: int, soft: int, hard: int) -> None:
+        self._rec("setrlimit", kind, soft, hard)
+
+    def nstype(self, fd: int) -> int:
+        self._rec("nstype", fd)
+        return self.nstypes.get(fd, 0)
