@@ -42,6 +42,7 @@ MARKERS = [
     "requires_cgroup_v2: needs a unified cgroup v2 host",
     "requires_controller(*names): needs these cgroup controllers",
     "requires_lifecycle: needs a driver with docker-like lifecycle verbs (stop, start, restart, logs)",
+    "scenario_check(name): takes the scenarios of check `name` from scenarios/*.toml",
     "requires_block_device: needs a block device under the work directory for I/O throttling",
     "timing: measures time or throughput; holds the CPUs and the disk alone",
     "slow: takes more than a few seconds",
@@ -77,6 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      f"${ENV_RUNTIMES} or {DEFAULT_RUNTIME})")  # fmt: skip
     g.addoption("--isoproof-results", default=os.environ.get(ENV_RESULTS), metavar="DIR",
                 help=f"write results.json, junit.xml and allure results here (${ENV_RESULTS})")  # fmt: skip
+    g.addoption("--isoproof-scenarios", default=None, metavar="DIR",
+                help="scenario directory (default $ISOPROOF_SCENARIOS or the repository's scenarios/)")  # fmt: skip
     g.addoption("--isoproof-workdir", default=os.environ.get(ENV_WORKDIR), metavar="DIR",
                 help="where bundles and state go (default /run/isoproof-verify-<session>); must be "
                      "on a block device for the I/O checks")  # fmt: skip
@@ -154,6 +157,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "scenario" in metafunc.fixturenames:
+        from verify.scenarios import ScenarioError, load_all
+
+        marker = metafunc.definition.get_closest_marker("scenario_check")
+        if marker is None:
+            raise pytest.UsageError(
+                f"{metafunc.function.__name__} takes a scenario but has no scenario_check marker"
+            )
+        d = metafunc.config.getoption("isoproof_scenarios")
+        try:
+            found = [s for s in load_all(Path(d) if d else None) if s.check == marker.args[0]]
+        except ScenarioError as e:
+            raise pytest.UsageError(f"bad scenario: {e}") from None
+        metafunc.parametrize("scenario", found, ids=[s.id for s in found])
     if "runtime" in metafunc.fixturenames:
         labels = runtimes(metafunc.config)
         metafunc.parametrize("runtime", labels, ids=[label_id(x) for x in labels], indirect=True)

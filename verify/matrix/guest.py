@@ -58,12 +58,29 @@ setup_cgroups() {
 # is 9p). The host formats the image (ext4), so the guest only mounts it.
 _DISK = r"""
 setup_disk() {
+    modprobe virtio_blk  # no udev in the guest: nothing loads drivers by modalias for us
+    for i in 1 2 3 4 5 6 7 8 9 10; do ls /dev/vd[a-z] >/dev/null 2>&1 && break; sleep 0.5; done
     dev=$(ls /dev/vd[a-z] /dev/sd[a-z] 2>/dev/null | head -n 1)
     [ -n "$dev" ] && [ -b "$dev" ] || { echo "isoproof-guest: no disk"; return 1; }
     dev=$(readlink -f "$dev")
     mkdir -p @DISK_MOUNT@ && mount -t ext4 "$dev" @DISK_MOUNT@ || return 1
     mkdir -p @DISK_MOUNT@/tmp && chmod 1777 @DISK_MOUNT@/tmp
     export ISOPROOF_DISK_DEV="$dev" ISOPROOF_SCRATCH=@DISK_MOUNT@ TMPDIR=@DISK_MOUNT@/tmp
+}
+"""
+
+
+# virtme-ng hides /var/cache (and a few other /var paths) behind a tmpfs in the guest, which would
+# hide our cache: the kernel's modules (virtme links /lib/modules/<release> to them) and the busybox
+# rootfs. The host shares the cache read-only at CACHE_SHARE; the guest puts it back at its host path
+# under a tmpfs-backed overlay, so the payload may write there without touching the host's copy.
+CACHE_SHARE = "/run/isoproof-cache-share"
+_CACHE = r"""
+setup_cache() {
+    [ -d @SHARE@ ] || return 0
+    mkdir -p /run/isoproof-cache-rw && mount -t tmpfs isoproof-cache-rw /run/isoproof-cache-rw
+    mkdir -p /run/isoproof-cache-rw/upper /run/isoproof-cache-rw/work @CACHE@
+    mount -t overlay -o lowerdir=@SHARE@,upperdir=/run/isoproof-cache-rw/upper,workdir=/run/isoproof-cache-rw/work isoproof-cache @CACHE@
 }
 """
 
@@ -79,6 +96,7 @@ class GuestPlan:
     python: str
     payload: list[str]  # argv, run from ``repo``; may use $ISOPROOF_LEG_DIR etc.
     disk: bool = True
+    cache: Path | None = None  # host cache root shared at CACHE_SHARE, or None when not shared
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -120,6 +138,9 @@ def render(plan: GuestPlan) -> str:
         'echo "isoproof-guest: kernel $(uname -r) up $(cut -d" " -f1 /proc/uptime)s"',
     ]
     lines += [f"export {k}={q(v)}" for k, v in env.items()]
+    if plan.cache is not None:
+        lines.append(_CACHE.replace("@SHARE@", CACHE_SHARE).replace("@CACHE@", q(str(plan.cache))))
+        lines.append('setup_cache || echo "isoproof-guest: cache setup failed"')
     lines.append(_CGROUP_V1 if plan.mode is CgroupMode.V1 else _CGROUP_V2)
     if plan.disk:
         lines.append(_DISK.replace("@DISK_MOUNT@", DISK_MOUNT))

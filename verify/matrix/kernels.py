@@ -248,6 +248,30 @@ def extract_deb(deb: Path, dest: Path) -> None:
             shutil.rmtree(tmp)
 
 
+# Kernels from 6.11 on can be built without v1 support for some controllers; Debian's 6.12 is.
+# A symbol that is "not set" removes that controller's v1 hierarchy (it still works on cgroup2);
+# an older kernel has no such symbol and always offers v1.
+V1_CONFIG_SYMBOLS = {"memory": "CONFIG_MEMCG_V1", "cpuset": "CONFIG_CPUSETS_V1"}
+
+
+def v1_unavailable(config_text: str) -> list[str]:
+    """Controllers a kernel with this .config cannot mount as cgroup v1 (pure)."""
+    return sorted(
+        ctrl for ctrl, sym in V1_CONFIG_SYMBOLS.items() if f"# {sym} is not set" in config_text
+    )
+
+
+def kernel_config(tree: KernelTree) -> str:
+    """The kernel's .config from the package (``boot/config-<release>``), or "" if absent."""
+    for candidate in (
+        tree.root / "boot" / f"config-{tree.release}",
+        tree.vmlinuz.parent / ".config",
+    ):
+        if candidate.is_file():
+            return candidate.read_text(errors="replace")
+    return ""
+
+
 def local_kernel(path: str) -> KernelTree:
     """A kernel the user points at: a ``vmlinuz-<release>`` file or an extracted package tree."""
     p = Path(path).expanduser().resolve()

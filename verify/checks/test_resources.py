@@ -1,0 +1,330 @@
+"""Resource limits and contention, measured from the host's cgroup counters (guide section 2).
+
+Each check is driven by the TOML scenarios of its kind (``scenarios/*.toml``). Expectations come
+from the values the kernel was *given* (read back from the cgroup files), with the requested values
+recorded beside them, so a runtime that converts or rounds a value is judged on what it wrote and
+a runtime that writes the wrong value is caught by the comparison of written vs requested.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from verify import host, measure
+from verify.drivers import Container, Driver
+from verify.scenarios import Scenario, container_spec
+from verify.spec import ContainerSpec
+
+pytestmark = pytest.mark.root
+
+WARMUP_S = 0.5
+
+
+def _start_all(
+    runtime: Driver, scenario: Scenario, device: tuple[int, int] | None = None
+) -> list[Container]:
+    return [runtime.create(container_spec(c, device)) for c in scenario.containers]
+
+
+# --- CPU -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.timing
+@pytest.mark.requires_controller("cpu")
+@pytest.mark.scenario_check("cpu_shares")
+def test_cpu_shares_split(runtime: Driver, scenario: Scenario, evidence) -> None:
+    cs = _start_all(runtime, scenario)
+    requested = [c.limits["cpu_shares"] for c in scenario.containers]
+    written = [measure.cpu_weight_written(c) for c in cs]
+    # The runtime must hand the kernel what was asked for (v1: the same number; v2: a conversion,
+    # so only the ratio is judged there).
+    if host.layout().version == 1:
+        assert written == requested, f"cpu.shares written {written}, requested {requested}"
+    time.sleep(WARMUP_S)
+    sampler = measure.Sampler(lambda: [measure.cpu_usage_ns(c) for c in cs])
+    sampler.run_for(scenario.duration_s)
+    first, last = sampler.values[0], sampler.values[-1]
+    used = [b - a for a, b in zip(first, last, strict=True)]
+    total = sum(used)
+    assert total > 0, "no CPU time was used at all: the workload did not run"
+    elapsed = sampler.times[-1] - sampler.times[0]
+    ok = True
+    for i, c in enumerate(scenario.containers):
+        expected = total * written[i] / sum(written)
+        close = measure.values_close(used[i], expected, scenario.tolerance_pct)
+        ok &= close
+        evidence.record(f"cpu time of {c.name}", expected=round(expected / 1e9, 4), measured=round(used[i] / 1e9, 4),
+                        tolerance=f"values_close {scenario.tolerance_pct}%", unit="s", ok=close,
+                        requested_ratio=round(requested[i] / sum(requested), 4),
+                        written_ratio=round(written[i] / sum(written), 4),
+                        measured_ratio=round(used[i] / total, 4))  # fmt: skip
+    evidence.record("cpu usage over time", unit="ns", measured=None, elapsed_s=elapsed,
+                    series={"t": sampler.times, **{c.name: [v[i] for v in sampler.values]
+                                                   for i, c in enumerate(scenario.containers)}})  # fmt: skip
+    split = [round(u / total, 3) for u in used]
+    want = [round(w / sum(written), 3) for w in written]
+    assert ok, (
+        f"CPU split {split}, expected {want} from the written weights {written} (±{scenario.tolerance_pct}%)"
+    )
+
+
+@pytest.mark.timing
+@pytest.mark.requires_controller("cpu")
+@pytest.mark.scenario_check("cpu_quota")
+def test_cpu_quota(runtime: Driver, scenario: Scenario, evidence) -> None:
+    (c,) = _start_all(runtime, scenario)
+    lim = scenario.containers[0].limits
+    quota, period = measure.cpu_quota_written(c)
+    assert (quota, period) == (lim["cpu_quota"], lim.get("cpu_period", 100000)), (
+        f"quota/period written {quota}/{period}, requested {lim['cpu_quota']}/{lim.get('cpu_period', 100000)}"
+    )
+    time.sleep(WARMUP_S)
+    sampler = measure.Sampler(lambda: measure.cpu_usage_ns(c))
+    sampler.run_for(scenario.duration_s)
+    elapsed = sampler.times[-1] - sampler.times[0]
+    used = (sampler.values[-1] - sampler.values[0]) / 1e9
+    expected = elapsed * quota / period
+    err = measure.rel_error(used, expected) * 100
+    evidence.record("cpu time under quota", expected=round(expected, 4), measured=round(used, 4), unit="s",
+                    tolerance=f"{scenario.tolerance_pct}%", ok=err <= scenario.tolerance_pct,
+                    series={"t": sampler.times, "usage_ns": sampler.values})  # fmt: skip
+    assert err <= scenario.tolerance_pct, (
+        f"used {used:.3f}s of CPU in {elapsed:.2f}s, quota allows {expected:.3f}s"
+    )
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+
+@pytest.mark.requires_controller("memory")
+@pytest.mark.scenario_check("memory_oom")
+def test_memory_limit_oom(runtime: Driver, scenario: Scenario, evidence) -> None:
+    neighbour = runtime.create(ContainerSpec(args=["sleep", "3600"]))
+    vmstat_before = _vmstat_oom_kills()
+    (c,) = _start_all(runtime, scenario)
+    limit = scenario.containers[0].limits["memory"]
+    assert measure.memory_limit(c) == limit, (
+        f"memory limit written {measure.memory_limit(c)}, requested {limit}"
+    )
+    status = c.wait_exit(60)
+    kills = measure.oom_kills(c)  # read before the container (and its cgroup) is removed
+    want_oom = bool(scenario.expect.get("oom", True))
+    want_exit = scenario.expect.get("exit_code", 137 if want_oom else 0)
+    evidence.record("exit status", expected=want_exit, measured=status)
+    evidence.record("oom_kill count", expected=">=1" if want_oom else 0, measured=kills)
+    evidence.record(
+        "peak usage", expected=f"<= {limit}", measured=measure.memory_peak(c), unit="bytes"
+    )
+    if status is not None:
+        assert status == want_exit, f"workload exited {status}, expected {want_exit}"
+    if want_oom:
+        assert kills >= 1, "no OOM kill counted in the container's cgroup"
+        assert measure.memory_peak(c) <= limit + 4096 * 64, "usage went past the limit"
+    else:
+        assert kills == 0, f"{kills} OOM kills under a limit the workload fits in"
+    assert neighbour.alive(), "the neighbour container died"
+    assert _vmstat_oom_kills() - vmstat_before >= kills
+
+
+def _vmstat_oom_kills() -> int:
+    with open("/proc/vmstat") as f:
+        for line in f:
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.requires_controller("memory")
+@pytest.mark.scenario_check("page_cache")
+def test_page_cache_capped(runtime: Driver, scenario: Scenario, evidence) -> None:
+    (c,) = _start_all(runtime, scenario)
+    limit = scenario.containers[0].limits["memory"]
+    assert measure.memory_limit(c) == limit, (
+        f"memory limit written {measure.memory_limit(c)}, requested {limit}"
+    )
+    status = c.wait_exit(120)
+    peak, kills = measure.memory_peak(c), measure.oom_kills(c)
+    size = scenario.containers[0].size_mb << 20
+    evidence.record("peak usage", expected=f"<= {limit}", measured=peak, unit="bytes", written=size)
+    assert status in (0, None), (
+        f"the writer exited {status}: page cache must be reclaimed, not OOM-killed"
+    )
+    assert kills == 0, "page cache caused an OOM kill"
+    assert peak <= limit, f"peak usage {peak} above the limit {limit}"
+
+
+# --- I/O -------------------------------------------------------------------------------------------
+
+
+def _device_or_skip(runtime: Driver) -> tuple[int, int]:
+    wd = str(runtime.workdir)
+    os.makedirs(wd, exist_ok=True)
+    major, minor = host.block_device_of(wd)
+    if major == 0 or not os.path.exists(f"/sys/dev/block/{major}:{minor}"):
+        pytest.skip(
+            f"needs the work dir {wd} on a block device; it is on device {major}:{minor} (not a disk)"
+        )
+    return major, minor
+
+
+def _slope(times: list[float], values: list[int], lo: float = 0.1, hi: float = 0.9) -> float:
+    """Rate of a cumulative counter, by least squares over the samples between lo and hi of its
+    total (skips the start-up and the tail, where the workload is not running at full speed)."""
+    v0, v1 = values[0], values[-1]
+    pts = [
+        (t, v)
+        for t, v in zip(times, values, strict=True)
+        if v0 + lo * (v1 - v0) <= v <= v0 + hi * (v1 - v0)
+    ]
+    if len(pts) < 3:
+        return (v1 - v0) / (times[-1] - times[0]) if times[-1] > times[0] else 0.0
+    n = len(pts)
+    mt = sum(t for t, _ in pts) / n
+    mv = sum(v for _, v in pts) / n
+    den = sum((t - mt) ** 2 for t, _ in pts)
+    return sum((t - mt) * (v - mv) for t, v in pts) / den if den else 0.0
+
+
+@pytest.mark.timing
+@pytest.mark.requires_controller("blkio")
+@pytest.mark.scenario_check("io_throttle")
+def test_io_throttle(runtime: Driver, scenario: Scenario, evidence) -> None:
+    dev = _device_or_skip(runtime)
+    cs = scenario.containers[0]
+    (c,) = _start_all(runtime, scenario, dev)
+    kind = next(k for k in ("read_bps", "write_bps", "read_iops", "write_iops") if k in cs.limits)
+    limit = cs.limits[kind]
+    direction = kind.split("_")[0]
+    counter = direction + ("_ios" if kind.endswith("iops") else "")
+    block = cs.block_kb * 1024
+    per_s = limit if kind.endswith("bps") else limit * block
+    count = max(1, int(per_s * scenario.duration_s / block))
+    if direction == "read":
+        # Make the file first (writes are not throttled here), then drop it from the page cache
+        # by reading with O_DIRECT.
+        rc, _, err = runtime.exec(
+            c,
+            [
+                "dd",
+                "if=/dev/zero",
+                "of=/tmp/isoproof-io",
+                f"bs={block}",
+                f"count={count}",
+                "conv=fsync",
+            ],
+            timeout=120,
+        )
+        assert rc == 0, f"could not write the read test file: {err}"
+        cmd = [
+            "dd",
+            "if=/tmp/isoproof-io",
+            "of=/dev/null",
+            f"bs={block}",
+            f"count={count}",
+            "iflag=direct",
+        ]
+    else:
+        cmd = [
+            "dd",
+            "if=/dev/zero",
+            "of=/tmp/isoproof-io",
+            f"bs={block}",
+            f"count={count}",
+            "oflag=direct",
+        ]
+    before = measure.io_bytes(c, *dev)[counter]
+    sampler = measure.Sampler(lambda: measure.io_bytes(c, *dev)[counter], interval=0.1)
+    proc = subprocess.Popen(
+        [getattr(runtime, "binary", ""), "--root", str(getattr(runtime, "state_root", "")), "exec", c.name, *cmd]
+        if runtime.kind == "oci" else [runtime.binary, "exec", c.name, *cmd],  # type: ignore[attr-defined]
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    t0 = time.monotonic()
+    sampler.sample()
+    while proc.poll() is None and time.monotonic() - t0 < scenario.duration_s * 4 + 10:
+        time.sleep(sampler.interval)
+        sampler.sample()
+    if proc.poll() is None:
+        proc.kill()
+    _, err = proc.communicate()
+    sampler.sample()
+    assert proc.returncode == 0, f"dd failed inside: {err.strip()}"
+    done = sampler.values[-1] - before
+    rate = _slope(sampler.times, sampler.values)
+    unit = "B/s" if kind.endswith("bps") else "IO/s"
+    err_pct = measure.rel_error(rate, limit) * 100
+    evidence.record(f"{kind} throughput", expected=limit, measured=round(rate, 1), unit=unit,
+                    tolerance=f"{scenario.tolerance_pct}%", ok=err_pct <= scenario.tolerance_pct,
+                    total=done, series={"t": sampler.times, counter: sampler.values})  # fmt: skip
+    assert done >= (count * block if counter in ("read", "write") else count) * 0.9, (
+        f"only {done} {counter} counted on {dev}"
+    )
+    assert err_pct <= scenario.tolerance_pct, (
+        f"{kind}: measured {rate:.0f} {unit}, limit {limit} (±{scenario.tolerance_pct}%)"
+    )
+
+
+# --- pids ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.requires_controller("pids")
+@pytest.mark.scenario_check("pids")
+def test_pids_limit(runtime: Driver, scenario: Scenario, evidence) -> None:
+    (c,) = _start_all(runtime, scenario)
+    limit = scenario.containers[0].limits["pids"]
+    written = c.read_cgroup("pids", "pids.max").strip()
+    assert written == str(limit), f"pids.max written {written}, requested {limit}"
+    # busybox sh gives up at the first refused fork, so the peak is sampled while it forks.
+    sampler = measure.Sampler(lambda: int(c.read_cgroup("pids", "pids.current")), interval=0.005)
+    deadline = time.monotonic() + 10
+    sampler.sample()
+    while measure.pids_events_max(c) == 0 and c.alive() and time.monotonic() < deadline:
+        time.sleep(sampler.interval)
+        sampler.sample()
+    events = measure.pids_events_max(c)
+    peak = max(sampler.values)
+    evidence.record("peak pids.current", expected=f"<= {limit}", measured=peak,
+                    series={"t": sampler.times, "pids.current": sampler.values})  # fmt: skip
+    evidence.record("fork failures (pids.events max)", expected=">0", measured=events)
+    assert peak <= limit, f"{peak} tasks under a pids limit of {limit}"
+    assert events > 0, f"no fork was refused: the limit did not bite (peak {peak} tasks)"
+    assert subprocess.run(["true"]).returncode == 0, "the host can no longer fork"
+
+
+# --- freezer ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.requires_controller("freezer")
+def test_pause_resume(runtime: Driver, evidence) -> None:
+    c = runtime.create(
+        ContainerSpec(args=["sh", "-c", "while :; do :; done"], resources={"cpu": {"cpus": "0"}})
+    )
+    time.sleep(0.2)
+    runtime.pause(c)
+    state = measure.freezer_state(c)
+    assert state == "FROZEN", f"freezer state after pause: {state}"
+    assert runtime.state(c) == "paused"
+    a = measure.cpu_usage_ns(c)
+    time.sleep(1.0)
+    frozen_use = measure.cpu_usage_ns(c) - a
+    evidence.record(
+        "cpu used while paused", expected=0, measured=frozen_use / 1e9, unit="s", tolerance="< 1 ms"
+    )
+    assert frozen_use < 1_000_000, (
+        f"a paused container used {frozen_use / 1e6:.1f} ms of CPU in 1 s"
+    )
+    runtime.resume(c)
+    assert measure.freezer_state(c) == "THAWED"
+    a = measure.cpu_usage_ns(c)
+    grew = measure.wait_for(lambda: measure.cpu_usage_ns(c) - a > 50_000_000, 5)
+    evidence.record(
+        "cpu used after resume",
+        expected="> 50 ms within 5 s",
+        measured=(measure.cpu_usage_ns(c) - a) / 1e9,
+        unit="s",
+    )
+    assert grew, "the container did not run again after resume"
+    assert runtime.state(c) == "running"
