@@ -1,0 +1,105 @@
+"""Host-side helpers for cgroup tests and benchmarks: put a fresh process into a cgroup before it
+runs anything, make a scratch loop device, measure a CPU split and a write rate.
+
+Written against the :class:`~runtime.cgroups.Manager` interface only, so the same measurement runs
+on a v1, hybrid or v2 host. Needs root. Not used by the runtime itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from runtime.cgroups.base import Manager
+
+BUSY_LOOP = ["/bin/sh", "-c", "while :; do :; done"]
+
+
+def spawn_in(mgr: Manager, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
+    """Start ``argv`` inside ``mgr``'s cgroup. A shell waits on its stdin until it has been moved,
+    then execs ``argv``: nothing of ``argv`` ever runs outside the cgroup (runc does the same
+    with its sync pipe)."""
+    p = subprocess.Popen(
+        ["/bin/sh", "-c", 'read _; exec "$@"', "sh", *argv],
+        stdin=subprocess.PIPE,
+        **kw,  # type: ignore[call-overload]
+    )
+    try:
+        mgr.add_process(p.pid)
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    assert p.stdin is not None
+    p.stdin.write(b"\n")
+    p.stdin.close()
+    p.stdin = None  # so that communicate() does not touch it
+    return p
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for p in procs:
+        p.wait()
+
+
+@dataclass
+class LoopDevice:
+    path: str
+    major: int
+    minor: int
+    backing: str
+
+
+@contextmanager
+def loop_device(size_mib: int = 64, directory: str = "/var/tmp") -> Iterator[LoopDevice]:
+    """A loop device over a sparse file, detached and deleted afterwards (also on failure)."""
+    backing = os.path.join(directory, f"isoproof-loop-{uuid.uuid4().hex[:8]}.img")
+    with open(backing, "wb") as f:
+        f.truncate(size_mib << 20)
+    dev = ""
+    try:
+        dev = subprocess.run(
+            ["losetup", "--find", "--show", backing], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        st = os.stat(dev)
+        yield LoopDevice(dev, os.major(st.st_rdev), os.minor(st.st_rdev), backing)
+    finally:
+        if dev:
+            subprocess.run(["losetup", "-d", dev], check=False)
+        os.unlink(backing)
+
+
+def cpu_split(a: Manager, b: Manager, seconds: float) -> tuple[int, int]:
+    """Run one busy loop in each cgroup (the caller pins both to one CPU with ``cpu.cpus``) and
+    return the CPU time each used over ``seconds``, in ns, measured from the cgroups' counters."""
+    procs = [spawn_in(a, BUSY_LOOP), spawn_in(b, BUSY_LOOP)]
+    try:
+        time.sleep(0.3)  # let both get onto the run queue before measuring
+        a0, b0 = a.cpu_usage_ns(), b.cpu_usage_ns()
+        time.sleep(seconds)
+        a1, b1 = a.cpu_usage_ns(), b.cpu_usage_ns()
+    finally:
+        stop(procs)
+    return a1 - a0, b1 - b0
+
+
+def direct_write_rate(mgr: Manager, device: str, mib: int) -> float:
+    """Bytes per second of ``mib`` MiB of O_DIRECT writes to ``device`` from inside ``mgr``.
+
+    O_DIRECT because v1 throttles only I/O the cgroup submits itself, not later writeback."""
+    argv = ["dd", "if=/dev/zero", f"of={device}", "bs=1M", f"count={mib}", "oflag=direct"]
+    start = time.monotonic()
+    p = spawn_in(mgr, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _out, err = p.communicate()
+    elapsed = time.monotonic() - start
+    if p.returncode != 0:
+        raise RuntimeError(f"dd failed ({p.returncode}): {err.decode().strip()}")
+    return (mib << 20) / elapsed
