@@ -1,0 +1,269 @@
+"""Per-container host resources and the monitor: prepare, spawn, teardown, remove.
+
+``prepare`` (run by the CLI before each start) mounts the overlay rootfs, makes the network
+namespace (and the bridge connection), writes ``/etc/hosts``, ``/etc/resolv.conf`` and
+``/etc/hostname`` and the OCI ``config.json``. ``teardown`` (run by the monitor when the container
+is finally down, and by ``rm``) undoes all of it and is idempotent, so a crash halfway is repaired
+by running it again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from runtime.engine import ocispec
+from runtime.engine.home import Home, cgroup_parent, write_json
+from runtime.engine.oci import OciRuntime
+from runtime.engine.store import LIVE, Store, monitor_alive, remove_tree
+from runtime.engine.sysutil import is_mountpoint, mount, umount
+from runtime.errors import IsoproofError, NetworkError, StateError
+
+MONITOR_READY_TIMEOUT = 60
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def rootfs_dir(home: Home, cid: str) -> Path:
+    return home.container_dir(cid) / "bundle" / "rootfs"
+
+
+def cgroups_path(cid: str) -> str:
+    return f"/{cgroup_parent()}/{cid}"
+
+
+def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int]]:
+    """``-u name|uid[:group|gid]`` → numeric ids, names looked up in the image's passwd/group."""
+    if not user:
+        return 0, 0, []
+    name, _, group = user.partition(":")
+
+    def table(path: str) -> list[list[str]]:
+        try:
+            return [
+                ln.split(":")
+                for ln in (rootfs / path).read_text().splitlines()
+                if ln.count(":") >= 3
+            ]
+        except OSError:
+            return []
+
+    if name.isdigit():
+        uid = int(name)
+        entry = next((e for e in table("etc/passwd") if e[2] == name), None)
+        gid = int(entry[3]) if entry else 0
+    else:
+        entry = next((e for e in table("etc/passwd") if e[0] == name), None)
+        if entry is None:
+            raise StateError(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid = int(entry[2]), int(entry[3])
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            g = next((e for e in table("etc/group") if e[0] == group), None)
+            if g is None:
+                raise StateError(f"unable to find group {group}: no matching entries in group file")
+            gid = int(g[2])
+    return uid, gid, []
+
+
+def _resolv_conf() -> str:
+    """The host's resolver list minus loopback servers (unreachable from a container)."""
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        lines = []
+    keep = [
+        ln for ln in lines if not (ln.startswith("nameserver") and (" 127." in ln or " ::1" in ln))
+    ]
+    return "\n".join(keep) + "\n"
+
+
+def _make_netns(path: Path) -> None:
+    path.touch()
+    cp = subprocess.run(["unshare", f"--net={path}", "true"], capture_output=True, text=True)
+    if cp.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise NetworkError(f"cannot create network namespace: {cp.stderr.strip()}")
+
+
+def prepare(home: Home, store: Store, cid: str) -> dict[str, Any]:
+    """Make everything a start needs; on failure undo it. Returns the NetworkSettings."""
+    cfg = store.config(cid)
+    try:
+        return _prepare(home, store, cid, cfg)
+    except BaseException:
+        teardown(home, cid)
+        raise
+
+
+def _peer_pid(store: Store, ref: str) -> int:
+    peer = store.resolve(ref)
+    st = store.state(peer)
+    if st["Status"] not in ("running", "paused") or not st.get("Pid"):
+        raise StateError(
+            f"Error response from daemon: cannot join container {ref}: it is not running"
+        )
+    return int(st["Pid"])
+
+
+def _prepare(home: Home, store: Store, cid: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    cdir = home.container_dir(cid)
+    hc, c = cfg["HostConfig"], cfg["Config"]
+    upper, work, rootfs = cdir / "upper", cdir / "work", rootfs_dir(home, cid)
+    for d in (upper, work, rootfs):
+        d.mkdir(parents=True, exist_ok=True)
+    if not is_mountpoint(str(rootfs)):
+        mount(
+            "overlay",
+            str(rootfs),
+            "overlay",
+            0,
+            f"lowerdir={cfg['ImageRootfs']},upperdir={upper},workdir={work}",
+        )
+
+    peers: dict[str, int] = {}
+    for kind, key in (
+        ("pid", "PidMode"),
+        ("ipc", "IpcMode"),
+        ("uts", "UTSMode"),
+        ("network", "NetworkMode"),
+    ):
+        mode = hc.get(key) or ""
+        if mode.startswith("container:"):
+            peers[kind] = _peer_pid(store, mode.split(":", 1)[1])
+
+    netmode = hc.get("NetworkMode") or "bridge"
+    hostname = c.get("Hostname") or cid[:12]
+    network: dict[str, Any] = {}
+    netns: str | None = None
+    if netmode in ("bridge", "none"):
+        nspath = home.netns_path(cid)
+        if not is_mountpoint(str(nspath)):
+            _make_netns(nspath)
+        netns = str(nspath)
+        if netmode == "bridge":
+            from runtime.engine import network as net
+
+            network = net.connect(home, cid, netns, hostname)
+        else:
+            from runtime.engine import network as net
+
+            net.lo_up(netns)
+    elif netmode == "host":
+        hostname = os.uname().nodename if not c.get("Hostname") else hostname
+
+    etc = cdir / "etc"
+    etc.mkdir(exist_ok=True)
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    if network.get("IPAddress"):
+        hosts.append(f"{network['IPAddress']}\t{hostname}")
+    (etc / "hosts").write_text("\n".join(hosts) + "\n")
+    (etc / "hostname").write_text(hostname + "\n")
+    (etc / "resolv.conf").write_text(_resolv_conf())
+    etc_files = {f"/etc/{n}": str(etc / n) for n in ("hosts", "hostname", "resolv.conf")}
+    if netmode == "host":
+        etc_files = {"/etc/resolv.conf": str(etc / "resolv.conf")}
+
+    user = resolve_user(Path(cfg["ImageRootfs"]), c.get("User") or "")
+    spec = ocispec.build(cfg, str(rootfs), etc_files, netns, peers, cfg["CgroupsPath"], user)
+    write_json(cdir / "bundle" / "config.json", spec)
+    return network
+
+
+def teardown(home: Home, cid: str) -> None:
+    """Release the rootfs mount, the network and the netns. Safe to call any number of times."""
+    errors = []
+    rootfs = rootfs_dir(home, cid)
+    if rootfs.exists() and is_mountpoint(str(rootfs)):
+        try:
+            umount(str(rootfs))
+        except IsoproofError as e:
+            errors.append(str(e))
+    try:
+        from runtime.engine.network import release
+
+        release(home, cid)
+    except IsoproofError as e:
+        errors.append(str(e))
+    nspath = home.netns_path(cid)
+    if nspath.exists():
+        if is_mountpoint(str(nspath)):
+            try:
+                umount(str(nspath))
+            except IsoproofError as e:
+                errors.append(str(e))
+        nspath.unlink(missing_ok=True)
+    home.attach_socket(cid).unlink(missing_ok=True)
+    if errors:
+        print(f"isoproof: teardown of {cid[:12]}: {'; '.join(errors)}", file=sys.stderr)
+
+
+def remove(home: Home, cid: str, volumes: bool = False) -> None:
+    store = Store(home)
+    cfg = store.config(cid)
+    OciRuntime(cfg["Runtime"], cfg["OciRoot"]).delete(cid, force=True)
+    teardown(home, cid)
+    if volumes:
+        for b in cfg["HostConfig"].get("Mounts") or []:
+            if b.get("Anonymous"):
+                remove_tree(Path(b["Source"]))
+    remove_tree(home.container_dir(cid))
+
+
+def spawn_monitor(home: Home, cid: str) -> int:
+    """Start the container's monitor and wait until the OCI ``create`` is done. Returns init's PID."""
+    r, w = os.pipe()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_ROOT
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-m", "runtime.engine.monitor", str(home.root), cid, str(w)],
+            pass_fds=(w,),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env=env,
+        )
+    finally:
+        os.close(w)
+    proc.wait()  # the intermediate process: the monitor itself has been reparented
+    with os.fdopen(r, "rb") as f:
+        line = f.readline().decode(errors="replace").strip()
+    if line.startswith("ok "):
+        return int(line[3:])
+    msg = (
+        line[4:] if line.startswith("err ") else "the monitor died before the container was created"
+    )
+    raise StateError(f"Error response from daemon: failed to create container: {msg}")
+
+
+def repair(home: Home, store: Store, cid: str) -> dict[str, Any]:
+    """If the state says live but the monitor is gone (crashed, killed), make it honest."""
+    st = store.state(cid)
+    if st["Status"] in LIVE and st["Status"] != "created" and not monitor_alive(st, cid):
+        cfg = store.config(cid)
+        rt = OciRuntime(cfg["Runtime"], cfg["OciRoot"])
+        rt.kill(cid, "KILL", all_=True)
+        rt.delete(cid, force=True)
+        teardown(home, cid)
+        from runtime.engine.home import now
+
+        st = store.update(
+            cid,
+            Status="exited",
+            Running=False,
+            Paused=False,
+            Restarting=False,
+            Pid=0,
+            MonitorPid=0,
+            ExitCode=st.get("ExitCode") or 255,
+            FinishedAt=now(),
+            Error="monitor exited unexpectedly",
+        )
+    return st

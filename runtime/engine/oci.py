@@ -1,0 +1,121 @@
+"""Drive an OCI runtime (isoproof-oci, runc) through its command line, with runc's shapes.
+
+The engine never reaches into a runtime's internals: everything it needs (create, start, state,
+kill, delete, pause, resume, exec, ps, update, events --stats) goes through this class, so any
+runtime that speaks runc's CLI can be swapped in with ``$ISOPROOF_OCI_RUNTIME``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import IO, Any
+
+from runtime.errors import IsoproofError
+
+
+class RuntimeError_(IsoproofError):
+    """The OCI runtime refused or failed; carries its last stderr line."""
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no message)"
+
+
+class OciRuntime:
+    def __init__(self, binary: str, root: str) -> None:
+        self.binary = binary
+        self.root = root
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", self.root, *args]
+
+    def _run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            cp = subprocess.run(
+                self.argv(*args),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise RuntimeError_(f"OCI runtime {self.binary} not found") from None
+        except subprocess.TimeoutExpired:
+            raise RuntimeError_(f"OCI runtime {args[0]} timed out") from None
+        if check and cp.returncode != 0:
+            raise RuntimeError_(f"{args[0]}: {_last_line(cp.stderr or cp.stdout)}")
+        return cp
+
+    def create(
+        self,
+        cid: str,
+        bundle: str,
+        pid_file: str,
+        console_socket: str | None,
+        stdin: int | IO[Any] | None,
+        stdout: int | IO[Any] | None,
+        stderr: int | IO[Any] | None,
+    ) -> subprocess.Popen[bytes]:
+        """Start ``create``; the caller waits (it owns the stdio the container inherits)."""
+        args = ["create", "--bundle", bundle, "--pid-file", pid_file]
+        if console_socket:
+            args += ["--console-socket", console_socket]
+        return subprocess.Popen(self.argv(*args, cid), stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def start(self, cid: str) -> None:
+        self._run("start", cid)
+
+    def state(self, cid: str) -> dict[str, Any] | None:
+        """The runtime's state JSON, or None if it does not know the container."""
+        cp = self._run("state", cid, check=False)
+        if cp.returncode != 0:
+            return None
+        try:
+            return dict(json.loads(cp.stdout))
+        except ValueError:
+            return None
+
+    def kill(self, cid: str, signal: str, all_: bool = False) -> bool:
+        args = ["kill"] + (["--all"] if all_ else []) + [cid, signal]
+        return self._run(*args, check=False).returncode == 0
+
+    def delete(self, cid: str, force: bool = False) -> bool:
+        args = ["delete"] + (["--force"] if force else []) + [cid]
+        return self._run(*args, check=False).returncode == 0
+
+    def pause(self, cid: str) -> None:
+        self._run("pause", cid)
+
+    def resume(self, cid: str) -> None:
+        self._run("resume", cid)
+
+    def ps(self, cid: str) -> list[int]:
+        cp = self._run("ps", "--format", "json", cid)
+        return [int(p) for p in json.loads(cp.stdout or "[]") or []]
+
+    def stats(self, cid: str) -> dict[str, Any]:
+        """``events --stats``: one JSON object whose ``data`` holds cpu, memory, pids, blkio."""
+        cp = self._run("events", "--stats", cid)
+        data = json.loads(cp.stdout)
+        return dict(data.get("data") or {})
+
+    def exec_argv(
+        self,
+        cid: str,
+        process_json: str,
+        console_socket: str | None,
+        detach: bool = False,
+        pid_file: str | None = None,
+    ) -> list[str]:
+        args = ["exec", "--process", process_json]
+        if console_socket:
+            args += ["--console-socket", console_socket]
+        if detach:
+            args.append("--detach")
+        if pid_file:
+            args += ["--pid-file", pid_file]
+        return self.argv(*args, cid)

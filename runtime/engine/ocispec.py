@@ -1,0 +1,240 @@
+"""Turn an engine container config (what the user typed) into an OCI ``config.json``.
+
+Pure: no file is read or written here, so the conversions are unit-tested without root. The
+defaults follow docker's (capability set, mounts, masked paths), because a user comparing
+``isoproof run`` with ``docker run`` should see the same container.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+OCI_VERSION = "1.0.2"
+
+DEFAULT_CAPS = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+MASKED_PATHS = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# Namespace kinds a user can share with the host or another container, with their /proc/PID/ns name.
+SHAREABLE = {"pid": "pid", "ipc": "ipc", "uts": "uts", "network": "net"}
+
+
+def namespaces(
+    host_config: dict[str, Any], netns_path: str | None, peer_pids: dict[str, int]
+) -> list[dict[str, str]]:
+    """OCI ``linux.namespaces`` from --pid/--ipc/--uts/--network/--userns.
+
+    ``peer_pids`` maps a kind to the init PID of the container named by ``container:NAME``.
+    """
+    modes = {
+        "pid": host_config.get("PidMode", ""),
+        "ipc": host_config.get("IpcMode", ""),
+        "uts": host_config.get("UTSMode", ""),
+        "network": host_config.get("NetworkMode", "bridge"),
+    }
+    out: list[dict[str, str]] = [{"type": "mount"}]
+    for kind, mode in modes.items():
+        if mode == "host":
+            continue
+        if mode.startswith("container:"):
+            out.append({"type": kind, "path": f"/proc/{peer_pids[kind]}/ns/{SHAREABLE[kind]}"})
+        elif kind == "network" and netns_path:
+            out.append({"type": kind, "path": netns_path})
+        else:
+            out.append({"type": kind})
+    if host_config.get("UsernsRemap"):
+        out.append({"type": "user"})
+    return out
+
+
+def resources(hc: dict[str, Any]) -> dict[str, Any]:
+    """OCI ``linux.resources`` from the HostConfig (docker's field names)."""
+    res: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    mem: dict[str, Any] = {}
+    if hc.get("Memory"):
+        mem["limit"] = hc["Memory"]
+        swap = hc.get("MemorySwap") or 0
+        # docker: without --memory-swap the container may use as much swap as memory (2x total).
+        mem["swap"] = swap if swap else 2 * hc["Memory"]
+    if mem:
+        res["memory"] = mem
+    cpu: dict[str, Any] = {}
+    if hc.get("CpuShares"):
+        cpu["shares"] = hc["CpuShares"]
+    if hc.get("CpuQuota"):
+        cpu["quota"] = hc["CpuQuota"]
+        cpu["period"] = hc.get("CpuPeriod") or 100_000
+    if hc.get("CpusetCpus"):
+        cpu["cpus"] = hc["CpusetCpus"]
+    if cpu:
+        res["cpu"] = cpu
+    if hc.get("PidsLimit"):
+        res["pids"] = {"limit": hc["PidsLimit"]}
+    blkio: dict[str, Any] = {}
+    for field, key in (
+        ("BlkioDeviceReadBps", "throttleReadBpsDevice"),
+        ("BlkioDeviceWriteBps", "throttleWriteBpsDevice"),
+        ("BlkioDeviceReadIOps", "throttleReadIOPSDevice"),
+        ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice"),
+    ):
+        entries = hc.get(field) or []
+        if entries:
+            blkio[key] = [
+                {"major": e["Major"], "minor": e["Minor"], "rate": e["Rate"]} for e in entries
+            ]
+    if blkio:
+        res["blockIO"] = blkio
+    return res
+
+
+def mounts(
+    etc_files: dict[str, str], binds: list[dict[str, Any]], userns: bool, shm_size: int = 64 << 20
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
+            + ([] if userns else ["gid=5"]),
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+    ]
+    if userns:
+        # sysfs cannot be mounted from a user namespace that does not own the network namespace.
+        out.append(
+            {
+                "destination": "/sys",
+                "type": "none",
+                "source": "/sys",
+                "options": ["rbind", "nosuid", "noexec", "nodev", "ro"],
+            }
+        )
+    else:
+        out.append(
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            }
+        )
+        out.append(
+            {
+                "destination": "/sys/fs/cgroup",
+                "type": "cgroup",
+                "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+            }
+        )
+    for dest, src in etc_files.items():
+        out.append(
+            {"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+        )
+    for b in binds:
+        opts = ["rbind", "rprivate"] + (["ro"] if b.get("ReadOnly") else [])
+        out.append(
+            {
+                "destination": b["Destination"],
+                "type": "bind",
+                "source": b["Source"],
+                "options": opts,
+            }
+        )
+    return out
+
+
+def build(
+    cfg: dict[str, Any],
+    rootfs: str,
+    etc_files: dict[str, str],
+    netns_path: str | None,
+    peer_pids: dict[str, int],
+    cgroups_path: str,
+    user: tuple[int, int, list[int]],
+) -> dict[str, Any]:
+    """The whole OCI config for one container."""
+    c = cfg["Config"]
+    hc = cfg["HostConfig"]
+    uid, gid, extra_gids = user
+    caps = list(DEFAULT_CAPS)
+    process: dict[str, Any] = {
+        "terminal": bool(c.get("Tty")),
+        "user": {"uid": uid, "gid": gid, **({"additionalGids": extra_gids} if extra_gids else {})},
+        "args": ([cfg["Path"]] if cfg.get("Path") else []) + list(cfg.get("Args") or []),
+        "env": list(c.get("Env") or []),
+        "cwd": c.get("WorkingDir") or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": False,
+    }
+    if c.get("Tty") and c.get("ConsoleSize"):
+        rows, cols = c["ConsoleSize"]
+        process["consoleSize"] = {"height": rows, "width": cols}
+    userns = hc.get("UsernsRemap")
+    linux: dict[str, Any] = {
+        "namespaces": namespaces(hc, netns_path, peer_pids),
+        "resources": resources(hc),
+        "cgroupsPath": cgroups_path,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    }
+    if userns:
+        host_id, size = userns
+        linux["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": size}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": size}]
+    spec: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": process,
+        "root": {"path": rootfs, "readonly": False},
+        "mounts": mounts(etc_files, hc.get("Mounts") or [], bool(userns)),
+        "linux": linux,
+        "annotations": {"io.isoproof.engine.name": cfg.get("Name", "").lstrip("/")},
+    }
+    if hc.get("UTSMode", "") != "host" and not hc.get("UTSMode", "").startswith("container:"):
+        spec["hostname"] = c.get("Hostname") or cfg["Id"][:12]
+    return spec

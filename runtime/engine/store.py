@@ -1,0 +1,144 @@
+"""Container records on disk: config.json (what was asked), state.json (what happened).
+
+``state.json`` is written by the CLI and by the container's monitor, always under the container's
+lock and always by temp file + rename. Its ``Status`` uses docker's words: created, running,
+paused, restarting, exited, dead (plus ``removing`` while ``rm`` tears it down).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from runtime.engine.home import ZERO_TIME, Home, locked, read_json, write_json
+from runtime.errors import NotFoundError, StateError
+
+LIVE = ("created", "running", "paused", "restarting")
+
+
+class NoSuchContainer(NotFoundError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"Error response from daemon: No such container: {ref}")
+
+
+def initial_state() -> dict[str, Any]:
+    return {
+        "Status": "created",
+        "Running": False,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": 0,
+        "ExitCode": 0,
+        "Error": "",
+        "StartedAt": ZERO_TIME,
+        "FinishedAt": ZERO_TIME,
+        "MonitorPid": 0,
+        "RestartCount": 0,
+        "StopRequested": False,
+        "Network": {},
+    }
+
+
+class Store:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def ids(self) -> list[str]:
+        try:
+            return [
+                d.name
+                for d in self.home.containers.iterdir()
+                if not d.name.startswith(".") and (d / "config.json").exists()
+            ]
+        except FileNotFoundError:
+            return []
+
+    def dir(self, cid: str) -> Path:
+        return self.home.container_dir(cid)
+
+    def lock(self, cid: str) -> Any:
+        return locked(self.dir(cid) / "lock")
+
+    def config(self, cid: str) -> dict[str, Any]:
+        try:
+            return dict(read_json(self.dir(cid) / "config.json"))
+        except FileNotFoundError:
+            raise NoSuchContainer(cid) from None
+
+    def save_config(self, cid: str, cfg: dict[str, Any]) -> None:
+        write_json(self.dir(cid) / "config.json", cfg)
+
+    def state(self, cid: str) -> dict[str, Any]:
+        try:
+            return {**initial_state(), **read_json(self.dir(cid) / "state.json")}
+        except FileNotFoundError:
+            if not self.dir(cid).exists():
+                raise NoSuchContainer(cid) from None
+            return initial_state()
+
+    def update(self, cid: str, **changes: Any) -> dict[str, Any]:
+        """Read-modify-write state.json under the container lock."""
+        with self.lock(cid):
+            st = self.state(cid)
+            st.update(changes)
+            write_json(self.dir(cid) / "state.json", st)
+            return st
+
+    def names(self) -> dict[str, str]:
+        out = {}
+        for cid in self.ids():
+            try:
+                out[self.config(cid)["Name"].lstrip("/")] = cid
+            except (NotFoundError, KeyError, ValueError):
+                continue
+        return out
+
+    def resolve(self, ref: str) -> str:
+        """A full ID, a name (with or without ``/``) or a unique ID prefix → the full ID."""
+        ids = self.ids()
+        if ref in ids:
+            return ref
+        name = ref.lstrip("/")
+        for cid, cname in ((c, n) for n, c in self.names().items()):
+            if cname == name:
+                return cid
+        if ref and all(ch in "0123456789abcdef" for ch in ref):
+            hits = [c for c in ids if c.startswith(ref)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise StateError(
+                    f"Error response from daemon: multiple IDs found with provided prefix: {ref}"
+                )
+        raise NoSuchContainer(ref)
+
+
+def pid_alive(pid: int, marker: str | None = None) -> bool:
+    """True if ``pid`` runs (and, with ``marker``, its command line contains it: PIDs get reused)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return marker is None or marker.encode() in cmdline
+
+
+def monitor_alive(state: dict[str, Any], cid: str) -> bool:
+    return pid_alive(int(state.get("MonitorPid") or 0), cid)
+
+
+def remove_tree(path: Path) -> None:
+    import shutil
+
+    if path.exists():
+        trash = path.with_name(f".rm-{path.name}-{os.getpid()}")
+        os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
