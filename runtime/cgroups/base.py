@@ -169,10 +169,26 @@ class Manager(abc.ABC):
         """Controller name -> directory (v2: a single entry under the key ``""``)."""
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        """Signal every task of the cgroup (``delete --force``, cleanup after a failed create)."""
+        """Signal every task of the cgroup (``delete --force``, ``kill --all``, cleanup).
+
+        The cgroup is frozen while the tasks are listed and signalled, so that none can fork a
+        child that the list misses (runc does the same). After SIGKILL it is thawed: a task frozen
+        by the v1 freezer cannot die until it runs again. Other signals to a paused container stay
+        pending until ``resume``, as with runc.
+        """
+        if not self.exists():
+            return
+        froze = False
+        if not self.is_frozen():
+            with contextlib.suppress(CgroupError):
+                self.freeze()
+                froze = True
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+        if froze or sig == signal.SIGKILL:
+            with contextlib.suppress(CgroupError):
+                self.thaw()
 
 
 def new_manager(

@@ -303,6 +303,49 @@ def test_add_process_of_a_dead_pid(make_cg: MakeCg) -> None:
         mgr.add_process(p.pid)
 
 
+def test_blkio_weight_needs_a_proportional_scheduler(make_cg: MakeCg) -> None:
+    """blockIO.weight is written where CFQ/BFQ (v1) or BFQ/iocost (v2) offers a file; where none
+    does, the error names the files that are missing rather than skipping the weight."""
+    mgr = make_cg()
+    ctrl = "blkio" if mgr.version == 1 else ""
+    d = Path(mgr.paths()[ctrl])
+    candidates = (
+        ["blkio.weight", "blkio.bfq.weight"] if mgr.version == 1 else ["io.bfq.weight", "io.weight"]
+    )
+    present = [c for c in candidates if (d / c).exists()]
+    if present:
+        mgr.set({"blockIO": {"weight": 500}})
+        value = (d / present[0]).read_text().split()[-1]
+        expected = 500 if present[0] != "io.weight" else convert.blkio_weight_to_io_weight(500)
+        assert value == str(expected)
+    else:
+        with pytest.raises(CgroupError, match=f"neither {candidates[0]} nor {candidates[1]}"):
+            mgr.set({"blockIO": {"weight": 500}})
+
+
+def test_burst_and_idle_read_back(make_cg: MakeCg) -> None:
+    mgr = make_cg()
+    burst_file = ("cpu", "cpu.cfs_burst_us"), "cpu.max.burst"
+    d = Path(mgr.paths()["cpu" if mgr.version == 1 else ""])
+    if not (d / ("cpu.cfs_burst_us" if mgr.version == 1 else "cpu.max.burst")).exists():
+        pytest.skip(f"needs CFS burst (5.14+); kernel {os.uname().release} lacks it")
+    mgr.set({"cpu": {"quota": 20000, "period": 100000, "burst": 10000, "idle": 1}})
+    assert file_of(mgr, *burst_file) == "10000"
+    assert file_of(mgr, ("cpu", "cpu.idle"), "cpu.idle") == "1"
+
+
+def test_kill_all_of_a_paused_cgroup(make_cg: MakeCg) -> None:
+    mgr = make_cg()
+    p = spawn_in(mgr, BUSY_LOOP)
+    try:
+        mgr.freeze()
+        mgr.kill_all()  # thaws after SIGKILL, else a v1-frozen task cannot die
+        assert p.wait(timeout=10) == -9
+        assert mgr.pids() == []
+    finally:
+        stop([p])
+
+
 # ------------------------------------------------------------------------------ destroy
 def test_destroy_right_after_kill(parent: str) -> None:
     mgr = new_manager(f"/{parent}/dying", "dying")

@@ -164,6 +164,10 @@ class V1Manager(Manager):
         return out
 
     def destroy(self) -> None:
+        # Dying tasks in a frozen v1 cgroup never finish dying; thaw so that rmdir can succeed.
+        if self.is_frozen():
+            with contextlib.suppress(CgroupError):
+                self.thaw()
         errors: list[str] = []
         for mount, d in self._hierarchies():
             try:
