@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from runtime.errors import IsoproofError
 from verify.matrix import guest, kernels, merge, vm
@@ -38,8 +38,13 @@ PAYLOADS = ("auto", "verify", "tests", "selfcheck")
 GiB = 1 << 30
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        raise MatrixError(f"{message} (see --help)")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="isoproof matrix", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="isoproof matrix", description=__doc__.split("\n\n")[0])
     p.add_argument("--leg", action="append", metavar="LEG",
                    help="host, 6.1-v1, 6.1-v2, 6.12-v1, 6.12-v2, PACKAGE-vN or PATH-vN "
                         "(repeatable; default: the five default legs)")  # fmt: skip
@@ -269,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parse_args(argv)
-    except SystemExit as e:  # argparse already printed its one-line usage error
-        return int(e.code or 0) if e.code in (0, None) else 2
+    except IsoproofError as e:
+        print(f"isoproof matrix: {e}", file=sys.stderr)
+        return 2
     # SIGTERM (CI cancelling the job) must run the finalisers that kill the VMs.
     signal.signal(signal.SIGTERM, _interrupt)
     try:

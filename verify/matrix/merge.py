@@ -79,20 +79,23 @@ def parse_exit_status(text: str) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", text)}
 
 
+def label_id(label: str) -> str:
+    """How the verification suite names a runtime in test ids (``oci:/usr/sbin/runc`` -> ``oci-runc``);
+    mirrors ``verify.drivers.label_id`` so results from any suite version can be read."""
+    return "oci-" + Path(label[4:]).name if label.startswith("oci:") else label
+
+
 def runtime_from_id(test_id: str, runtimes: list[str]) -> str | None:
     """The runtime a parametrised test ran against, from the ``[...]`` part of its node id."""
     m = re.search(r"\[(.*)\]$", test_id)
     if not m:
         return None
-    parts = m.group(1).split("-")
-    for rt in sorted(runtimes, key=len, reverse=True):  # "oci:crun" before "crun"
-        if (
-            rt in parts
-            or rt == m.group(1)
-            or f"{rt}-" in m.group(1)
-            or m.group(1).endswith(f"-{rt}")
-        ):
-            return rt
+    for rt in sorted(
+        runtimes, key=lambda r: len(label_id(r)), reverse=True
+    ):  # oci-crun before crun
+        for name in dict.fromkeys((label_id(rt), rt)):
+            if re.search(rf"(?:^|-){re.escape(name)}(?:-|$)", m.group(1)):
+                return rt
     return None
 
 
