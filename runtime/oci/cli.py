@@ -164,7 +164,11 @@ def update_resources(a: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {}
     if a.resources:
         try:
-            text = sys.stdin.read() if a.resources == "-" else open(a.resources).read()
+            if a.resources == "-":
+                text = sys.stdin.read()
+            else:
+                with open(a.resources) as f:
+                    text = f.read()
             res = json.loads(text)
         except (OSError, ValueError) as e:
             raise SpecError(f"--resources {a.resources}: {e}") from None

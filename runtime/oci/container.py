@@ -10,6 +10,7 @@ everything create made (processes, cgroup, state directory).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -100,11 +101,14 @@ def create(
     sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
     mgr = None
     stage1 = init_pid = 0
-    console_fd = -1
+    console_fd = fifo_fd = -1
     try:
         fifo = os.path.join(sdir, EXEC_FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # umask may have taken the write bits the container's user needs
+        # Opened here as O_PATH and inherited: the init (maybe root of a user namespace that cannot
+        # search our 0700 state root) reopens it through /proc/self/fd, like runc.
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         from runtime.cgroups import new_manager
 
         mgr = new_manager(spec.linux.cgroups_path, cid)
@@ -122,10 +126,12 @@ def create(
         stage1 = os.fork()
         if stage1 == 0:
             try:
-                init.child_main(init.stage1, cfd, pfd, spec, fifo, console_fd, cg_binds)
+                init.child_main(init.stage1, cfd, pfd, spec, fifo_fd, console_fd, cg_binds)
             finally:
                 os._exit(1)  # child_main never returns; this guards the parent's code path
         child_sock.close()
+        os.close(fifo_fd)
+        fifo_fd = -1
         if console_fd >= 0:
             os.close(console_fd)
             console_fd = -1
@@ -166,8 +172,9 @@ def create(
         for pid in (stage1, init_pid):
             if pid > 0:
                 _reap(pid, wait_reparent=True)
-        if console_fd >= 0:
-            os.close(console_fd)
+        for fd in (console_fd, fifo_fd):
+            if fd >= 0:
+                os.close(fd)
         if mgr is not None:
             try:
                 mgr.kill_all()
@@ -224,10 +231,8 @@ def _connect(path: str) -> int:
 
 
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _reap(pid: int, wait_reparent: bool = False) -> int | None:
@@ -312,10 +317,8 @@ def run(
 
 
 def _force_cleanup(root: str, cid: str) -> None:
-    try:
+    with contextlib.suppress(IsoproofError):
         delete(root, cid, force=True)
-    except IsoproofError:
-        pass
 
 
 # --- kill / delete / pause / resume ----------------------------------------------------------------
@@ -398,7 +401,10 @@ def exec_process(
 ) -> int:
     """Run another process in the container: join its namespaces (user first, mount last) and
     its cgroup (before it runs anything), then execve. Returns its exit code unless detached."""
-    from runtime.oci import init  # before fork: an import error must not happen in the child
+    # Import before fork: after setns(mnt) the host's Python library is out of reach.
+    from runtime.oci import caps as _caps  # noqa: F401
+    from runtime.oci import init
+    from runtime.oci import process as _proc  # noqa: F401
 
     c = Container(root, cid)
     c.require("exec in", st_.CREATED, st_.RUNNING)

@@ -64,7 +64,7 @@ def _join(sys: Any, fds: dict[str, int], kinds: tuple[str, ...]) -> None:
             os.close(fd)
 
 
-def stage1(cfd: int, spec: Any, fifo: str, console_fd: int, want_cg_binds: bool) -> None:
+def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bool) -> None:
     from runtime.oci import plan
     from runtime.sys import Sys
 
@@ -96,11 +96,11 @@ def stage1(cfd: int, spec: Any, fifo: str, console_fd: int, want_cg_binds: bool)
         sys.unshare(new_flags)
     pid = os.fork()
     if pid == 0:
-        child_main(container_init, cfd, -1, spec, fifo, console_fd, cg_binds)
+        child_main(container_init, cfd, -1, spec, fifo_fd, console_fd, cg_binds)
     sync.send(cfd, sync.INIT_PID, pid=pid)
 
 
-def container_init(cfd: int, spec: Any, fifo: str, console_fd: int, cg_binds: list) -> None:
+def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds: list) -> None:
     # After pivot_root the host's Python library is out of reach: import all we need first.
     from runtime.oci import process as proc_
     from runtime.oci import rootfs
@@ -112,8 +112,7 @@ def container_init(cfd: int, spec: Any, fifo: str, console_fd: int, cg_binds: li
     user = spec.linux.ns("user")
     in_new_userns = user is not None and user.path is None
     userns = user is not None
-    # Held as O_PATH across pivot_root; reopened through /proc/self/fd when it is time to wait.
-    fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    # fifo_fd (O_PATH, from the parent) survives pivot_root; we reopen it through /proc/self/fd.
     cap_last = last_cap()
     mnt = spec.linux.ns("mount")
     if mnt is not None and mnt.path is None:

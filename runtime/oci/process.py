@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
@@ -135,10 +136,8 @@ def close_extra_fds(keep: int = 3) -> None:
         return
     for fd in fds:
         if fd >= keep:
-            try:
+            with contextlib.suppress(OSError):
                 os.set_inheritable(fd, False)
-            except OSError:
-                pass
 
 
 def setup_terminal(console_fd: int) -> None:

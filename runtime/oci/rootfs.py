@@ -203,6 +203,10 @@ def _mount_one(sys: Sys, rootfs: str, step: MountStep, userns: bool, cgroup_bind
         return
     if step.is_bind:
         src = step.source or ""
+        if not os.path.exists(src):
+            raise OSError(
+                errno.ENOENT, f"mounts: bind source {src} of {step.destination} does not exist"
+            )
         _make_target(dest, os.path.isdir(src))
         sys.mount(src, dest, None, MS_BIND | (step.flags & MS_REC))
         # A bind mount ignores every other flag: apply them with a remount.
@@ -276,10 +280,10 @@ def cgroup_binds(
                                and (o.startswith("name=") or o in _known_ctrls(by_ctrl)))  # fmt: skip
             else:
                 continue
-            path = _match(by_ctrl, key)
-            if path is None:
+            found = _match(by_ctrl, key)
+            if found is None:
                 continue
-            rel = os.path.relpath(path, mnt_root) if mnt_root != "/" else path.lstrip("/")
+            rel = os.path.relpath(found, mnt_root) if mnt_root != "/" else found.lstrip("/")
             if rel.startswith(".."):
                 continue
             name = os.path.basename(mnt_point) if mnt_point != "/sys/fs/cgroup" else ""

@@ -28,6 +28,7 @@ table (stage-1 only joins namespaces; the init role is played by the exec'd proc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -125,7 +126,5 @@ def recv(fd: int, expect: str) -> dict[str, object]:
 
 def send_error(fd: int, message: str) -> None:
     """Best effort: the parent may be gone already."""
-    try:
+    with contextlib.suppress(OSError):
         os.write(fd, json.dumps({"type": ERROR, "message": " ".join(message.split())}).encode())
-    except OSError:
-        pass

@@ -1,0 +1,427 @@
+"""isoproof-oci on the real kernel: namespaces, rootfs, process, lifecycle, and the spec's error
+rules. Every test runs through the CLI (as the engine and the verification suite do) and the
+``oci`` fixture fails the test if anything is left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from runtime.oci import caps as capslib
+from tests.integration.conftest import cgroup_mounts
+
+pytestmark = pytest.mark.root
+
+HOST_NS = {n: os.stat(f"/proc/self/ns/{n}").st_ino for n in os.listdir("/proc/self/ns")}
+
+
+def ns_inode(pid: int, name: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{name}").st_ino
+
+
+def status_field(pid: int, field: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    raise KeyError(field)
+
+
+def started(oci, bundle, cid: str) -> int:
+    oci.create(bundle, cid)
+    oci("start", cid)
+    oci.wait_status(cid, "running")
+    return oci.state(cid)["pid"]
+
+
+# --- namespaces ---------------------------------------------------------------------------------
+
+
+def test_each_namespace_is_new(oci, bundle):
+    b = bundle()
+    pid = started(oci, b, "ns-new")
+    for name in ("pid", "net", "ipc", "uts", "mnt", "cgroup"):
+        # pid: /proc/<pid>/ns/pid is the namespace the init is *in*
+        assert ns_inode(pid, name) != HOST_NS[name], name
+    assert ns_inode(pid, "user") == HOST_NS["user"]  # not asked for: shared
+
+
+def test_joined_namespaces_are_the_targets(oci, bundle):
+    a = started(oci, bundle(), "ns-target")
+    joined = [{"type": t, "path": f"/proc/{a}/ns/{p}"}
+              for t, p in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))]  # fmt: skip
+    b = bundle(namespaces=[{"type": "pid"}, {"type": "mount"}, *joined])
+    del b.config["hostname"]
+    b.write()
+    pid = started(oci, b, "ns-joiner")
+    for name in ("net", "ipc", "uts"):
+        assert ns_inode(pid, name) == ns_inode(a, name), name
+    assert ns_inode(pid, "pid") not in (ns_inode(a, "pid"), HOST_NS["pid"])
+
+
+def test_init_is_pid_1_of_its_namespace(oci, bundle):
+    pid = started(oci, bundle(), "pid1")
+    assert status_field(pid, "NSpid").split()[-1] == "1"
+    assert status_field(pid, "NSpid").split()[0] == str(pid)
+
+
+def test_hostname_is_set_inside_and_host_unchanged(oci, bundle):
+    before = socket.gethostname()
+    b = bundle(args=["hostname"], hostname="isoproof-h1")
+    r = oci("run", "--bundle", str(b.path), "hn", stdout=b.out)
+    assert r.returncode == 0
+    assert b.out.read_text().strip() == "isoproof-h1"
+    assert socket.gethostname() == before
+
+
+def test_user_namespace_maps(oci, bundle, tmp_path):
+    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    b = bundle(namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "user", "network")],
+               uidMappings=maps, gidMappings=maps)  # fmt: skip
+    # The container's root is uid 100000 on the host: it must be able to reach its rootfs (as with
+    # runc), so open pytest's private 0700 directories for search and give it its files.
+    for d in [tmp_path, *tmp_path.parents]:
+        if d == Path("/tmp"):
+            break
+        d.chmod(d.stat().st_mode | 0o011)
+    for dirpath, dirnames, filenames in os.walk(b.rootfs):
+        for n in [dirpath, *(os.path.join(dirpath, f) for f in dirnames + filenames)]:
+            os.lchown(n, 100000, 100000)
+    pid = started(oci, b, "userns")
+    assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", "100000", "65536"]
+    assert Path(f"/proc/{pid}/gid_map").read_text().split() == ["0", "100000", "65536"]
+    assert Path(f"/proc/{pid}/setgroups").read_text().strip() == "deny"
+    # root inside is uid 100000 outside
+    assert status_field(pid, "Uid").split() == ["100000"] * 4
+    assert ns_inode(pid, "user") != HOST_NS["user"]
+
+
+# --- rootfs ----------------------------------------------------------------------------------------
+
+
+PROBE = (
+    'test "$(head -c1 /proc/timer_list | wc -c)" = 1 && echo timer_list=visible || echo timer_list=masked; '
+    "ls /proc/acpi | wc -l | sed 's/^ */acpi_entries=/'; "
+    "(echo x > /proc/sys/kernel/domainname) 2>/dev/null && echo procsys=rw || echo procsys=ro; "
+    "(touch /isoproof-probe) 2>/dev/null && echo root=rw || echo root=ro; "
+    "(touch /tmp/x) 2>/dev/null && echo tmp=rw || echo tmp=ro; "
+    "(echo 1 > /sys/kernel/profiling) 2>/dev/null && echo sys=rw || echo sys=ro; "
+    "ls /dev | tr '\\n' ' ' | sed 's/^/dev=/'; echo; "
+    "readlink /dev/stdout | sed 's/^/stdout=/'"
+)
+
+
+def probe(oci, b, cid: str) -> dict[str, str]:
+    oci("run", "--bundle", str(b.path), cid, stdout=b.out)
+    return dict(line.split("=", 1) for line in b.out.read_text().splitlines() if "=" in line)
+
+
+def test_masked_readonly_paths_and_readonly_root(oci, bundle):
+    b = bundle(args=["sh", "-c", PROBE])
+    got = probe(oci, b, "paths")
+    assert got["timer_list"] == "masked"
+    assert got["acpi_entries"] == "0"
+    assert got["procsys"] == "ro"
+    assert got["root"] == "ro"
+    assert got["sys"] == "ro"
+    for dev in ("null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd",
+                "stdin", "stdout", "stderr"):  # fmt: skip
+        assert dev in got["dev"].split(), dev
+    assert got["stdout"] == "/proc/self/fd/1"
+
+
+def test_writable_root_when_not_readonly(oci, bundle):
+    b = bundle(args=["sh", "-c", PROBE], root={"path": "rootfs", "readonly": False},
+               maskedPaths=[], readonlyPaths=[])  # fmt: skip
+    got = probe(oci, b, "paths-rw")
+    assert got["root"] == "rw"
+    assert got["timer_list"] == "visible"
+    assert got["procsys"] == "rw"  # a private uts ns: writing domainname is harmless
+    assert (b.rootfs / "isoproof-probe").exists()
+
+
+def test_bind_mount_from_bundle(oci, bundle, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "in.txt").write_text("from-host")
+    b = bundle(args=["sh", "-c", "cat /data/in.txt; echo back > /data/out.txt"])
+    b.config["mounts"].append({"destination": "/data", "type": "bind", "source": str(shared),
+                               "options": ["rbind", "rw"]})  # fmt: skip
+    b.write()
+    oci("run", "--bundle", str(b.path), "bind", stdout=b.out)
+    assert b.out.read_text().strip() == "from-host"
+    assert (shared / "out.txt").read_text().strip() == "back"
+
+
+def test_container_mounts_are_invisible_on_the_host(oci, bundle):
+    b = bundle()
+    pid = started(oci, b, "mnt")
+    inside = Path(f"/proc/{pid}/mountinfo").read_text()
+    assert " /proc " in inside and " /dev/pts " in inside
+    host = Path("/proc/self/mountinfo").read_text()
+    assert str(b.rootfs) not in host
+
+
+# --- process ---------------------------------------------------------------------------------------
+
+
+def test_capabilities_as_configured_for_root(oci, bundle):
+    bnd = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    eff = ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    b = bundle(process={"capabilities": {"bounding": bnd, "effective": eff, "permitted": eff,
+                                         "inheritable": [], "ambient": []}})  # fmt: skip
+    pid = started(oci, b, "caps")
+    assert int(status_field(pid, "CapBnd"), 16) == capslib.mask(bnd)
+    # root's execve raises permitted to the bounding set, but noNewPrivileges keeps it within
+    # what the init held: the permitted set asked for.
+    assert int(status_field(pid, "CapPrm"), 16) == capslib.mask(eff)
+    assert int(status_field(pid, "CapEff"), 16) == capslib.mask(eff)
+    assert status_field(pid, "NoNewPrivs") == "1"
+
+
+def test_capabilities_user_ambient_rlimits_oom(oci, bundle):
+    nbs = ["CAP_NET_BIND_SERVICE"]
+    b = bundle(process={
+        "user": {"uid": 1000, "gid": 1000, "additionalGids": [5, 7]},
+        "capabilities": {"bounding": nbs, "effective": nbs, "permitted": nbs, "inheritable": nbs,
+                         "ambient": nbs},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}],
+        "oomScoreAdj": 123, "noNewPrivileges": False,
+    })  # fmt: skip
+    pid = started(oci, b, "user")
+    assert status_field(pid, "Uid").split() == ["1000"] * 4
+    assert status_field(pid, "Gid").split() == ["1000"] * 4
+    assert status_field(pid, "Groups").split() == ["5", "7"]
+    assert int(status_field(pid, "CapAmb"), 16) == capslib.mask(nbs)
+    assert int(status_field(pid, "CapEff"), 16) == capslib.mask(nbs)
+    assert int(status_field(pid, "CapBnd"), 16) == capslib.mask(nbs)
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    assert any(ln.startswith("Max open files") and ln.split()[3:5] == ["321", "654"]
+               for ln in limits.splitlines())  # fmt: skip
+    assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "123"
+
+
+def test_env_and_cwd(oci, bundle):
+    b = bundle(args=["sh", "-c", "echo $ISOPROOF_X; pwd"], process={"cwd": "/tmp", "env": [
+        "PATH=/bin:/sbin", "ISOPROOF_X=hello"]})  # fmt: skip
+    oci("run", "--bundle", str(b.path), "env", stdout=b.out)
+    assert b.out.read_text().split() == ["hello", "/tmp"]
+
+
+# --- lifecycle -------------------------------------------------------------------------------------
+
+
+def test_create_runs_nothing_until_start_and_passes_stdio(oci, bundle):
+    b = bundle(args=["sh", "-c", "echo started-$$"])
+    oci.create(b, "lazy")
+    st = oci.state("lazy")
+    assert st["status"] == "created"
+    assert st["bundle"] == str(b.path) and os.path.isabs(st["bundle"])
+    assert {"ociVersion", "id", "status", "pid", "bundle", "annotations"} <= st.keys()
+    assert b.out.read_text() == ""
+    oci("start", "lazy")
+    oci.wait_status("lazy", "stopped")
+    assert b.out.read_text().strip() == "started-1"  # it ran as PID 1, on create's stdout
+    oci("delete", "lazy")
+    assert oci("state", "lazy", check=False).returncode == 1
+
+
+def test_pid_file_and_kill_signal_forms(oci, bundle):
+    # PID 1 of a pid namespace gets only the signals it handles (SIGKILL aside): trap TERM.
+    trap = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.05; done"]
+    for i, word in enumerate(["KILL", "SIGKILL", "9", "--signal=TERM", "term"]):
+        cid = f"k{i}"
+        b = bundle(args=trap)
+        oci.create(b, cid, "--pid-file", str(b.path / "pid"))
+        pid = int((b.path / "pid").read_text())
+        assert pid == oci.state(cid)["pid"]
+        oci("start", cid)
+        args = ["kill", word, cid] if word.startswith("--") else ["kill", cid, word]
+        oci(*args)
+        oci.wait_status(cid, "stopped")
+        oci("delete", cid)
+
+
+def test_run_returns_exit_code(oci, bundle):
+    b = bundle(args=["sh", "-c", "exit 7"])
+    assert oci("run", "--bundle", str(b.path), "rc7", check=False).returncode == 7
+    # Without a pid namespace the shell is not PID 1, so it can die of its own SIGKILL.
+    b = bundle(
+        args=["sh", "-c", "kill -9 $$"],
+        namespaces=[{"type": t} for t in ("ipc", "uts", "mount", "network")],
+    )
+    assert oci("run", "--bundle", str(b.path), "rc137", check=False).returncode == 137
+
+
+def test_pause_resume_ps_list(oci, bundle):
+    pid = started(oci, bundle(), "pz")
+    assert oci("ps", "--format", "json", "pz").json == [pid]
+    oci("pause", "pz")
+    assert oci.status("pz") == "paused"
+    assert status_field(pid, "State").startswith(("D", "S"))  # frozen tasks sleep
+    oci("resume", "pz")
+    assert oci.status("pz") == "running"
+    rows = oci("list", "--format", "json").json
+    assert [(r["id"], r["status"], r["pid"]) for r in rows] == [("pz", "running", pid)]
+
+
+def test_exec_joins_namespaces_and_cgroup(oci, bundle):
+    init = started(oci, bundle(), "ex")
+    r = oci("exec", "ex", "sh", "-c", "hostname; exit 3", check=False)
+    assert r.returncode == 3
+    assert r.stdout.strip() == "isoproof"
+    pidf = oci.tmp / "exec.pid"
+    oci("exec", "--detach", "--pid-file", str(pidf), "ex", "sleep", "1000")
+    pid = int(pidf.read_text())
+    for name in ("pid", "net", "ipc", "uts", "mnt", "cgroup"):
+        assert ns_inode(pid, name) == ns_inode(init, name), name
+    assert Path(f"/proc/{pid}/cgroup").read_text() == Path(f"/proc/{init}/cgroup").read_text()
+    assert sorted(oci("ps", "--format", "json", "ex").json) == sorted([init, pid])
+
+
+def test_console_socket_receives_the_pty_master(oci, bundle, tmp_path):
+    path = str(tmp_path / "console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got: dict[str, object] = {}
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        got["name"], got["fd"] = msg, fds[0]
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    b = bundle(args=["sh", "-c", "tty; echo via-pty"], process={"terminal": True})
+    oci.create(b, "tty", "--console-socket", path)
+    t.join(5)
+    assert "fd" in got
+    oci("start", "tty")
+    master = int(got["fd"])  # type: ignore[call-overload]
+    data = b""
+    try:
+        while b"via-pty" not in data:
+            chunk = os.read(master, 1024)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    os.close(master)
+    srv.close()
+    assert b"/dev/pts/" in data and b"via-pty" in data
+    assert b.out.read_text() == ""  # the pty, not create's stdout, is the container's terminal
+
+
+# --- the spec's error rules: one line, exit 1, nothing changed ---------------------------------------
+
+
+def assert_error(r, *words: str) -> None:
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    if "ISOPROOF_TEST_RUNTIME" not in os.environ:
+        assert lines[0].startswith("isoproof-oci: "), lines[0]
+        for w in words:
+            assert w in lines[0], lines[0]
+
+
+def test_error_rules(oci, bundle):
+    b = bundle()
+    oci.create(b, "e1")
+    assert_error(oci("create", "--bundle", str(b.path), "e1", check=False), "already exists")
+    assert oci.status("e1") == "created"
+    oci("start", "e1")
+    assert_error(oci("start", "e1", check=False), "running")
+    assert_error(oci("delete", "e1", check=False), "running")
+    assert oci.status("e1") == "running"
+    oci("kill", "e1", "KILL")
+    oci.wait_status("e1", "stopped")
+    assert_error(oci("kill", "e1", "KILL", check=False), "stopped")
+    assert_error(oci("start", "e1", check=False), "stopped")
+    oci("delete", "e1")
+    for verb in (["start"], ["state"], ["kill"], ["delete"], ["pause"], ["resume"], ["ps"]):
+        assert_error(oci(*verb, "nosuch", check=False), "does not exist")
+    assert not os.path.exists(os.path.join(oci.root, "nosuch"))
+
+
+def test_delete_force_of_running_and_created(oci, bundle):
+    oci.create(bundle(), "f1")
+    oci("delete", "--force", "f1")
+    started(oci, bundle(), "f2")
+    oci("delete", "--force", "f2")
+    started(oci, bundle(), "f3")
+    oci("pause", "f3")
+    oci("delete", "--force", "f3")
+    assert oci("list", "--format", "json").json in ([], None)
+
+
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (lambda c: c["mounts"].append({"destination": "/x", "type": "bind",
+                                       "source": "/nonexistent-isoproof", "options": ["bind"]}),
+         "nonexistent-isoproof"),  # fails in the init, after cgroup and namespaces exist
+        (lambda c: c["process"].update(args=["no-such-program"]), "no-such-program"),
+        (lambda c: c["process"].update(cwd="relative"), "process.cwd"),
+        (lambda c: c["linux"]["namespaces"].append({"type": "uts"}), "duplicate"),
+        (lambda c: c["linux"].update(namespaces=[{"type": "mount"}, {"type": "pid"}, {"type": "uts"}, {
+            "type": "ipc", "path": "/proc/self/ns/net"}]),
+         "not a ipc namespace"),  # checked via NS_GET_NSTYPE
+        (lambda c: c["linux"].update(resources={"memory": {"limit": "lots"}}), "memory"),
+    ],
+)  # fmt: skip
+def test_failed_create_rolls_back(oci, bundle, mutate, words):
+    b = bundle()
+    mutate(b.config)
+    b.write()
+    r = oci("create", "--bundle", str(b.path), "bad", check=False)
+    assert_error(r, words)
+    assert not os.path.exists(os.path.join(oci.root, "bad"))
+    # the oci fixture checks that no cgroup, mount or process is left
+
+
+def test_terminal_without_console_socket_is_refused(oci, bundle):
+    b = bundle(process={"terminal": True})
+    assert_error(oci("create", "--bundle", str(b.path), "t", check=False), "console-socket")
+
+
+# --- against runc, same bundle ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not shutil.which("runc"), reason="needs runc for the comparison; not installed")
+def test_same_process_view_as_runc(oci, bundle):
+    script = "grep -E '^(Cap|NoNewPrivs|NSpid)' /proc/self/status; hostname; ls /dev | sort | tr '\\n' ' '"
+    b = bundle(args=["sh", "-c", script])
+    ours = oci("run", "--bundle", str(b.path), "cmp", stdout=b.path / "ours").stdout
+    runc_root = oci.root + "-runc"
+    # runc leaves the parent of its cgroup behind: give it its own parent and remove that after.
+    runc_parent = oci.cgroup_parent + "-runc"
+    b.config["linux"]["cgroupsPath"] = f"/{runc_parent}/cmp"
+    b.write()
+    try:
+        p = subprocess.run(["runc", "--root", runc_root, "run", "--bundle", str(b.path), "cmp-runc"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        subprocess.run(["runc", "--root", runc_root, "delete", "--force", "cmp-runc"],
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(runc_root, ignore_errors=True)
+        for m in cgroup_mounts():
+            for d in (f"{m}/{runc_parent}/cmp", f"{m}/{runc_parent}"):
+                if os.path.isdir(d):
+                    os.rmdir(d)
+    assert p.returncode == 0, p.stderr
+
+    # Capability sets, no_new_privs and hostname must agree exactly (NSpid differs: runc's own
+    # setup processes used pids in the new namespace before the shell's child ran).
+    def view(text: str) -> list[str]:
+        return [ln for ln in text.splitlines()[:7] if not ln.startswith("NSpid")]
+
+    assert view(ours) == view(p.stdout)
