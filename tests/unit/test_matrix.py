@@ -456,3 +456,24 @@ def test_cli_bad_input_one_line_exit_2(argv: list[str], tmp_path: Path,
     assert rc == 2
     assert len(err.splitlines()) == 1 and err.startswith("isoproof matrix: ")
     assert not (tmp_path / "r").exists()  # nothing left behind
+
+
+def test_merge_runs_from_several_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, status in (("6.1-v1", "selfcheck=0 payload=0"), ("6.12-v2", "selfcheck=0 payload=1")):
+        base = tmp_path / name
+        outcome = "passed" if status.endswith("=0") else "failed"
+        write_leg(base / "legs" / name, [rec("s::t", "passed")], [rec("c::x", outcome)], status)
+        doc = merge.result_set([leg_result(name, base)], {"kernel": "runner"})
+        (base / "matrix.json").write_text(json.dumps(doc))
+    out = tmp_path / "merged"
+    rc = cli.main(["--merge", str(tmp_path / "6.1-v1"), "--merge", str(tmp_path / "6.12-v2"),
+                   "--results", str(out)])  # fmt: skip
+    assert rc == 1  # one leg failed a property: the gate fails
+    doc = json.loads((out / "matrix.json").read_text())
+    assert [leg["leg"] for leg in doc["legs"]] == ["6.1-v1", "6.12-v2"]
+    assert {r["leg"] for r in doc["results"]} == {"6.1-v1", "6.12-v2"} and len(doc["results"]) == 4
+    assert "6.12-v2" in capsys.readouterr().out
+    # The same leg from two jobs is refused, one line, exit 2.
+    rc = cli.main(["--merge", str(tmp_path / "6.1-v1"), "--merge", str(tmp_path / "6.1-v1"),
+                   "--results", str(tmp_path / "again")])  # fmt: skip
+    assert rc == 2 and "more than one" in capsys.readouterr().err

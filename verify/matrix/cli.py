@@ -64,6 +64,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-disk", action="store_true", help="give the guest no disk")
     p.add_argument("--python", default=sys.executable, help="interpreter the guest runs")
     p.add_argument("--list", action="store_true", help="resolve and print the legs; boot nothing")
+    p.add_argument("--merge", action="append", metavar="DIR",
+                   help="merge the matrix.json of earlier runs (one per CI job) into --results; "
+                        "boots nothing (repeatable)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -289,7 +292,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def merge_only(args: argparse.Namespace) -> int:
+    """``--merge DIR...``: combine the result sets of legs run elsewhere (CI jobs, other hosts)."""
+    docs = []
+    for d in args.merge:
+        path = Path(d) if d.endswith(".json") else Path(d) / "matrix.json"
+        try:
+            docs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            raise MatrixError(f"cannot read {path}: {e}") from None
+    try:
+        doc, legs = merge.combine(docs, {"merged": True})
+    except (TypeError, ValueError) as e:
+        raise MatrixError(str(e)) from None
+    results = Path(args.results).absolute()
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "matrix.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    print(merge.summary_table(legs))
+    print(f"merged results: {results / 'matrix.json'}")
+    return 0 if legs and all(leg.status == "passed" for leg in legs) else 1
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.merge:
+        return merge_only(args)
     if args.payload not in PAYLOADS and " " not in args.payload and not shutil.which(args.payload):
         raise MatrixError(f"bad --payload {args.payload!r}: use {', '.join(PAYLOADS)} or a command")
     if args.cpus < 1 or args.timeout <= 0 or args.jobs < 0:

@@ -124,6 +124,7 @@ def render(plan: GuestPlan) -> str:
         "ISOPROOF_CGROUP_MODE": str(plan.mode),
         "ISOPROOF_IN_MATRIX_GUEST": "1",
         "PYTHONDONTWRITEBYTECODE": "1",  # the repo and venv are read-only in the guest
+        "PYTHONUNBUFFERED": "1",  # guest.log shows progress while the leg runs
         "PATH": f"{Path(plan.python).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
     } | plan.env

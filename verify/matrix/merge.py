@@ -213,3 +213,24 @@ def summary_table(legs: list[LegResult], total_s: float | None = None) -> str:
     if total_s is not None:
         lines.append(f"total wall time {total_s:.0f}s for {len(legs)} legs")
     return "\n".join(lines)
+
+
+def combine(
+    docs: list[dict[str, Any]], host: dict[str, Any]
+) -> tuple[dict[str, Any], list[LegResult]]:
+    """Several result sets (one per CI job, say) into one; a leg named twice is an error."""
+    legs: list[LegResult] = []
+    known = set(LegResult.__dataclass_fields__) - {"records"}
+    hosts = []
+    for doc in docs:
+        if doc.get("schema") != SCHEMA:
+            raise ValueError(f"not an {SCHEMA} result set (schema {doc.get('schema')!r})")
+        hosts.append(doc.get("host", {}))
+        for summary in doc.get("legs", []):
+            res = LegResult(**{k: v for k, v in summary.items() if k in known})
+            res.records = [r for r in doc.get("results", []) if r.get("leg") == res.leg]
+            if any(leg.leg == res.leg for leg in legs):
+                raise ValueError(f"leg {res.leg!r} appears in more than one result set")
+            legs.append(res)
+    out = result_set(legs, host | {"merged_from": hosts})
+    return out, legs

@@ -30,6 +30,9 @@ from verify.matrix.legs import CgroupMode, MatrixError
 KVM_DEVICE = Path("/dev/kvm")
 ACCEL_CACHE = "accel.json"
 PROBE_TIMEOUT_S = 60.0
+# What qemu prints when KVM cannot run the guest (seen here: the MSR error, or an emulation failure
+# that leaves qemu hanging); the probe stops at the first sign instead of waiting out its timeout.
+KVM_FAILURE = re.compile(r"failed to set MSR[^\n]*|KVM internal error[^\n]*|emulation failure")
 KILL_GRACE_S = 5.0
 
 
@@ -126,8 +129,10 @@ def run_group(
     cwd: Path | None = None,
     pgid_file: Path | None = None,
     booted: Path | None = None,
+    abort_on: re.Pattern[str] | None = None,
 ) -> Outcome:
-    """Run ``argv`` in its own session with output to ``log``; kill the whole group on timeout."""
+    """Run ``argv`` in its own session with output to ``log``; kill the whole group on timeout (or
+    as soon as ``abort_on`` shows up in the log)."""
     start = time.time()
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -145,10 +150,8 @@ def run_group(
             pgid_file.write_text(f"{proc.pid}\n")
         timed_out = False
         try:
-            rc: int | None = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            rc = None
+            rc = _wait(proc, start + timeout_s, log, abort_on)
+            timed_out = rc is None
         except BaseException:
             kill_group(proc)
             raise
@@ -166,6 +169,22 @@ def run_group(
     if booted is not None and booted.exists():
         boot = max(0.0, booted.stat().st_mtime - start)
     return Outcome(rc=rc, wall_s=wall, boot_s=boot, timed_out=timed_out)
+
+
+def _wait(
+    proc: subprocess.Popen[bytes], deadline: float, log: Path, abort_on: re.Pattern[str] | None
+) -> int | None:
+    """The exit code, or None when the deadline passed or ``abort_on`` matched the log."""
+    while True:
+        step = min(0.5, deadline - time.time()) if abort_on is not None else deadline - time.time()
+        if step <= 0:
+            return None
+        try:
+            return proc.wait(timeout=step)
+        except subprocess.TimeoutExpired:
+            pass
+        if abort_on is not None and abort_on.search(log.read_text(errors="replace")):
+            return None
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -230,11 +249,13 @@ def probe_kvm(kernel: KernelTree) -> tuple[str, str]:
         (d / guest.GUEST_SCRIPT).write_text(f"echo ok > {marker}\n")
         cfg = VmConfig(cpus=1, memory="512M", accel="kvm", timeout_s=PROBE_TIMEOUT_S)
         argv = vng_argv(kernel, d, cfg, None, None, d)
-        out = run_group(argv, d / "console.log", PROBE_TIMEOUT_S, env=vm_env(), cwd=d)
+        out = run_group(
+            argv, d / "console.log", PROBE_TIMEOUT_S, env=vm_env(), cwd=d, abort_on=KVM_FAILURE
+        )
         if marker.exists():
             return "kvm", f"KVM probe booted in {out.wall_s:.1f}s"
         text = (d / "console.log").read_text(errors="replace")
-        m = re.search(r"(failed to set MSR[^\n]*|KVM internal error[^\n]*|emulation failure)", text)
+        m = KVM_FAILURE.search(text)
         why = m.group(1) if m else ("timed out" if out.timed_out else f"exit {out.rc}")
         return "tcg", f"KVM probe failed: {why}"
 
