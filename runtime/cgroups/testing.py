@@ -61,20 +61,45 @@ class LoopDevice:
 @contextmanager
 def loop_device(size_mib: int = 64, directory: str = "/var/tmp") -> Iterator[LoopDevice]:
     """A loop device over a sparse file, detached and deleted afterwards (also on failure)."""
+    if not os.path.exists("/dev/loop-control"):
+        # A guest without udev has not loaded the module (CONFIG_BLK_DEV_LOOP=m on Debian).
+        subprocess.run(["modprobe", "loop"], check=False, capture_output=True)
     backing = os.path.join(directory, f"isoproof-loop-{uuid.uuid4().hex[:8]}.img")
     with open(backing, "wb") as f:
         f.truncate(size_mib << 20)
     dev = ""
     try:
-        dev = subprocess.run(
-            ["losetup", "--find", "--show", backing], check=True, capture_output=True, text=True
-        ).stdout.strip()
+        proc = subprocess.run(
+            ["losetup", "--find", "--show", backing], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"losetup --find --show {backing}: {proc.stderr.strip()}")
+        dev = proc.stdout.strip()
         st = os.stat(dev)
         yield LoopDevice(dev, os.major(st.st_rdev), os.minor(st.st_rdev), backing)
     finally:
         if dev:
             subprocess.run(["losetup", "-d", dev], check=False)
         os.unlink(backing)
+
+
+def some_block_device() -> tuple[int, int] | None:
+    """MAJ:MIN of a real whole disk: the one holding / when / is on a disk, else the scratch disk a
+    matrix guest announces in ISOPROOF_DISK_DEV (a guest's / is 9p, on no block device)."""
+    dev = os.stat("/").st_dev
+    sysdir = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    if os.path.exists(sysdir):
+        real = os.path.realpath(sysdir)
+        if os.path.exists(os.path.join(real, "partition")):
+            real = os.path.dirname(real)
+        with open(os.path.join(real, "dev")) as f:
+            major, minor = f.read().strip().split(":")
+        return int(major), int(minor)
+    scratch = os.environ.get("ISOPROOF_DISK_DEV")
+    if scratch and os.path.exists(scratch):
+        st = os.stat(scratch)
+        return os.major(st.st_rdev), os.minor(st.st_rdev)
+    return None
 
 
 def cpu_split(a: Manager, b: Manager, seconds: float) -> tuple[int, int]:
