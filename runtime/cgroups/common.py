@@ -56,3 +56,38 @@ def convert(where: str, fn: Any, *args: Any) -> Any:
         return fn(*args)
     except ValueError as e:
         raise CgroupError(f"{where}: {e}") from None
+
+
+OBJECT_FIELDS = ("cpu", "memory", "pids", "blockIO", "unified", "network", "rdma")
+LIST_FIELDS = ("devices", "hugepageLimits")
+BLOCKIO_LISTS = (
+    "weightDevice",
+    "throttleReadBpsDevice",
+    "throttleWriteBpsDevice",
+    "throttleReadIOPSDevice",
+    "throttleWriteIOPSDevice",
+)
+
+
+def check_shape(resources: Any) -> dict[str, Any]:
+    """Refuse a malformed ``linux.resources`` with one line instead of a traceback further down."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict):
+        raise CgroupError("linux.resources must be an object")
+    for key in OBJECT_FIELDS:
+        if resources.get(key) is not None and not isinstance(resources[key], dict):
+            raise CgroupError(f"linux.resources.{key} must be an object")
+    for key in LIST_FIELDS:
+        value = resources.get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(x, dict) for x in value)
+        ):
+            raise CgroupError(f"linux.resources.{key} must be a list of objects")
+    for key in BLOCKIO_LISTS:
+        value = (resources.get("blockIO") or {}).get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(x, dict) for x in value)
+        ):
+            raise CgroupError(f"linux.resources.blockIO.{key} must be a list of objects")
+    return resources

@@ -747,3 +747,27 @@ def test_v2_bad_input_then_destroy_leaves_nothing(v2: FakeTree) -> None:
         mgr.set({"blockIO": {"throttleReadBpsDevice": [{"major": 9, "minor": 9, "rate": 1}]}})
     mgr.destroy()
     assert v2.leftovers() == []
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        [],
+        {"cpu": 5},
+        {"devices": {"allow": True}},
+        {"hugepageLimits": ["2MB"]},
+        {"blockIO": {"throttleReadBpsDevice": {"major": 1}}},
+    ],
+)
+@pytest.mark.parametrize("version", [1, 2])
+def test_malformed_resources_are_one_line_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resources: object, version: int
+) -> None:
+    tree = make_v1(tmp_path, monkeypatch) if version == 1 else make_v2(tmp_path, monkeypatch)
+    mgr = tree.manager()
+    mgr.create()
+    with pytest.raises(CgroupError, match="must be") as info:
+        mgr.set(resources)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+    mgr.destroy()
+    assert tree.leftovers() == []

@@ -17,7 +17,7 @@ from typing import Any
 
 from runtime.cgroups import fs
 from runtime.cgroups.base import Manager, Mode, remove_cgroup
-from runtime.cgroups.common import Context
+from runtime.cgroups.common import Context, check_shape
 from runtime.cgroups.mountinfo import CgroupMounts
 from runtime.cgroups.v1 import blkio, cpu, cpuacct, cpuset, devices, freezer, hugetlb, memory, pids
 from runtime.errors import CgroupError
@@ -87,7 +87,7 @@ class V1Manager(Manager):
             fs.write(d, PROCS, pid)
 
     def set(self, resources: dict[str, Any]) -> None:
-        resources = resources or {}
+        resources = check_shape(resources)
         if resources.get("unified"):
             keys = ", ".join(sorted(resources["unified"]))
             raise CgroupError(

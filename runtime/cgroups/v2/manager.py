@@ -17,7 +17,7 @@ from typing import Any
 
 from runtime.cgroups import fs
 from runtime.cgroups.base import Manager, Mode, remove_cgroup
-from runtime.cgroups.common import Context
+from runtime.cgroups.common import Context, check_shape
 from runtime.cgroups.mountinfo import CgroupMounts
 from runtime.cgroups.v2 import cpu, cpuset, devices, freezer, hugetlb, io, memory, pids
 from runtime.errors import CgroupError
@@ -93,7 +93,7 @@ class V2Manager(Manager):
         fs.write(self.dir, PROCS, pid)
 
     def set(self, resources: dict[str, Any]) -> None:
-        resources = resources or {}
+        resources = check_shape(resources)
         for unsupported in ("network", "rdma"):
             if resources.get(unsupported):
                 raise CgroupError(f"linux.resources.{unsupported} is not supported by isoproof")
