@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from runtime.errors import IsoproofError, SpecError
 from runtime.oci.state import DEFAULT_ROOT
@@ -21,17 +21,25 @@ _log_path: str | None = None
 _log_json = False
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors follow the error contract too: one line, exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{PROG}: {message} (see {PROG} --help)", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="A reference OCI runtime (runc-compatible).")
+    p = _Parser(prog=PROG, description="A reference OCI runtime (runc-compatible).")
     p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
     p.add_argument("--log", default=None, help="also append errors to this file")
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.add_argument("--debug", action="store_true", help="accepted for runc compatibility")
     p.add_argument("--systemd-cgroup", action="store_true", help="not supported")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True, parser_class=_Parser)
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help)
+        return sub.add_parser(name, help=help)  # subparsers are _Parser too (parser_class)
 
     c = cmd("create", "create a container (its process waits for start)")
     c.add_argument("--bundle", "-b", default=".")

@@ -383,7 +383,7 @@ def resume(root: str, cid: str) -> None:
 
 def list_ids(root: str) -> list[str]:
     try:
-        return sorted(n for n in os.listdir(root) if st_.ID_RE.match(n))
+        return sorted(n for n in os.listdir(root) if st_.ID_RE.fullmatch(n))
     except FileNotFoundError:
         return []
 

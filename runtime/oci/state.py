@@ -35,7 +35,7 @@ PAUSED = "paused"
 STOPPED = "stopped"
 
 # The OCI spec does not restrict IDs; runc's rule keeps them usable as file and cgroup names.
-ID_RE = re.compile(r"^[\w+\-.]+$")
+ID_RE = re.compile(r"[\w+\-.]+")
 
 
 @dataclass(slots=True)
@@ -53,7 +53,7 @@ class State:
 
 
 def check_id(cid: str) -> None:
-    if not cid or not ID_RE.match(cid) or cid in (".", ".."):
+    if not cid or not ID_RE.fullmatch(cid) or cid in (".", ".."):
         raise StateError(f"invalid container id {cid!r}: use letters, digits and _ + - .")
 
 

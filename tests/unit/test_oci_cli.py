@@ -1,0 +1,58 @@
+"""CLI pieces that need no root: signals, sizes, update flags, and the one-line error contract."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import SpecError
+from runtime.oci import cli
+
+
+@pytest.mark.parametrize("word", ["KILL", "kill", "SIGKILL", "9", " sigkill "])
+def test_signal_forms(word: str):
+    assert cli.parse_signal(word) == signal.SIGKILL
+
+
+@pytest.mark.parametrize("word", ["", "0", "999", "SIGNOPE", "SIG_DFL", "-1"])
+def test_bad_signals(word: str):
+    with pytest.raises(SpecError):
+        cli.parse_signal(word)
+
+
+def test_update_flags_to_resources():
+    a = cli._parser().parse_args(["update", "--memory", "64m", "--cpu-shares", "512",
+                                  "--pids-limit", "10", "--blkio-weight", "300", "c"])  # fmt: skip
+    assert cli.update_resources(a) == {
+        "memory": {"limit": 64 << 20}, "cpu": {"shares": 512}, "pids": {"limit": 10},
+        "blockIO": {"weight": 300}}  # fmt: skip
+    with pytest.raises(SpecError, match="--memory"):
+        cli.parse_bytes("memory", "lots")
+    with pytest.raises(SpecError, match="nothing to change"):
+        cli.update_resources(cli._parser().parse_args(["update", "c"]))
+
+
+def test_errors_are_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    for argv in (["state", "nosuch"], ["start", "nosuch"], ["kill", "nosuch", "KILL"],
+                 ["delete", "nosuch"], ["kill", "nosuch", "NOPE"], ["state", "../x"]):  # fmt: skip
+        assert cli.main(["--root", str(tmp_path), *argv]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("isoproof-oci: "), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["frobnicate"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("isoproof-oci: ")
+
+
+def test_spec_writes_default_config_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["spec", "--bundle", str(tmp_path)]) == 0
+    assert (tmp_path / "config.json").exists()
+    assert cli.main(["spec", "--bundle", str(tmp_path)]) == 1
+    assert "exists" in capsys.readouterr().err

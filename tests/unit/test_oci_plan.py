@@ -1,0 +1,125 @@
+"""Spec -> plan conversions (pure): mount options, the rootfs mount list, namespace joins and
+unshares, capability masks, device rules, and secure_join."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime import spec as spec_
+from runtime import sys as s
+from runtime.oci import plan, process, rootfs
+from runtime.oci.caps import CAPS, mask
+
+
+def make(**linux: object) -> spec_.Spec:
+    doc = spec_.default_spec()
+    doc["process"]["terminal"] = False
+    doc["linux"].update(linux)
+    return spec_.parse(doc, "/b")
+
+
+def test_parse_options_flags_propagation_and_data():
+    flags, prop, data = rootfs.parse_options(
+        ["nosuid", "noexec", "ro", "rw", "rbind", "rslave", "mode=755", "size=64k"]
+    )
+    assert flags == s.MS_NOSUID | s.MS_NOEXEC | s.MS_BIND | s.MS_REC  # rw cleared ro
+    assert prop == [s.MS_SLAVE | s.MS_REC]
+    assert data == "mode=755,size=64k"
+
+
+def test_plan_keeps_spec_mounts_adds_missing_defaults_parents_first():
+    sp = make()
+    sp.mounts = [m for m in sp.mounts if m.destination not in ("/dev", "/sys")]
+    sp.mounts.insert(0, spec_.Mount("/dev/pts/x", "bind", "data", ["bind"]))
+    steps = rootfs.plan(sp)
+    dests = [st.destination for st in steps]
+    assert dests.index("/dev") < dests.index("/dev/pts") < dests.index("/dev/pts/x")
+    assert "/sys" in dests  # default added back
+    assert dests.count("/proc") == 1  # the spec's own, not a second default
+    bind = next(st for st in steps if st.destination == "/dev/pts/x")
+    assert bind.is_bind and bind.source == "/b/data"  # relative to the bundle
+    sysfs = next(st for st in steps if st.destination == "/sys")
+    assert sysfs.flags & s.MS_RDONLY
+
+
+def test_root_propagation_defaults_to_rprivate():
+    assert rootfs.root_propagation(make()) == s.MS_PRIVATE | s.MS_REC
+    assert rootfs.root_propagation(make(rootfsPropagation="rslave")) == s.MS_SLAVE | s.MS_REC
+
+
+def test_joins_user_first_mount_last_and_unshare_flags():
+    sp = make(namespaces=[{"type": "mount", "path": "/proc/1/ns/mnt"}, {"type": "pid"},
+                          {"type": "network", "path": "/n"}, {"type": "user", "path": "/u"},
+                          {"type": "uts"}])  # fmt: skip
+    sp_joins = plan.joins(sp)
+    assert [k for k, _ in sp_joins] == ["user", "network", "mount"]
+    assert plan.unshare_flags(sp) == s.CLONE_NEWPID | s.CLONE_NEWUTS
+    assert plan.unshare_flags(make()) == (s.CLONE_NEWPID | s.CLONE_NEWNET | s.CLONE_NEWIPC
+                                          | s.CLONE_NEWUTS | s.CLONE_NEWNS | s.CLONE_NEWCGROUP)  # fmt: skip
+
+
+def test_cap_masks_limit_to_kernel_and_absent_means_none():
+    c = spec_.Capabilities(bounding=["CAP_KILL", "CAP_CHECKPOINT_RESTORE"], effective=["CAP_KILL"])
+    m = process.cap_masks(c, last_cap=39)
+    assert m.bounding == 1 << CAPS["CAP_KILL"]  # 40 is beyond this kernel
+    assert m.effective == mask(["CAP_KILL"]) and m.ambient == 0
+    assert process.cap_masks(None, 40) == process.CapMasks(0, 0, 0, 0, 0)
+
+
+def test_device_rules_append_defaults_after_spec_rules():
+    sp = make()
+    res = plan.resources(sp)
+    rules = res["devices"]
+    assert isinstance(rules, list)
+    assert rules[0] == {"allow": False, "access": "rwm"}
+    assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in rules
+    assert {"allow": True, "type": "c", "major": 136, "access": "rwm"} in rules  # /dev/pts/*
+    assert plan.resources(make(resources={})) == {}
+    assert sp.linux.resources["devices"] == [{"allow": False, "access": "rwm"}]  # not mutated
+
+
+def test_secure_join_never_leaves_root(tmp_path: Path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/etc", root / "abs")
+    os.symlink("../../../../../etc", root / "rel")
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    assert rootfs.secure_join(str(root), "/abs/passwd") == f"{root}/etc/passwd"
+    assert rootfs.secure_join(str(root), "/rel/x") == f"{root}/etc/x"
+    assert rootfs.secure_join(str(root), "/../../x") == f"{root}/x"
+    assert rootfs.secure_join(str(root), "/missing/a") == f"{root}/missing/a"
+    with pytest.raises(OSError):
+        rootfs.secure_join(str(root), "/loop1")
+
+
+def test_cgroup_binds_hybrid(tmp_path: Path):
+    mi = tmp_path / "mountinfo"
+    mi.write_text(
+        "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+        "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "32 25 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
+        "33 25 0:29 / /proc rw - proc proc rw\n"
+    )
+    cg = tmp_path / "cgroup"
+    cg.write_text("0::/\n4:memory:/isoproof/c1\n3:cpu:/isoproof/c1\n")
+    binds = rootfs.cgroup_binds(str(mi), str(cg))
+    assert binds == [("/sys/fs/cgroup/unified/", "unified"),
+                     ("/sys/fs/cgroup/memory/isoproof/c1", "memory"),
+                     ("/sys/fs/cgroup/cpu/isoproof/c1", "cpu")]  # fmt: skip
+
+
+def test_lookup_uses_container_path():
+    have = {"/usr/bin/tool"}
+
+    def exists(p: str, _mode: int) -> bool:
+        return p in have
+
+    assert process.lookup("tool", ["PATH=/bin:/usr/bin"], exists) == "/usr/bin/tool"
+    with pytest.raises(process.ExecError, match="not found in"):
+        process.lookup("tool", ["PATH=/bin"], exists)
+    with pytest.raises(process.ExecError):
+        process.lookup("/bin/tool", [], exists)
