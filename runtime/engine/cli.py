@@ -96,7 +96,10 @@ class Engine:
         sock = self._connect(cid, 0)
         try:
             while True:
-                st = self.store.state(cid)
+                try:
+                    st = self.store.state(cid)
+                except NotFoundError:
+                    return True  # removed (--rm) once it exited
                 if st["Status"] not in RUNNING or not monitor_alive(st, cid):
                     return True
                 left = None if deadline is None else deadline - time.monotonic()
@@ -104,7 +107,7 @@ class Engine:
                     return False
                 if sock is not None:
                     r, _, _ = select.select([sock], [], [], min(left or 1.0, 1.0))
-                    if r and not sock.recv(65536):
+                    if r and not _recv(sock):
                         sock.close()
                         sock = None
                 else:
@@ -335,7 +338,7 @@ class Engine:
                     else:
                         sock.sendall(data)
                 if sock in ready:
-                    data = sock.recv(65536)
+                    data = _recv(sock)
                     if not data:
                         break
                     buf += data
@@ -354,11 +357,11 @@ class Engine:
                 restore()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
-        if code is None:
-            self.wait_exit(cid, 10)
+        if code is None:  # the stream ended without an exit frame: ask the state
             try:
+                self.wait_exit(cid, 10)
                 code = int(self.store.state(cid).get("ExitCode") or 0)
-            except NoSuchContainer:
+            except NotFoundError:
                 code = 0
         return code
 
@@ -376,7 +379,7 @@ class Engine:
                 return
             rt.kill(cid, "TERM")
             if st["Status"] == "paused":
-                rt.resume(cid)
+                _resume_quietly(rt, cid)
             if not self.wait_exit(cid, timeout):
                 rt.kill(cid, "KILL", all_=True)
                 self.wait_exit(cid, 30)
@@ -394,7 +397,7 @@ class Engine:
                     f"Cannot kill container: {ref}: invalid signal or container gone: {sig}"
                 )
             if st["Status"] == "paused":
-                rt.resume(cid)
+                _resume_quietly(rt, cid)
             if sig.upper().removeprefix("SIG") in ("KILL", "9"):
                 self.wait_exit(cid, 10)
 
@@ -413,13 +416,28 @@ class Engine:
                 rt = self.runtime(cid)
                 rt.kill(cid, "KILL", all_=True)
                 if st["Status"] == "paused":
-                    rt.resume(cid)
+                    _resume_quietly(rt, cid)
                 self.wait_exit(cid, 15)
             self.wait_monitor_gone(cid)
             lifecycle.remove(self.home, cid, volumes)
 
 
 # -- flag conversion ------------------------------------------------------------------------------
+
+
+def _resume_quietly(rt: Any, cid: str) -> None:
+    """Thaw after signalling, so a frozen process can act on the signal (it may be thawed already)."""
+    try:
+        rt.resume(cid)
+    except IsoproofError:
+        pass
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
 
 
 def exec_code(msg: str) -> int:
@@ -646,10 +664,7 @@ def cmd_start(e: Engine, argv: list[str]) -> int:
         e.start(e.resolve(ref))
         print(ref)
 
-    rc = each(a.containers, one)
-    if rc:
-        print("Error: failed to start containers: " + " ".join(a.containers), file=sys.stderr)
-    return rc
+    return each(a.containers, one)
 
 
 def cmd_stop(e: Engine, argv: list[str]) -> int:

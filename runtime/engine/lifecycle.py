@@ -168,6 +168,16 @@ def _prepare(home: Home, store: Store, cid: str, cfg: dict[str, Any]) -> dict[st
     if netmode == "host":
         etc_files = {"/etc/resolv.conf": str(etc / "resolv.conf")}
 
+    # Make the bind targets now, as root: with --userns, root inside cannot create them in the
+    # image's root-owned directories.
+    for dest in [*etc_files, *(m["Destination"] for m in hc.get("Mounts") or [])]:
+        target = rootfs / dest.lstrip("/")
+        if not target.exists() and not target.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if dest in etc_files:
+                target.touch()
+            else:
+                target.mkdir(parents=True, exist_ok=True)
     user = resolve_user(Path(cfg["ImageRootfs"]), c.get("User") or "")
     spec = ocispec.build(cfg, str(rootfs), etc_files, netns, peers, cfg["CgroupsPath"], user)
     write_json(cdir / "bundle" / "config.json", spec)
