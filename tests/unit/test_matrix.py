@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -429,6 +430,13 @@ def test_payload_argv_passes_runtimes_and_results(tmp_path: Path) -> None:
     tests = cli.payload_argv("tests", "/py", tmp_path, [], True)
     assert "--ignore-glob=*test_matrix*" in tests  # never boot VMs inside the VM
     assert cli.payload_argv("echo hi", "/py", tmp_path, [], True) == ["sh", "-c", "echo hi"]
+    extra = cli.payload_argv("verify", "/py", tmp_path, ["isoproof"], True, ["-m", "not timing"])
+    assert extra[-2:] == ["-m", "not timing"]
+    assert cli.parse_args(["--leg", "host", "--", "-m", "not timing", "-x"]).suite_args == [
+        "-m",
+        "not timing",
+        "-x",
+    ]
 
 
 def test_default_jobs_fit_cores_and_memory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -477,3 +485,13 @@ def test_merge_runs_from_several_jobs(tmp_path: Path, capsys: pytest.CaptureFixt
     rc = cli.main(["--merge", str(tmp_path / "6.1-v1"), "--merge", str(tmp_path / "6.1-v1"),
                    "--results", str(tmp_path / "again")])  # fmt: skip
     assert rc == 2 and "more than one" in capsys.readouterr().err
+
+
+def test_workflow_fans_out_one_job_per_vm_leg() -> None:
+    """The CI matrix names exactly the default VM legs, and the merge job expects all five."""
+    text = (Path(__file__).resolve().parents[2] / ".github/workflows/gate.yml").read_text()
+    m = re.search(r"^\s+leg: \[(.*)\]$", text, re.MULTILINE)
+    assert m, "no leg matrix in gate.yml"
+    legs = [x.strip().strip('"') for x in m.group(1).split(",")]
+    assert legs == [leg for leg in DEFAULT_LEGS if leg != "host"]
+    assert "--leg host" in text and f"-eq {len(DEFAULT_LEGS)}" in text

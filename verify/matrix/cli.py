@@ -67,6 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--merge", action="append", metavar="DIR",
                    help="merge the matrix.json of earlier runs (one per CI job) into --results; "
                         "boots nothing (repeatable)")  # fmt: skip
+    p.add_argument("suite_args", nargs="*", metavar="-- PYTEST_ARGS",
+                   help="after --: passed to the payload's pytest (e.g. -- -m 'not timing')")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -100,9 +102,15 @@ def default_jobs(cpus_per_vm: int, mem_per_vm: int, accel: str) -> int:
 
 
 def payload_argv(
-    kind: str, python: str, leg_dir: Path, runtimes: list[str], in_guest: bool
+    kind: str,
+    python: str,
+    leg_dir: Path,
+    runtimes: list[str],
+    in_guest: bool,
+    extra: list[str] | None = None,
 ) -> list[str]:
-    """The command a leg runs (after the self-check, in a guest)."""
+    """The command a leg runs (after the self-check, in a guest); ``extra`` goes to its pytest."""
+    extra = list(extra or [])
     record = [
         "-p",
         "verify.matrix.collect",
@@ -115,7 +123,7 @@ def payload_argv(
         argv = [python, "-m", "verify.cli", *record, "--isoproof-results", str(leg_dir / "suite")]
         for rt in runtimes:
             argv += ["--runtime", rt]
-        return argv
+        return argv + extra
     if kind == "tests":
         # The repo's root tests, minus the matrix's own (they would boot VMs inside the VM).
         return [
@@ -196,7 +204,8 @@ class Matrix:
             (d / "console.log").write_text(leg.error + "\n")
             res.dir, res.console_log, res.reason = str(d.relative_to(self.results)), "", leg.error
             return res
-        payload = payload_argv(self.args.payload, self.args.python, d, leg.runtimes, leg.spec.is_vm)
+        payload = payload_argv(self.args.payload, self.args.python, d, leg.runtimes, leg.spec.is_vm,
+                               self.args.suite_args)  # fmt: skip
         self.say(f"{leg.spec.name}: starting ({leg.release}, cgroup {leg.mode})")
         if leg.spec.is_vm:
             assert leg.kernel is not None
