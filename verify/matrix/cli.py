@@ -135,6 +135,7 @@ def payload_argv(
             "-m",
             "root",
             "--ignore-glob=*test_matrix*",
+            *extra,
         ]
     if kind == "selfcheck":
         if in_guest:
