@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 from typing import Any
@@ -181,8 +180,21 @@ def create(
                 mgr.destroy()
             except IsoproofError:
                 pass
-        shutil.rmtree(sdir, ignore_errors=True)
+        remove_state_dir(sdir)
         raise
+
+
+def remove_state_dir(sdir: str) -> None:
+    """The state dir holds only files we made (state.json, exec.fifo, a temp file): no rmtree."""
+    try:
+        names = os.listdir(sdir)
+    except FileNotFoundError:
+        return
+    for n in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(sdir, n))
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(sdir)
 
 
 def _cgroup_binds_needed(spec: Any) -> bool:
@@ -353,7 +365,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             mgr.thaw()  # frozen tasks die only once thawed
     _wait_gone(c.state)
     mgr.destroy()
-    shutil.rmtree(c.dir, ignore_errors=True)
+    remove_state_dir(c.dir)
 
 
 def _wait_gone(s: State) -> None:

@@ -65,7 +65,9 @@ def _join(sys: Any, fds: dict[str, int], kinds: tuple[str, ...]) -> None:
 
 
 def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bool) -> None:
-    from runtime.oci import plan
+    # Import what we and the init need now, while the parent writes our pid into the cgroups (its
+    # slowest step): the two overlap. After pivot_root nothing could be imported anyway.
+    from runtime.oci import caps, plan, process, rootfs  # noqa: F401
     from runtime.sys import Sys
 
     sys = Sys()
@@ -73,9 +75,7 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bo
     # Read the host's view of our cgroup now: after unshare(CLONE_NEWCGROUP) it reads "/".
     cg_binds = []
     if want_cg_binds:
-        from runtime.oci.rootfs import cgroup_binds
-
-        cg_binds = cgroup_binds()
+        cg_binds = rootfs.cgroup_binds()
     joins = plan.joins(spec)
     fds = {}
     for kind, path in joins:  # open them all before any setns changes what the paths mean
