@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -495,3 +496,51 @@ def test_workflow_fans_out_one_job_per_vm_leg() -> None:
     legs = [x.strip().strip('"') for x in m.group(1).split(",")]
     assert legs == [leg for leg in DEFAULT_LEGS if leg != "host"]
     assert "--leg host" in text and f"-eq {len(DEFAULT_LEGS)}" in text
+
+
+COLLECTED = """
+import pytest
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+@pytest.mark.parametrize("runtime", ["oci:runc", "isoproof"], ids=["oci-runc", "isoproof"])
+def test_split(runtime, record_property):
+    record_property("ratio", 1.94)
+    record_property("isoproof_measurement", {"a": 1})
+    record_property("isoproof_measurement", {"b": 2})
+    assert runtime != "isoproof"
+
+def test_skip():
+    pytest.skip("needs cgroup v2; host is hybrid")
+
+def test_teardown_error(broken_teardown):
+    pass
+"""
+
+
+def test_collector_records_every_test(tmp_path: Path) -> None:
+    (tmp_path / "test_sample.py").write_text(COLLECTED)
+    out = tmp_path / "out" / "payload.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "verify.matrix.collect", "--isoproof-matrix-json",
+         str(out), "-p", "no:cacheprovider", "-q", "-c", "/dev/null", str(tmp_path)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "isoproof-matrix-tests/1" and doc["exit_status"] == 1
+    tests = {t["test_id"].split("::")[-1]: t for t in doc["tests"]}
+    assert tests["test_split[oci-runc]"]["outcome"] == "passed"
+    assert tests["test_split[oci-runc]"]["runtime"] == "oci:runc"
+    assert tests["test_split[oci-runc]"]["measurements"] == {
+        "ratio": 1.94,
+        "isoproof_measurement": [{"a": 1}, {"b": 2}],
+    }
+    assert tests["test_split[isoproof]"]["outcome"] == "failed"
+    assert tests["test_skip"]["outcome"] == "skipped"
+    assert "needs cgroup v2" in tests["test_skip"]["message"]
+    assert tests["test_teardown_error"]["outcome"] == "error"
+    assert "teardown broke" in tests["test_teardown_error"]["message"]

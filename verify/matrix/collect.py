@@ -37,6 +37,15 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
+def _measurements(props: list[tuple[str, object]]) -> dict[str, Any]:
+    """Properties as a dict; a key recorded more than once keeps all its values, in order."""
+    grouped: dict[str, list[Any]] = {}
+    for key, value in props:
+        if key != "runtime":
+            grouped.setdefault(key, []).append(_jsonable(value))
+    return {k: v[0] if len(v) == 1 else v for k, v in grouped.items()}
+
+
 def _runtime_of(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "runtime" in callspec.params:
@@ -68,16 +77,19 @@ class Collector:
             },
         )
         rec["duration_s"] = round(rec["duration_s"] + report.duration, 6)
+        # Every phase's report carries the item's properties so far: rebuild, do not accumulate.
+        rec["measurements"] = _measurements(report.user_properties)
         for key, value in report.user_properties:
             if key == "runtime":
                 rec["runtime"] = str(value)
-            else:
-                rec["measurements"][key] = _jsonable(value)
         outcome = _outcome(report)
         # The worst phase wins: an error in teardown turns a passed call into an error.
         if _RANK[outcome] > _RANK[rec["outcome"]]:
             rec["outcome"] = outcome
             rec["message"] = _message(report)
+        if report.when == "teardown":
+            # Written after every test: when the VM dies mid-run, what finished is still reported.
+            self.write(exit_status=None)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -91,9 +103,12 @@ class Collector:
             }
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.write(int(exitstatus))
+
+    def write(self, exit_status: int | None) -> None:
         data = {
             "schema": "isoproof-matrix-tests/1",
-            "exit_status": int(exitstatus),
+            "exit_status": exit_status,  # None while the session is still running
             "wall_s": round(time.time() - self.started, 3),
             "tests": list(self.records.values()),
         }
@@ -119,6 +134,9 @@ def _message(report: pytest.TestReport | pytest.CollectReport) -> str | None:
         return None
     if report.skipped and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2])
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:  # the exception line, e.g. "AssertionError: ratio 1.2 not within 10%"
+        return str(crash.message)[:500]
     text = str(report.longrepr or "")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return lines[-1][:500] if lines else None
