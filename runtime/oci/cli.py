@@ -316,9 +316,11 @@ def dispatch(a: argparse.Namespace) -> int:
         return 0
     if cmd == "state":
         c = ct.Container(root, a.id)
-        if c.state is None:
-            raise IsoproofError(f"container {a.id} is still being created")
-        _print_json(st_.oci_state(c.state, c.status()))
+        if c.state is None:  # create is still at work: only the id and the status are known
+            _print_json({"ociVersion": st_.OCI_VERSION, "id": a.id, "status": st_.CREATING,
+                         "pid": 0, "bundle": "", "annotations": {}})  # fmt: skip
+        else:
+            _print_json(st_.oci_state(c.state, c.status()))
         return 0
     if cmd == "kill":
         if a.signal and a.signal_opt:

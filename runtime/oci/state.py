@@ -27,6 +27,7 @@ from runtime.errors import NotFoundError, StateError
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 DEFAULT_ROOT = "/run/isoproof"
+OCI_VERSION = "1.0.2"
 
 CREATING = "creating"
 CREATED = "created"
@@ -49,7 +50,7 @@ class State:
     cgroups_path: str | None
     annotations: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
-    oci_version: str = "1.0.2"
+    oci_version: str = OCI_VERSION
 
 
 def check_id(cid: str) -> None:

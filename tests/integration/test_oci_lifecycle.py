@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -425,3 +426,78 @@ def test_same_process_view_as_runc(oci, bundle):
         return [ln for ln in text.splitlines()[:7] if not ln.startswith("NSpid")]
 
     assert view(ours) == view(p.stdout)
+
+
+# --- cgroup verbs, detach, and the monitor contract ---------------------------------------------------
+
+
+def test_update_and_events_go_through_the_cgroup_manager(oci, bundle):
+    b = bundle()
+    started(oci, b, "upd")
+    oci("update", "--pids-limit", "42", "--memory", "64m", "upd")
+    mounts = {os.path.basename(m): m for m in cgroup_mounts()}
+    if "pids" in mounts:
+        assert Path(mounts["pids"] + b.cgroup, "pids.max").read_text().strip() == "42"
+    if "memory" in mounts:
+        limit = Path(mounts["memory"] + b.cgroup, "memory.limit_in_bytes").read_text().strip()
+        assert int(limit) == 64 << 20
+    ev = oci("events", "--stats", "upd").json
+    assert ev["type"] == "stats" and ev["id"] == "upd" and isinstance(ev["data"], dict)
+    assert_error(oci("update", "upd", check=False), "nothing to change")
+
+
+def test_kill_all_and_run_detach(oci, bundle):
+    b = bundle()
+    oci("run", "--detach", "--bundle", str(b.path), "det", stdout=b.out)
+    assert oci.status("det") == "running"
+    oci("exec", "--detach", "det", "sleep", "1000")
+    assert len(oci("ps", "--format", "json", "det").json) == 2
+    oci("kill", "--all", "det", "KILL")
+    oci.wait_status("det", "stopped")
+
+
+def test_init_is_reparented_to_the_subreaper_that_ran_create(oci, bundle):
+    """The engine's monitor (like conmon) is a PR_SET_CHILD_SUBREAPER parent of `create`: once
+    create exits, the container's init must be its child."""
+    b = bundle()
+    helper = (
+        "import ctypes, os, subprocess, sys, time\n"
+        "ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n"
+        f"subprocess.run(sys.argv[1:], check=True, stdout=open({str(b.out)!r}, 'ab'))\n"
+        f"pid = int(open({str(b.path / 'pid')!r}).read())\n"
+        "ppid = [l.split()[1] for l in open(f'/proc/{pid}/status') if l.startswith('PPid')][0]\n"
+        "print(os.getpid(), ppid, flush=True)\n"
+        "print(os.waitpid(pid, 0)[1], flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    p = subprocess.Popen(
+        [sys.executable, "-c", helper, *oci.command, "--root", oci.root, "create", "--bundle",
+         str(b.path), "--pid-file", str(b.path / "pid"), "mon"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    oci.created.append("mon")
+    try:
+        me, parent = p.stdout.readline().split()  # type: ignore[union-attr]
+        assert me == parent
+        oci("delete", "--force", "mon")
+        assert p.stdout.readline().strip() == "9"  # type: ignore[union-attr]  # SIGKILL, reaped
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_exec_in_user_namespace_and_log_file(oci, bundle, tmp_path):
+    maps = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    b = bundle(namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")],
+               uidMappings=maps, gidMappings=maps)  # fmt: skip
+    for d in [tmp_path, *tmp_path.parents]:
+        if d == Path("/tmp"):
+            break
+        d.chmod(d.stat().st_mode | 0o011)
+    started(oci, b, "uex")
+    r = oci("exec", "uex", "sh", "-c", "id -u; cat /proc/self/uid_map")
+    assert r.stdout.split() == ["0", "0", "200000", "65536"]
+    log = tmp_path / "oci.log"
+    r = oci("--log", str(log), "--log-format", "json", "start", "uex", check=False)
+    if oci.is_ours:
+        assert r.returncode == 1 and '"level": "error"' in log.read_text()
