@@ -14,6 +14,10 @@ import platform
 from pathlib import Path
 
 MOUNTINFO = "/proc/self/mountinfo"
+V1_CONTROLLERS = {
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio", "perf_event",
+    "net_prio", "hugetlb", "pids", "rdma", "misc",
+}  # fmt: skip
 V2_CONTROLLERS_FILE = "cgroup.controllers"
 
 
@@ -72,9 +76,9 @@ def layout_from_mountinfo(text: str) -> CgroupLayout:
             v2 = v2 or m["mountpoint"]
         elif m["fstype"] == "cgroup":
             for opt in m["super_options"].split(","):
-                if opt in ("rw", "ro") or opt.startswith(("release_agent", "clone_children")):
-                    continue
-                v1.setdefault(opt, m["mountpoint"])
+                # The super options mix controllers with mount flags (rw, xattr, noprefix, ...).
+                if opt in V1_CONTROLLERS or opt.startswith("name="):
+                    v1.setdefault(opt, m["mountpoint"])
     if v1 and v2:
         mode = "hybrid"
     elif v2:

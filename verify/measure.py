@@ -139,3 +139,21 @@ class Sampler:
         while time.monotonic() < end:
             time.sleep(min(self.interval, max(0.0, end - time.monotonic())))
             self.sample()
+
+
+def slope(times: list[float], values: list[int], lo: float = 0.1, hi: float = 0.9) -> float:
+    """Rate of a cumulative counter, by least squares over the samples between lo and hi of its
+    total (skips the start-up and the tail, where the workload is not running at full speed)."""
+    v0, v1 = values[0], values[-1]
+    pts = [
+        (t, v)
+        for t, v in zip(times, values, strict=True)
+        if v0 + lo * (v1 - v0) <= v <= v0 + hi * (v1 - v0)
+    ]
+    if len(pts) < 3:
+        return (v1 - v0) / (times[-1] - times[0]) if times[-1] > times[0] else 0.0
+    n = len(pts)
+    mt = sum(t for t, _ in pts) / n
+    mv = sum(v for _, v in pts) / n
+    den = sum((t - mt) ** 2 for t, _ in pts)
+    return sum((t - mt) * (v - mv) for t, v in pts) / den if den else 0.0

@@ -216,6 +216,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A driver that cannot express what a check asks for (Unavailable) skips it, with its reason."""
+    outcome = yield
+    exc = outcome.exception
+    if isinstance(exc, Unavailable):
+        outcome.force_exception(pytest.skip.Exception(str(exc), _use_item_location=True))
+
+
 # --- fixtures -----------------------------------------------------------------------------------
 
 
@@ -235,6 +244,9 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[Driver]:
     request.node.stash.setdefault(_DRIVERS, []).append(d)
     yield d
     d.cleanup()
+    left = d.leftovers()
+    if left:
+        pytest.fail("left behind after the test: " + "; ".join(left), pytrace=False)
 
 
 _counter = 0

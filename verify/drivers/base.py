@@ -18,6 +18,21 @@ from verify import host
 from verify.spec import ContainerSpec
 
 
+def find_binary(name: str) -> str:
+    """PATH first, then beside this interpreter (a venv's console scripts when the venv is not on
+    PATH, as under ``/work/venv/bin/python -m verify.cli``)."""
+    import shutil
+    import sys
+
+    if "/" in name:
+        return name
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
 class RuntimeFailure(Exception):
     """The runtime itself failed (non-zero exit of create/start/...): reported as a runtime error,
     not as a failed isolation property."""
@@ -91,6 +106,7 @@ class Driver(abc.ABC):
         self.workdir = workdir
         self.counter = 0
         self.containers: list[Container] = []
+        self.created: list[Container] = []  # every container ever made, for the leak check
         self.log: list[str] = []  # runtime commands and their stderr, for failure reports
 
     def new_name(self) -> str:
@@ -110,6 +126,18 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def exec(self, c: Container, args: list[str], timeout: float = 30) -> tuple[int, str, str]: ...
+
+    @abc.abstractmethod
+    def exec_argv(self, c: Container, args: list[str]) -> list[str]:
+        """The command line that runs ``args`` inside ``c`` (for callers that need a Popen)."""
+
+    def exec_ok(self, c: Container, args: list[str], timeout: float = 30) -> str:
+        """Exec a *setup* command that must succeed; its failure is the runtime's, not a verdict
+        on an isolation property."""
+        rc, out, err = self.exec(c, args, timeout)
+        if rc != 0:
+            raise RuntimeFailure("exec", rc, err or out)
+        return out
 
     @abc.abstractmethod
     def state(self, c: Container) -> str: ...
@@ -134,6 +162,18 @@ class Driver(abc.ABC):
                 self.remove(c)
             except Exception as e:  # noqa: BLE001 - keep cleaning; the leak check reports leftovers
                 self.log.append(f"cleanup {c.name}: {e}")
+
+    def leftovers(self) -> list[str]:
+        """What is left of this driver's containers after cleanup: live init processes and cgroup
+        directories (as the kernel named them at creation)."""
+        out = []
+        for c in self.created:
+            if c.pid and c.alive():
+                out.append(f"process {c.pid} of container {c.name}")
+            out += [
+                f"cgroup {p} of container {c.name}" for p in set(c.cgroups.values()) if p.exists()
+            ]
+        return out
 
     def describe(self, c: Container) -> str:
         """Container state for a failure report."""

@@ -7,13 +7,14 @@ podman talk to their daemon/service there) and skips with the reason otherwise.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from verify import host
-from verify.drivers.base import Container, Driver, RuntimeFailure, Unavailable
+from verify.drivers.base import Container, Driver, RuntimeFailure, Unavailable, find_binary
 from verify.spec import ContainerSpec
 
 SIZE_SUFFIX = "b"
@@ -27,8 +28,13 @@ class DockerLikeDriver(Driver):
         self, label: str, binary: str, prefix: str, workdir: Path, cgroup_parent: str
     ) -> None:
         super().__init__(label, prefix, workdir)
-        self.binary = shutil.which(binary) or binary
+        self.binary = find_binary(binary)
         self._checked: str | None = None
+        self.env = dict(os.environ)
+        if label == "isoproof":
+            # A private engine home: the suite's containers, images and state never mix with a
+            # user's, and the leak check knows exactly where to look.
+            self.env["ISOPROOF_HOME"] = str(workdir / f"engine-{prefix}")
 
     def _cli(
         self, *args: str, timeout: float = 60, check: bool = True
@@ -36,7 +42,7 @@ class DockerLikeDriver(Driver):
         cmd = [self.binary, *args]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                               stdin=subprocess.DEVNULL)  # fmt: skip
+                               stdin=subprocess.DEVNULL, env=self.env)  # fmt: skip
         except subprocess.TimeoutExpired as e:
             raise RuntimeFailure(args[0], None, f"timed out after {timeout}s") from e
         self.log.append(f"$ {' '.join(cmd)}\nexit {r.returncode}\n{r.stderr.strip()}")
@@ -45,12 +51,14 @@ class DockerLikeDriver(Driver):
         return r
 
     def check_available(self) -> None:
-        if shutil.which(self.binary) is None:
+        if not os.path.exists(self.binary):
             raise Unavailable(f"needs the {self.label} CLI; not installed on this host")
         if self._checked is None:
             try:
+                # docker/podman: `version` talks to the daemon; our engine has none, `ps` reads its home.
+                probe = "ps" if self.label == "isoproof" else "version"
                 r = subprocess.run(
-                    [self.binary, "version"], capture_output=True, text=True, timeout=20
+                    [self.binary, probe], capture_output=True, text=True, timeout=20, env=self.env
                 )
                 self._checked = (
                     "" if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
@@ -59,10 +67,14 @@ class DockerLikeDriver(Driver):
                 self._checked = str(e)
         if self._checked:
             raise Unavailable(
-                f"needs a working {self.label} engine; `{self.label} version` says: {self._checked}"
+                f"needs a working {self.label} engine; `{self.label} {'ps' if self.label == 'isoproof' else 'version'}` says: {self._checked}"
             )
 
     def version(self) -> str:
+        if self.label == "isoproof":
+            from importlib.metadata import version
+
+            return f"isoproof engine {version('isoproof')}"
         r = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=20)
         return (r.stdout.strip().splitlines() or ["unknown"])[0]
 
@@ -82,7 +94,13 @@ class DockerLikeDriver(Driver):
             elif isinstance(how, Container):
                 a += [f"{flag}=container:{how.name}"]
         if spec.network == "none" and spec.namespaces.get("net") == "new":
-            a += ["--network=none"]
+            a += ["--network=none"]  # "veth": the engine's default bridge network
+        if spec.uid_map:
+            if self.label != "isoproof":
+                raise Unavailable(
+                    f"{self.label} driver: user-namespace maps need daemon configuration"
+                )
+            a += [f"--userns={spec.uid_map[0][1]}:{spec.uid_map[0][2]}"]
         r = spec.resources
         mem = r.get("memory", {})
         if "limit" in mem:
@@ -114,11 +132,15 @@ class DockerLikeDriver(Driver):
         name = self.new_name()
         c = Container(driver=self, name=name, spec=spec, pid=0)
         self.containers.append(c)
+        self.created.append(c)
         try:
             self._cli(*self._run_args(spec, name))
             info = self.inspect(c)
             c.pid = int(info["State"]["Pid"])
             c.cgroups = host.cgroup_dirs(c.pid)
+            ip = (info.get("NetworkSettings") or {}).get("IPAddress")
+            if spec.network == "veth" and ip:
+                c.net = {"addr": ip}
         except BaseException:
             self.remove(c)
             raise
@@ -128,13 +150,25 @@ class DockerLikeDriver(Driver):
         out = json.loads(self._cli("inspect", c.name).stdout)
         return out[0] if isinstance(out, list) else out
 
+    def exec_argv(self, c: Container, args: list[str]) -> list[str]:
+        home = (
+            ["env", f"ISOPROOF_HOME={self.env['ISOPROOF_HOME']}"]
+            if "ISOPROOF_HOME" in self.env
+            else []
+        )
+        return [*home, self.binary, "exec", c.name, *args]
+
     def exec(self, c: Container, args: list[str], timeout: float = 30) -> tuple[int, str, str]:
         r = self._cli("exec", c.name, *args, timeout=timeout, check=False)
         return r.returncode, r.stdout, r.stderr
 
     def state(self, c: Container) -> str:
         st = self.inspect(c)["State"]
-        return "paused" if st.get("Paused") else str(st.get("Status", "unknown"))
+        if st.get("Paused"):
+            return "paused"
+        # docker's words -> OCI's, so checks compare one vocabulary.
+        status = str(st.get("Status", "unknown"))
+        return {"exited": "stopped", "dead": "stopped"}.get(status, status)
 
     def kill(self, c: Container, signal: str = "KILL") -> None:
         self._cli("kill", "--signal", signal, c.name)
@@ -174,6 +208,12 @@ class DockerLikeDriver(Driver):
         c.removed = True
         if c in self.containers:
             self.containers.remove(c)
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        home = self.env.get("ISOPROOF_HOME")
+        if self.label == "isoproof" and home:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _devnode(major: int, minor: int) -> str:

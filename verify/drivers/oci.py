@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from verify import host
-from verify.drivers.base import Container, Driver, RuntimeFailure, Unavailable
+from verify.drivers.base import Container, Driver, RuntimeFailure, Unavailable, find_binary
 from verify.spec import ContainerSpec, oci_config
 
 CONTAINER_ADDR = "198.18.77.2"  # benchmarking range (RFC 2544); never routed, unused here
@@ -45,7 +45,7 @@ class OciDriver(Driver):
         self, label: str, binary: str, prefix: str, workdir: Path, cgroup_parent: str
     ) -> None:
         super().__init__(label, prefix, workdir)
-        self.binary = shutil.which(binary) or binary
+        self.binary = find_binary(binary)
         self.state_root = workdir / f"state-{prefix}"
         self.cgroup_parent = cgroup_parent
         self._version: str | None = None
@@ -120,7 +120,7 @@ class OciDriver(Driver):
                 # Deleting the namespaces deletes the veth pair with them.
                 subprocess.run(["ip", "netns", "del", net[key]], capture_output=True, timeout=15)
 
-    def create(self, spec: ContainerSpec) -> Container:
+    def create(self, spec: ContainerSpec, start: bool = True) -> Container:
         self.check_available()
         name = self.new_name()
         bundle = self.workdir / name
@@ -128,6 +128,7 @@ class OciDriver(Driver):
         self.state_root.mkdir(parents=True, exist_ok=True)
         c = Container(driver=self, name=name, spec=spec, pid=0, bundle=bundle)
         self.containers.append(c)
+        self.created.append(c)
         try:
             rootfs = self._make_rootfs(bundle, spec)
             ns_paths: dict[str, str] = {}
@@ -151,8 +152,9 @@ class OciDriver(Driver):
                 raise RuntimeFailure("create", r.returncode, (bundle / "stderr.log").read_text())
             c.pid = int(pidfile.read_text().strip())
             c.cgroups = host.cgroup_dirs(c.pid)
-            self._run("start", name)
-            self._wait_exec(c)
+            if start:
+                self._run("start", name)
+                self._wait_exec(c)
         except BaseException:
             self.remove(c)
             raise
@@ -174,6 +176,16 @@ class OciDriver(Driver):
             time.sleep(0.01)
 
     # --- verbs -------------------------------------------------------------------------------
+
+    def start(self, c: Container) -> None:
+        self._run("start", c.name)
+        self._wait_exec(c)
+
+    def delete(self, c: Container, force: bool = False) -> None:
+        self._run("delete", *(["--force"] if force else []), c.name)
+
+    def exec_argv(self, c: Container, args: list[str]) -> list[str]:
+        return [self.binary, "--root", str(self.state_root), "exec", c.name, *args]
 
     def exec(self, c: Container, args: list[str], timeout: float = 30) -> tuple[int, str, str]:
         r = self._run("exec", c.name, *args, timeout=timeout, check=False)

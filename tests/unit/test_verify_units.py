@@ -1,0 +1,201 @@
+"""Pure parts of the verification suite: scenario parsing, OCI config translation, host parsing,
+measurement arithmetic. No root needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from verify import host, measure, scenarios
+from verify.drivers import label_id, make_driver
+from verify.drivers.oci import veth_names
+from verify.spec import ContainerSpec, oci_config
+
+HYBRID_MOUNTINFO = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+V2_MOUNTINFO = "25 1 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+V1_MOUNTINFO = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+
+
+# --- host facts ----------------------------------------------------------------------------------
+
+
+def test_layout_hybrid() -> None:
+    lay = host.layout_from_mountinfo(HYBRID_MOUNTINFO)
+    assert lay.mode == "hybrid" and lay.version == 1
+    assert lay.v1["cpu"] == "/sys/fs/cgroup/cpu" and lay.v1["cpuacct"] == "/sys/fs/cgroup/cpuacct"
+    assert lay.v2 == "/sys/fs/cgroup/unified"
+    assert lay.controllers() == ["cpu", "cpuacct", "memory"]
+
+
+def test_layout_v2_and_v1() -> None:
+    assert host.layout_from_mountinfo(V2_MOUNTINFO).mode == "v2"
+    lay = host.layout_from_mountinfo(V1_MOUNTINFO)
+    assert lay.mode == "v1" and lay.v1["cpu"] == lay.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
+
+
+def test_parse_proc_cgroup() -> None:
+    text = "4:memory:/isoproof/a\n2:cpu,cpuacct:/isoproof/a\n0::/\n"
+    assert host.parse_proc_cgroup(text) == {
+        "memory": "/isoproof/a",
+        "cpu": "/isoproof/a",
+        "cpuacct": "/isoproof/a",
+        "": "/",
+    }
+
+
+def test_mountinfo_fields() -> None:
+    (m,) = host.parse_mountinfo(
+        "36 25 0:33 / /my\\040dir rw,relatime shared:5 - tmpfs isoproof rw,size=64k"
+    )
+    assert m["mountpoint"] == "/my dir" and m["fstype"] == "tmpfs" and m["source"] == "isoproof"
+
+
+# --- measurement ---------------------------------------------------------------------------------
+
+
+def test_values_close_is_kselftest_rule() -> None:
+    assert measure.values_close(100, 110, 5)  # |10| <= 5% of 210
+    assert not measure.values_close(100, 120, 5)  # |20| > 11
+
+
+@given(st.floats(1, 1e9), st.floats(0, 50))
+def test_values_close_symmetric(a: float, err: float) -> None:
+    assert measure.values_close(a, a, err)
+    assert measure.values_close(a, a * 1.01, err) == measure.values_close(a * 1.01, a, err)
+
+
+def test_slope_of_a_straight_counter() -> None:
+    times = [i * 0.1 for i in range(31)]
+    values = [int(1_000_000 * t) for t in times]
+    assert abs(measure.slope(times, values) - 1_000_000) < 1_000
+
+
+def test_flat_keyed() -> None:
+    assert (
+        measure.parse_flat_keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")["oom_kill"] == 3
+    )
+
+
+# --- scenarios -----------------------------------------------------------------------------------
+
+
+def test_shipped_scenarios_are_valid() -> None:
+    found = scenarios.load_all()
+    checks = {s.check for s in found}
+    assert checks == set(scenarios.CHECKS), (
+        f"every check has a scenario; missing {set(scenarios.CHECKS) - checks}"
+    )
+    assert any(len(s.containers) == 3 for s in found if s.check == "cpu_shares")
+
+
+GOOD = """
+check = "cpu_shares"
+[[container]]
+limits = { cpu_shares = 512 }
+[[container]]
+limits = { cpu_shares = 1024 }
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("check = 'nope'", "check"),
+        (GOOD.replace("512", "'512'"), "container[0].limits.cpu_shares"),
+        (GOOD.replace("512", "-5"), "container[0].limits.cpu_shares"),
+        (GOOD.replace("cpu_shares = 512", "cpu_sharez = 512"), "container[0].limits.cpu_sharez"),
+        (GOOD.replace("cpu_shares = 1024", "memory = 1"), "container[1].limits.cpu_shares"),
+        ("tolerance_pct = 0\n" + GOOD, "tolerance_pct"),
+        ("duration_s = 'long'\n" + GOOD, "duration_s"),
+        ("colour = 1\n" + GOOD, "colour"),
+        ("check = 'cpu_shares'\n[[container]]\nlimits = { cpu_shares = 1 }\n", "container"),
+        (
+            "check = 'pids'\n[[container]]\nworkload = 'dance'\nlimits = { pids = 4 }\n",
+            "container[0].workload",
+        ),
+        (
+            "check = 'io_throttle'\n[[container]]\nlimits = { read_bps = 1, write_bps = 2 }\n",
+            "container[0].limits",
+        ),
+        (
+            "check = 'memory_oom'\n[[container]]\nlimits = { memory = 1 }\n[expect]\nbanana = 1\n",
+            "expect.banana",
+        ),
+    ],
+)
+def test_bad_scenario_names_file_and_field(text: str, field: str) -> None:
+    with pytest.raises(scenarios.ScenarioError) as e:
+        scenarios.parse(Path("scenarios/bad.toml"), text)
+    msg = str(e.value)
+    assert msg.startswith(f"scenarios/bad.toml: {field}: "), msg
+    assert "\n" not in msg
+
+
+def test_bad_toml() -> None:
+    with pytest.raises(scenarios.ScenarioError, match=r"^x.toml: not valid TOML"):
+        scenarios.parse(Path("x.toml"), "check = ")
+
+
+def test_resources_translation() -> None:
+    r = scenarios.resources(
+        {"cpu_shares": 512, "cpus": "0", "memory": 1 << 25, "pids": 9, "write_bps": 100}, (254, 0)
+    )
+    assert r["cpu"] == {"shares": 512, "cpus": "0"}
+    assert r["memory"] == {"limit": 1 << 25, "swap": 1 << 25}  # OCI swap is memory+swap: none
+    assert r["pids"] == {"limit": 9}
+    assert r["blockIO"]["throttleWriteBpsDevice"] == [{"major": 254, "minor": 0, "rate": 100}]
+    with pytest.raises(ValueError):
+        scenarios.resources({"read_bps": 1})
+
+
+# --- OCI config ------------------------------------------------------------------------------------
+
+
+def test_oci_config_namespaces_and_limits() -> None:
+    spec = ContainerSpec(hostname="h", resources={"pids": {"limit": 5}})
+    spec.namespaces["ipc"] = "host"
+    cfg = oci_config(spec, "/r", "/isoproof-x/c", {"net": "/run/netns/n"})
+    types = {n["type"]: n.get("path") for n in cfg["linux"]["namespaces"]}
+    assert "ipc" not in types and types["network"] == "/run/netns/n" and types["pid"] is None
+    assert cfg["hostname"] == "h" and cfg["linux"]["resources"]["pids"] == {"limit": 5}
+    assert cfg["process"]["noNewPrivileges"] is True
+    assert "/dev/mqueue" not in [m["destination"] for m in cfg["mounts"]]  # host IPC: no new mqueue
+
+
+def test_oci_config_user_namespace() -> None:
+    cfg = oci_config(ContainerSpec().with_user_ns(100000, 65536), "/r", "/p")
+    assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    assert {"type": "user"} in cfg["linux"]["namespaces"]
+
+
+def test_oci_config_unresolved_join() -> None:
+    spec = ContainerSpec()
+    spec.namespaces["ipc"] = "container:x"
+    with pytest.raises(ValueError, match="ipc"):
+        oci_config(spec, "/r", "/p")
+
+
+# --- drivers -------------------------------------------------------------------------------------
+
+
+def test_labels() -> None:
+    assert label_id("oci:/usr/sbin/runc") == "oci-runc"
+    with pytest.raises(ValueError, match="unknown runtime"):
+        make_driver("rkt", "p", Path("/tmp"), "x")
+    with pytest.raises(ValueError, match="oci:PATH"):
+        make_driver("oci:", "p", Path("/tmp"), "x")
+
+
+def test_veth_names_fit_ifnamsiz() -> None:
+    a, b = veth_names("isoproof-0123abcd-gw1-99-1")
+    assert len(a) <= 15 and len(b) <= 15 and a.startswith("isoproof") and a != b

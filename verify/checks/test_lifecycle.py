@@ -1,0 +1,102 @@
+"""The docker-like lifecycle verbs of the engine: stop = SIGTERM then SIGKILL, kill = SIGKILL,
+start, restart, logs, exec. Observed from the host: the init process and its exit, not the engine's
+word."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from verify import probes
+from verify.drivers import Driver
+from verify.measure import wait_for
+from verify.spec import ContainerSpec
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def engine(runtime: Driver) -> Driver:
+    if not runtime.lifecycle_verbs:
+        pytest.skip(
+            f"needs docker-like lifecycle verbs (stop, start, restart, logs); {runtime.label} is an OCI runtime"
+        )
+    return runtime
+
+
+def _exit_code(d: Driver, c) -> int:  # type: ignore[no-untyped-def]
+    return int(d.inspect(c)["State"]["ExitCode"])  # type: ignore[attr-defined]
+
+
+def test_stop_sends_term_first(engine: Driver) -> None:
+    c = engine.create(
+        ContainerSpec(
+            args=[
+                "sh",
+                "-c",
+                "trap 'echo isoproof-got-term; exit 3' TERM; while :; do sleep 0.1; done",
+            ]
+        )
+    )
+    pid = c.pid
+    t0 = time.monotonic()
+    engine.stop(c, timeout=10)  # type: ignore[attr-defined]
+    took = time.monotonic() - t0
+    assert not os.path.exists(f"/proc/{pid}") or not c.alive()
+    assert _exit_code(engine, c) == 3, "the container's TERM handler did not run"
+    assert took < 8, f"stop took {took:.1f}s although the container exits on TERM"
+    assert "isoproof-got-term" in engine.logs(c)  # type: ignore[attr-defined]
+
+
+def test_stop_kills_after_timeout(engine: Driver) -> None:
+    c = engine.create(ContainerSpec(args=["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]))
+    t0 = time.monotonic()
+    engine.stop(c, timeout=1)  # type: ignore[attr-defined]
+    took = time.monotonic() - t0
+    assert not c.alive()
+    assert _exit_code(engine, c) == 137, "after the timeout, stop must SIGKILL"
+    assert 0.9 <= took < 10, f"stop returned after {took:.1f}s with a 1 s timeout"
+
+
+def test_kill_is_sigkill(engine: Driver) -> None:
+    c = engine.create(
+        ContainerSpec(args=["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"])
+    )
+    engine.kill(c)
+    assert wait_for(lambda: not c.alive(), 10)
+    assert _exit_code(engine, c) == 137
+
+
+def test_start_and_restart(engine: Driver) -> None:
+    c = engine.create(ContainerSpec(args=["sleep", "3600"]))
+    first = c.pid
+    engine.kill(c)
+    assert wait_for(lambda: not c.alive(), 10)
+    engine.start(c)  # type: ignore[attr-defined]
+    assert c.pid and c.pid != first and c.alive(), "start did not run the container again"
+    assert probes.nspid(c.pid)[-1] == 1
+    second = c.pid
+    engine.restart(c)  # type: ignore[attr-defined]
+    assert c.pid != second and c.alive(), "restart did not replace the init process"
+    assert not os.path.exists(f"/proc/{second}") or not probes.status_fields(second).get(
+        "State", ""
+    ).startswith("S")
+
+
+def test_logs_and_exec(engine: Driver) -> None:
+    c = engine.create(
+        ContainerSpec(
+            hostname="isoproof-logs", args=["sh", "-c", "echo isoproof-hello; sleep 3600"]
+        )
+    )
+    assert wait_for(lambda: "isoproof-hello" in engine.logs(c), 10), (
+        "logs do not show the container's output"
+    )  # type: ignore[attr-defined]
+    rc, out, _ = engine.exec(c, ["hostname"])
+    assert rc == 0 and out.strip() == "isoproof-logs"
+    rc, out, _ = engine.exec(c, ["sh", "-c", "echo $$; cat /proc/self/status | grep NSpid"])
+    assert rc == 0 and len(out.split("\n")[1].split()) == 2, (
+        "exec did not join the container's pid namespace"
+    )

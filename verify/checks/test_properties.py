@@ -1,0 +1,170 @@
+"""Hypothesis where it finds bugs: generated memory limits, generated share sets, and a stateful
+model of the OCI lifecycle verbs checked against the real runtime."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from verify import host, measure
+from verify.drivers import Driver, RuntimeFailure
+from verify.spec import ContainerSpec
+
+pytestmark = pytest.mark.root
+
+FEW = settings(max_examples=4, deadline=None, derandomize=True, database=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+MiB = 1 << 20
+
+
+@pytest.mark.requires_controller("memory")
+@FEW
+@given(limit_mb=st.integers(16, 96), factor=st.sampled_from([0.25, 0.5, 2.0, 3.0]))
+def test_memory_limit_generated(runtime: Driver, evidence, limit_mb: int, factor: float) -> None:
+    """OOM above the limit, never well below it."""
+    limit = limit_mb * MiB
+    alloc_mb = max(1, int(limit_mb * factor))
+    spec = ContainerSpec(args=["dd", "if=/dev/zero", "of=/dev/null", f"bs={alloc_mb}M", "count=1"],
+                         resources={"memory": {"limit": limit, "swap": limit}})  # fmt: skip
+    c = runtime.create(spec)
+    try:
+        status = c.wait_exit(60)
+        kills = measure.oom_kills(c)
+    finally:
+        runtime.remove(c)
+    evidence.record(f"limit {limit_mb} MiB, alloc {alloc_mb} MiB", expected="oom" if factor >= 2 else "no oom",
+                    measured={"exit": status, "oom_kill": kills})  # fmt: skip
+    if factor >= 2:
+        assert kills >= 1 and status in (137, None), (
+            f"{alloc_mb} MiB under {limit_mb} MiB: exit {status}, {kills} OOM kills"
+        )
+    else:
+        assert kills == 0 and status in (0, None), (
+            f"{alloc_mb} MiB under {limit_mb} MiB was killed (exit {status})"
+        )
+
+
+@pytest.mark.timing
+@pytest.mark.requires_controller("cpu")
+@settings(max_examples=3, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@given(shares=st.lists(st.integers(128, 4096), min_size=2, max_size=3))
+def test_cpu_shares_generated(runtime: Driver, evidence, shares: list[int]) -> None:
+    tol = 10
+    cs = [runtime.create(ContainerSpec(args=["sh", "-c", "while :; do :; done"],
+                                       resources={"cpu": {"shares": s, "cpus": "0"}})) for s in shares]  # fmt: skip
+    try:
+        written = [measure.cpu_weight_written(c) for c in cs]
+        time.sleep(0.5)
+        a = [measure.cpu_usage_ns(c) for c in cs]
+        time.sleep(2.0)
+        used = [measure.cpu_usage_ns(c) - x for c, x in zip(cs, a, strict=True)]
+    finally:
+        for c in cs:
+            runtime.remove(c)
+    total = sum(used)
+    expected = [total * w / sum(written) for w in written]
+    evidence.record(f"shares {shares}", expected=[round(e / total, 3) for e in expected],
+                    measured=[round(u / total, 3) for u in used], tolerance=f"values_close {tol}%",
+                    written=written)  # fmt: skip
+    if host.layout().version == 1:
+        assert written == shares
+    for u, e in zip(used, expected, strict=True):
+        assert measure.values_close(u, e, tol), (
+            f"shares {shares}: split {[round(x / total, 3) for x in used]}"
+        )
+
+
+# --- the lifecycle as a state machine --------------------------------------------------------------
+
+
+class OciLifecycle(RuleBasedStateMachine):
+    """Model: created -> running <-> paused -> stopped -> deleted. Every verb is tried in every
+    state; the runtime must succeed exactly when the model allows it, and ``state`` must agree.
+
+    The model is the OCI runtime spec: "attempting to delete a container that is not stopped MUST
+    have no effect on the container and MUST generate an error" (runc 1.1 deletes a *created*
+    container without --force, and this check says so)."""
+
+    driver: Driver
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = self.driver.create(ContainerSpec(args=["sleep", "3600"]), start=False)  # type: ignore[call-arg]
+        self.model = "created"
+
+    def _try(self, allowed: bool, verb, *args) -> bool:  # type: ignore[no-untyped-def]
+        try:
+            verb(self.c, *args)
+        except RuntimeFailure as e:
+            assert not allowed, f"{verb.__name__} failed in state {self.model}: {e}"
+            return False
+        assert allowed, f"{verb.__name__} succeeded in state {self.model}"
+        return True
+
+    @precondition(lambda self: self.model != "deleted")
+    @rule()
+    def start(self) -> None:
+        if self._try(self.model == "created", self.driver.start):  # type: ignore[attr-defined]
+            self.model = "running"
+
+    @precondition(lambda self: self.model in ("running", "paused"))
+    @rule()
+    def pause(self) -> None:
+        if self._try(self.model == "running", self.driver.pause):
+            self.model = "paused"
+
+    @precondition(lambda self: self.model in ("running", "paused"))
+    @rule()
+    def resume(self) -> None:
+        if self._try(self.model == "paused", self.driver.resume):
+            self.model = "running"
+
+    @precondition(lambda self: self.model in ("created", "running"))
+    @rule()
+    def kill(self) -> None:
+        self._try(True, self.driver.kill, "KILL")
+        self.c.wait_exit(10)
+        self.model = "stopped"
+
+    @precondition(lambda self: self.model != "deleted")
+    @rule()
+    def delete(self) -> None:
+        if self._try(self.model == "stopped", self.driver.delete):  # type: ignore[attr-defined]
+            self.model = "deleted"
+
+    @rule()
+    def observe(self) -> None:
+        """Always possible, so a deleted container still lets the machine take steps."""
+
+    @invariant()
+    def state_agrees(self) -> None:
+        if self.model == "deleted":
+            try:
+                self.driver.state(self.c)
+            except RuntimeFailure:
+                return
+            raise AssertionError("state of a deleted container succeeded")
+        assert self.driver.state(self.c) == self.model
+
+    def teardown(self) -> None:
+        self.c.removed = self.model == "deleted" and self.c.removed
+        self.driver.remove(self.c)
+
+
+def test_lifecycle_state_machine(runtime: Driver) -> None:
+    if not hasattr(runtime, "delete"):
+        pytest.skip(f"needs OCI create/start/delete verbs; driver {runtime.label} is docker-like")
+    machine = type("Lifecycle", (OciLifecycle,), {"driver": runtime})
+    run_state_machine_as_test(machine, settings=settings(max_examples=6, stateful_step_count=8, deadline=None,
+                                                         derandomize=True, database=None))  # fmt: skip
