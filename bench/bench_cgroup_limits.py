@@ -92,6 +92,11 @@ def main() -> int:
             )
             free = cg("free", {})
             unthrottled = direct_write_rate(free, dev.path, args.mib)
+            if unthrottled < 4 * rate:
+                print(
+                    f"write bps: warning: the device does only {unthrottled / MiB:.1f} MiB/s "
+                    f"unthrottled; a {args.rate_mib} MiB/s limit measures the device, not the throttle"
+                )
             errors, values = [], []
             for _ in range(args.runs):
                 measured = direct_write_rate(io, dev.path, args.mib)
