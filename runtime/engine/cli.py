@@ -8,6 +8,7 @@ otherwise the container's own exit code (``run``, ``start -a``, ``attach``, ``ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -25,7 +26,7 @@ from typing import Any, NoReturn
 from runtime.engine import units
 from runtime.engine.home import Home, default_runtime, locked, now, parse_time, write_json
 from runtime.engine.images import ImageStore, NoSuchImage
-from runtime.engine.store import NoSuchContainer, Store, initial_state, monitor_alive
+from runtime.engine.store import Store, initial_state, monitor_alive
 from runtime.errors import IsoproofError, NotFoundError
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -173,7 +174,7 @@ class Engine:
             + units.parse_env(a.env, dict(os.environ)),
         )
         cid = os.urandom(32).hex()
-        mounts = []
+        mounts: list[dict[str, Any]] = []
         for spec in a.volume:
             src, dst, ro = units.parse_volume(spec)
             anonymous = False
@@ -315,7 +316,7 @@ class Engine:
             fds.append(sys.stdin.fileno())
         restore = _raw_terminal() if tty and stdin and os.isatty(0) else None
         proxy = not tty
-        old_handlers: dict[int, Any] = {}
+        old_handlers: dict[signal.Signals, Any] = {}
         if proxy:
             rt = self.runtime(cid)
 
@@ -427,10 +428,8 @@ class Engine:
 
 def _resume_quietly(rt: Any, cid: str) -> None:
     """Thaw after signalling, so a frozen process can act on the signal (it may be thawed already)."""
-    try:
+    with contextlib.suppress(IsoproofError):
         rt.resume(cid)
-    except IsoproofError:
-        pass
 
 
 def _recv(sock: socket.socket) -> bytes:
@@ -825,7 +824,7 @@ def cmd_logs(e: Engine, argv: list[str]) -> int:
         out.flush()
 
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         return 0
     with f:
@@ -1192,27 +1191,42 @@ def cmd_stats(e: Engine, argv: list[str]) -> int:
             return 0
 
 
+def _num(v: Any) -> int:
+    return int(v) if isinstance(v, (int, float)) else 0
+
+
 def _sample(e: Engine, cid: str) -> dict[str, Any] | None:
+    """One ``events --stats`` reading, in runc's shape or in isoproof-oci's flatter one."""
     if e.store.state(cid)["Status"] not in ("running", "paused"):
         return None
     try:
         d = e.runtime(cid).stats(cid)
     except (IsoproofError, ValueError):
         return None
+    cpu = d.get("cpu") or {}
     mem = d.get("memory") or {}
-    usage = mem.get("usage") or {}
+    if isinstance(mem.get("usage"), dict):  # runc: memory.usage.{usage,limit}, cache in raw
+        usage = _num(mem["usage"].get("usage"))
+        limit = _num(mem["usage"].get("limit"))
+        usage -= _num((mem.get("raw") or {}).get("total_inactive_file"))
+    else:
+        usage, limit = _num(mem.get("usage")), _num(mem.get("limit"))
+    total_cpu = (
+        _num((cpu.get("usage") or {}).get("total"))
+        if isinstance(cpu.get("usage"), dict)
+        else _num(cpu.get("usage_ns"))
+    )
     blk_r = blk_w = 0
     for ent in (d.get("blkio") or {}).get("ioServiceBytesRecursive") or []:
-        if ent.get("op", "").lower() == "read":
-            blk_r += int(ent.get("value", 0))
-        elif ent.get("op", "").lower() == "write":
-            blk_w += int(ent.get("value", 0))
-    cache = int((mem.get("raw") or {}).get("total_inactive_file", 0))
+        if str(ent.get("op", "")).lower() == "read":
+            blk_r += _num(ent.get("value"))
+        elif str(ent.get("op", "")).lower() == "write":
+            blk_w += _num(ent.get("value"))
     return {
-        "cpu": int(((d.get("cpu") or {}).get("usage") or {}).get("total", 0)),
-        "mem": max(0, int(usage.get("usage", 0)) - cache),
-        "limit": int(usage.get("limit", 0)),
-        "pids": int((d.get("pids") or {}).get("current", 0)),
+        "cpu": total_cpu,
+        "mem": max(0, usage),
+        "limit": limit,
+        "pids": _num((d.get("pids") or {}).get("current")),
         "blk_r": blk_r,
         "blk_w": blk_w,
     }
@@ -1247,10 +1261,8 @@ def _du(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for f in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
     return total
 
 

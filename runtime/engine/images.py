@@ -218,7 +218,7 @@ class ImageStore:
     def _add_layers(
         self, digest: str, tags: list[str], config: dict[str, Any], layers: list[Path]
     ) -> Image:
-        keep = {
+        keep: dict[str, Any] = {
             k: config[k] for k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User") if k in config
         }
 
@@ -292,7 +292,7 @@ def _remove(path: Path) -> None:
 def apply_layer(layer: Path, rootfs: Path) -> None:
     """Apply one (possibly compressed) layer tarball on top of ``rootfs``, honouring whiteouts."""
     try:
-        tar = tarfile.open(layer, "r:*")
+        tar = tarfile.open(layer, "r:*")  # noqa: SIM115 - closed by the with below
     except (tarfile.TarError, OSError) as e:
         raise ImageError(f"Error: {layer}: not a tar archive ({e})") from None
     with tar:

@@ -22,6 +22,7 @@ Attach protocol (unix stream socket): the client sends one flags byte (1: it wil
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import json
 import os
@@ -86,7 +87,7 @@ class Monitor:
         self.sel = selectors.DefaultSelector()
         self.clients: dict[socket.socket, int] = {}
         self.partial = {STDOUT: b"", STDERR: b""}
-        self.log = open(self.cdir / "container.log", "ab", buffering=0)
+        self.log = open(self.cdir / "container.log", "ab", buffering=0)  # noqa: SIM115 - lives as long as the monitor
         self.init_pid = 0
         self.master = -1  # pty master (tty mode)
         self.out_r = self.err_r = self.in_w = -1
@@ -281,27 +282,21 @@ class Monitor:
             return
         target = self.master if self.tty else self.in_w
         if target >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.write(target, data)
-            except OSError:
-                pass
 
     def close_stdin(self) -> None:
         if self.tty and self.master >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.write(self.master, b"\x04")  # EOF for the line discipline
-            except OSError:
-                pass
         elif self.in_w >= 0:
             os.close(self.in_w)
             self.in_w = -1
 
     def drop(self, conn: socket.socket) -> None:
         self.clients.pop(conn, None)
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(conn)
-        except (KeyError, ValueError):
-            pass
         conn.close()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -341,8 +336,18 @@ class Monitor:
         signal.set_wakeup_fd(wake_w.fileno())
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # the monitor ends with its container, not before
+        # The monitor ends with its container, not before. A no-op handler (not SIG_IGN) because
+        # handlers revert to the default on exec while SIG_IGN would be inherited by the runtime
+        # and the container; also undo any SIG_IGN we were started with (a shell's `&`).
+        for sig in (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGHUP,
+            signal.SIGQUIT,
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+        ):
+            signal.signal(sig, _ignore)
         self.sel.register(wake_r, selectors.EVENT_READ, ("wake", None))
 
         attach_path = self.home.attach_socket(self.cid)
@@ -452,6 +457,10 @@ class Monitor:
         return 0
 
 
+def _ignore(*_: object) -> None:
+    pass
+
+
 def subprocess_devnull() -> int:
     return os.open(os.devnull, os.O_RDONLY)
 
@@ -481,11 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc()
-        try:
+        with contextlib.suppress(OSError):
             os.write(ready, f"err monitor: {e}\n".encode())
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(Exception):  # best effort: we are already failing
             Store(home).update(
                 cid,
                 Status="exited",
@@ -494,8 +501,6 @@ def main(argv: list[str] | None = None) -> int:
                 Error=f"monitor: {e}",
                 FinishedAt=format_ns(time.time_ns()),
             )
-        except Exception:  # noqa: BLE001
-            pass
         return 1
 
 

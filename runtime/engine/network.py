@@ -72,9 +72,9 @@ def allocate(home: Home, cid: str, net: ipaddress.IPv4Network) -> ipaddress.IPv4
             read_json(home.ipam_file) if home.ipam_file.exists() else {}
         )
         used = table.setdefault(str(net), {})
-        for ip, owner in used.items():
+        for addr, owner in used.items():
             if owner == cid:
-                return ipaddress.IPv4Address(ip)
+                return ipaddress.IPv4Address(addr)
         gateway = next(net.hosts())
         for ip in net.hosts():
             if ip != gateway and str(ip) not in used:

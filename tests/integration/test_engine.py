@@ -9,6 +9,7 @@ runtime state or monitor process of its own is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -54,9 +55,18 @@ class Eng:
         }
         self.seen: set[str] = set()
 
-    def run(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        cp = subprocess.run([ISOPROOF, *args], env=self.env, capture_output=True, text=True,
-                            input=input, timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        cp = subprocess.run(
+            [ISOPROOF, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
         self.note_ids()
         return cp
 
@@ -85,7 +95,9 @@ class Eng:
             if self.inspect(ref, "{{.State.Status}}") == status:
                 return
             time.sleep(0.05)
-        raise AssertionError(f"{ref} never reached {status}: {self.inspect(ref, '{{json .State}}')}")
+        raise AssertionError(
+            f"{ref} never reached {status}: {self.inspect(ref, '{{json .State}}')}"
+        )
 
     # -- leak checks ------------------------------------------------------------------------------
 
@@ -150,7 +162,9 @@ def engine_env(request: pytest.FixtureRequest) -> Iterator[Eng]:
     probe = eng.run("run", "--rm", "--network", "none", "busybox", "true")
     if probe.returncode != 0 and Path(runtime).name == "isoproof-oci":
         _teardown_env(eng)
-        pytest.skip(f"needs an isoproof-oci that runs a busybox container; it says: {probe.stderr.strip()[:200]}")
+        pytest.skip(
+            f"needs an isoproof-oci that runs a busybox container; it says: {probe.stderr.strip()[:200]}"
+        )
     assert probe.returncode == 0, probe.stderr
     yield eng
     _teardown_env(eng)
@@ -162,10 +176,8 @@ def _teardown_env(eng: Eng) -> None:
     for ctrl in Path("/sys/fs/cgroup").iterdir():
         parent = ctrl / eng.cgroup_parent
         if parent.is_dir():
-            try:
+            with contextlib.suppress(OSError):
                 parent.rmdir()
-            except OSError:
-                pass
     shutil.rmtree(eng.home, ignore_errors=True)
 
 
@@ -194,8 +206,16 @@ def test_run_foreground_output_and_exit_code(eng: Eng) -> None:
 
 
 def test_run_detached_then_logs_follow_sees_new_lines(eng: Eng) -> None:
-    cid = eng.ok("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
-                 "i=0; while [ $i -lt 100 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done").strip()
+    cid = eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 100 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ).strip()
     assert len(cid) == 64
     follower = eng.popen("logs", "-f", "ticker")
     assert follower.stdout is not None
@@ -222,8 +242,17 @@ def test_logs_tail_and_since(eng: Eng) -> None:
 
 
 def test_attach_receives_output_and_sends_input(eng: Eng) -> None:
-    eng.ok("run", "-d", "-i", "--name", "echoer", "busybox", "sh", "-c",
-           'while read line; do echo "got $line"; done; echo bye')
+    eng.ok(
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "echoer",
+        "busybox",
+        "sh",
+        "-c",
+        'while read line; do echo "got $line"; done; echo bye',
+    )
     att = eng.popen("attach", "echoer", stdin=subprocess.PIPE)
     assert att.stdin is not None and att.stdout is not None
     time.sleep(0.3)
@@ -249,8 +278,13 @@ def test_run_interactive_stdin_eof_ends_container(eng: Eng) -> None:
 def test_exec_it_gets_a_pty(eng: Eng) -> None:
     eng.ok("run", "-d", "--name", "shell", "busybox", "sleep", "100")
     master, slave = pty.openpty()
-    p = subprocess.Popen([ISOPROOF, "exec", "-it", "shell", "sh", "-c", "tty; echo $TERM; exit 5"],
-                         env=eng.env, stdin=slave, stdout=slave, stderr=slave)
+    p = subprocess.Popen(
+        [ISOPROOF, "exec", "-it", "shell", "sh", "-c", "tty; echo $TERM; exit 5"],
+        env=eng.env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 15
@@ -287,8 +321,13 @@ def test_exec_flags_env_workdir_user_stdin(eng: Eng) -> None:
 
 def test_run_tty_allocates_a_terminal(eng: Eng) -> None:
     master, slave = pty.openpty()
-    p = subprocess.Popen([ISOPROOF, "run", "--rm", "-t", "busybox", "tty"], env=eng.env,
-                         stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    p = subprocess.Popen(
+        [ISOPROOF, "run", "--rm", "-t", "busybox", "tty"],
+        env=eng.env,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     out = b""
     while True:
@@ -312,8 +351,16 @@ def test_run_tty_allocates_a_terminal(eng: Eng) -> None:
 
 
 def test_stop_waits_the_timeout_then_kills(eng: Eng) -> None:
-    eng.ok("run", "-d", "--name", "stubborn", "busybox", "sh", "-c",
-           "trap '' TERM; while true; do sleep 0.1; done")
+    eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    )
     t0 = time.monotonic()
     assert eng.ok("stop", "-t", "2", "stubborn") == "stubborn\n"
     took = time.monotonic() - t0
@@ -322,8 +369,16 @@ def test_stop_waits_the_timeout_then_kills(eng: Eng) -> None:
 
 
 def test_stop_of_a_cooperative_process_is_quick_and_clean(eng: Eng) -> None:
-    eng.ok("run", "-d", "--name", "polite", "busybox", "sh", "-c",
-           "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+    eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    )
     t0 = time.monotonic()
     eng.ok("stop", "-t", "10", "polite")
     assert time.monotonic() - t0 < 8
@@ -331,15 +386,31 @@ def test_stop_of_a_cooperative_process_is_quick_and_clean(eng: Eng) -> None:
 
 
 def test_kill_is_immediate(eng: Eng) -> None:
-    eng.ok("run", "-d", "--name", "victim", "busybox", "sh", "-c",
-           "trap '' TERM; while true; do sleep 0.1; done")
+    eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    )
     t0 = time.monotonic()
     eng.ok("kill", "victim")
     eng.wait_status("victim", "exited", timeout=5)
     assert time.monotonic() - t0 < 5
     assert eng.inspect("victim", "{{.State.ExitCode}}") == "137"
-    eng.ok("run", "-d", "--name", "handler", "busybox", "sh", "-c",
-           "trap 'exit 42' USR1; while true; do sleep 0.1; done")
+    eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "handler",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 42' USR1; while true; do sleep 0.1; done",
+    )
     eng.ok("kill", "-s", "USR1", "handler")  # the signal named, not SIGKILL
     eng.wait_status("handler", "exited")
     assert eng.inspect("handler", "{{.State.ExitCode}}") == "42"
@@ -365,8 +436,16 @@ def test_pause_freezes_and_unpause_resumes(eng: Eng) -> None:
 
 
 def test_restart_keeps_name_id_and_logs(eng: Eng) -> None:
-    cid = eng.ok("run", "-d", "--name", "again", "busybox", "sh", "-c",
-                 "echo started; trap 'exit 0' TERM; while true; do sleep 0.1; done").strip()
+    cid = eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ).strip()
     time.sleep(0.3)
     first = eng.inspect("again", "{{.State.StartedAt}}")
     eng.ok("restart", "-t", "5", "again")
@@ -394,20 +473,43 @@ def test_rm_of_paused_container_with_force(eng: Eng) -> None:
 
 
 def test_restart_on_failure_three_times(eng: Eng) -> None:
-    eng.ok("run", "-d", "--name", "flaky", "--restart", "on-failure:3", "busybox", "sh", "-c",
-           "echo attempt; exit 2")
+    eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:3",
+        "busybox",
+        "sh",
+        "-c",
+        "echo attempt; exit 2",
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if eng.inspect("flaky", "{{.State.Status}}") == "exited":
             break
         time.sleep(0.1)
-    assert eng.inspect("flaky", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}") == "exited 3 2"
+    assert (
+        eng.inspect("flaky", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}")
+        == "exited 3 2"
+    )
     assert eng.ok("logs", "flaky") == "attempt\n" * 4
 
 
 def test_restart_always_is_not_triggered_by_user_stop(eng: Eng) -> None:
-    eng.ok("run", "-d", "--name", "phoenix", "--restart", "always", "busybox", "sh", "-c",
-           "sleep 0.2; exit 0")
+    eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "phoenix",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 0",
+    )
     deadline = time.monotonic() + 20
     while int(eng.inspect("phoenix", "{{.RestartCount}}")) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -419,8 +521,17 @@ def test_restart_always_is_not_triggered_by_user_stop(eng: Eng) -> None:
 
 
 def test_memory_hog_is_oom_killed(eng: Eng) -> None:
-    cp = eng.run("run", "--name", "hog", "-m", "32m", "busybox", "sh", "-c",
-                 "x=aaaaaaaa; while true; do x=$x$x; done")
+    cp = eng.run(
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=aaaaaaaa; while true; do x=$x$x; done",
+    )
     assert cp.returncode == 137
     state = json.loads(eng.inspect("hog", "{{json .State}}"))
     assert state["OOMKilled"] is True
@@ -454,13 +565,18 @@ def test_two_containers_ping_each_other_over_the_bridge(eng: Eng) -> None:
     assert eng.run("exec", "alpha", "ping", "-c", "2", "-W", "3", b).returncode == 0
     assert eng.run("exec", "beta", "ping", "-c", "2", "-W", "3", a).returncode == 0
     # host to container over the bridge
-    assert subprocess.run(["busybox", "ping", "-c", "1", "-W", "3", a], capture_output=True).returncode == 0
+    assert (
+        subprocess.run(["busybox", "ping", "-c", "1", "-W", "3", a], capture_output=True).returncode
+        == 0
+    )
     routes = eng.ok("exec", "alpha", "ip", "route")
     gw = eng.inspect("alpha", "{{.NetworkSettings.Gateway}}")
     assert f"default via {gw}" in routes
     hosts = eng.ok("exec", "alpha", "cat", "/etc/hosts")
     assert a in hosts
-    assert eng.ok("exec", "alpha", "hostname").strip() == eng.inspect("alpha", "{{.Config.Hostname}}")
+    assert eng.ok("exec", "alpha", "hostname").strip() == eng.inspect(
+        "alpha", "{{.Config.Hostname}}"
+    )
     assert Path("/sys/class/net/" + eng.bridge).exists()
 
 
@@ -468,31 +584,78 @@ def test_network_modes_none_host_container(eng: Eng) -> None:
     links = eng.ok("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link")
     assert [ln.split(":")[1].strip() for ln in links.splitlines()] == ["lo"]
     host_ns = os.readlink("/proc/self/ns/net")
-    assert eng.ok("run", "--rm", "--network", "host", "busybox", "readlink", "/proc/self/ns/net").strip() == host_ns
+    assert (
+        eng.ok(
+            "run", "--rm", "--network", "host", "busybox", "readlink", "/proc/self/ns/net"
+        ).strip()
+        == host_ns
+    )
     eng.ok("run", "-d", "--name", "netowner", "busybox", "sleep", "100")
     owner = eng.ok("exec", "netowner", "readlink", "/proc/self/ns/net").strip()
-    joined = eng.ok("run", "--rm", "--network", "container:netowner", "busybox", "readlink", "/proc/self/ns/net")
+    joined = eng.ok(
+        "run", "--rm", "--network", "container:netowner", "busybox", "readlink", "/proc/self/ns/net"
+    )
     assert joined.strip() == owner
 
 
 def test_namespace_sharing_flags(eng: Eng) -> None:
     host = {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ("pid", "ipc", "uts")}
-    out = eng.ok("run", "--rm", "--pid", "host", "--ipc", "host", "--uts", "host", "--network", "none",
-                 "busybox", "sh", "-c", "for n in pid ipc uts; do readlink /proc/self/ns/$n; done")
+    out = eng.ok(
+        "run",
+        "--rm",
+        "--pid",
+        "host",
+        "--ipc",
+        "host",
+        "--uts",
+        "host",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "for n in pid ipc uts; do readlink /proc/self/ns/$n; done",
+    )
     assert out.split() == [host["pid"], host["ipc"], host["uts"]]
-    out = eng.ok("run", "--rm", "--network", "none", "busybox", "sh", "-c",
-                 "for n in pid ipc uts; do readlink /proc/self/ns/$n; done")
+    out = eng.ok(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "for n in pid ipc uts; do readlink /proc/self/ns/$n; done",
+    )
     assert not set(out.split()) & set(host.values())
     eng.ok("run", "-d", "--name", "pidowner", "busybox", "sleep", "100")
     mine = eng.ok("exec", "pidowner", "readlink", "/proc/self/ns/pid").strip()
-    shared = eng.ok("run", "--rm", "--pid", "container:pidowner", "--network", "none", "busybox",
-                    "readlink", "/proc/self/ns/pid").strip()
+    shared = eng.ok(
+        "run",
+        "--rm",
+        "--pid",
+        "container:pidowner",
+        "--network",
+        "none",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/pid",
+    ).strip()
     assert shared == mine
 
 
 def test_userns_maps_root_to_a_host_range(eng: Eng) -> None:
-    out = eng.ok("run", "--rm", "--userns", "200000:65536", "--network", "none", "busybox",
-                 "cat", "/proc/self/uid_map")
+    out = eng.ok(
+        "run",
+        "--rm",
+        "--userns",
+        "200000:65536",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/self/uid_map",
+    )
     assert out.split() == ["0", "200000", "65536"]
 
 
@@ -504,16 +667,42 @@ def test_hostname_env_workdir_user_volume(eng: Eng, tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     for parent in list(tmp_path.parents)[:3]:
         parent.chmod(parent.stat().st_mode | 0o005)  # uid 1000 inside must reach the bind source
-    out = eng.ok("run", "--rm", "-h", "myhost", "-e", "GREETING=hi", "-w", "/srv", "-u", "1000:1000",
-                 "-v", f"{tmp_path}:/data:ro", "busybox", "sh", "-c",
-                 "hostname; echo $GREETING; pwd; id -u; id -g; cat /data/shared.txt; touch /data/x || echo ro")
+    out = eng.ok(
+        "run",
+        "--rm",
+        "-h",
+        "myhost",
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/srv",
+        "-u",
+        "1000:1000",
+        "-v",
+        f"{tmp_path}:/data:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; echo $GREETING; pwd; id -u; id -g; cat /data/shared.txt; touch /data/x || echo ro",
+    )
     assert out.splitlines() == ["myhost", "hi", "/srv", "1000", "1000", "from host", "ro"]
     assert not (tmp_path / "x").exists()
 
 
 def test_named_and_anonymous_volumes(eng: Eng) -> None:
-    eng.ok("run", "--name", "writer", "-v", "isoproofvol:/vol", "-v", "/anon", "busybox", "sh", "-c",
-           "echo kept > /vol/f; echo gone > /anon/f")
+    eng.ok(
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "isoproofvol:/vol",
+        "-v",
+        "/anon",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /vol/f; echo gone > /anon/f",
+    )
     vols = json.loads(eng.ok("inspect", "writer"))[0]["Mounts"]
     anon = next(m["Source"] for m in vols if m["Destination"] == "/anon")
     eng.ok("rm", "-v", "writer")
@@ -522,7 +711,9 @@ def test_named_and_anonymous_volumes(eng: Eng) -> None:
 
 
 def test_container_writes_never_reach_the_image(eng: Eng) -> None:
-    eng.ok("run", "--name", "scribbler", "busybox", "sh", "-c", "echo x > /bin/newfile; rm -f /bin/ls")
+    eng.ok(
+        "run", "--name", "scribbler", "busybox", "sh", "-c", "echo x > /bin/newfile; rm -f /bin/ls"
+    )
     rootfs = Path(json.loads(eng.ok("inspect", "busybox"))[0]["GraphDriver"]["Data"]["Dir"])
     assert (rootfs / "bin/ls").is_symlink() and not (rootfs / "bin/newfile").exists()
     assert eng.ok("start", "-a", "scribbler") == ""
@@ -549,11 +740,33 @@ def test_resource_flags_reach_the_cgroup(eng: Eng) -> None:
         pytest.skip("reads v1 cgroup files; this host has no v1 memory hierarchy")
     dev = _root_block_device()
     st = os.stat(dev)
-    cid = eng.ok("run", "-d", "--cpu-shares", "512", "--cpus", "1.5", "--cpuset-cpus", "0",
-                 "-m", "64m", "--memory-swap", "128m", "--pids-limit", "50",
-                 "--device-write-bps", f"{dev}:1mb", "--device-read-bps", f"{dev}:2mb",
-                 "--device-write-iops", f"{dev}:100", "--device-read-iops", f"{dev}:200",
-                 "busybox", "sleep", "100").strip()
+    cid = eng.ok(
+        "run",
+        "-d",
+        "--cpu-shares",
+        "512",
+        "--cpus",
+        "1.5",
+        "--cpuset-cpus",
+        "0",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--pids-limit",
+        "50",
+        "--device-write-bps",
+        f"{dev}:1mb",
+        "--device-read-bps",
+        f"{dev}:2mb",
+        "--device-write-iops",
+        f"{dev}:100",
+        "--device-read-iops",
+        f"{dev}:200",
+        "busybox",
+        "sleep",
+        "100",
+    ).strip()
     assert _cgroup_file(eng, "cpu", cid, "cpu.shares") == "512"
     assert _cgroup_file(eng, "cpu", cid, "cpu.cfs_quota_us") == "150000"
     assert _cgroup_file(eng, "cpu", cid, "cpu.cfs_period_us") == "100000"
@@ -579,7 +792,16 @@ def test_ps_inspect_top_stats_and_prefixes(eng: Eng) -> None:
     assert eng.ok("ps", "-q") == cid[:12] + "\n"
     assert set(eng.ok("ps", "-aq").split()) == {cid[:12], eng.inspect("idle", "{{.Id}}")[:12]}
     table = eng.ok("ps").splitlines()
-    assert table[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert table[0].split() == [
+        "CONTAINER",
+        "ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
     assert "listed" in table[1] and "Up " in table[1]
     assert eng.ok("ps", "--format", "{{.ID}}\t{{.Names}}") == f"{cid[:12]}\tlisted\n"
     info = json.loads(eng.ok("inspect", cid[:6]))[0]
@@ -596,7 +818,9 @@ def test_ps_inspect_top_stats_and_prefixes(eng: Eng) -> None:
 
 
 def test_concurrent_runs_get_distinct_addresses(eng: Eng) -> None:
-    procs = [eng.popen("run", "-d", "--name", f"para{i}", "busybox", "sleep", "100") for i in range(5)]
+    procs = [
+        eng.popen("run", "-d", "--name", f"para{i}", "busybox", "sleep", "100") for i in range(5)
+    ]
     for p in procs:
         _out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
@@ -636,7 +860,9 @@ def test_import_run_rmi(eng: Eng, tmp_path: Path) -> None:
     image_id = eng.ok("import", str(tarball), "isoproofimp:v1").strip()
     assert image_id.startswith("sha256:")
     assert "isoproofimp" in eng.ok("images")
-    assert eng.ok("run", "--name", "fromimport", "isoproofimp:v1", "echo", "imported") == "imported\n"
+    assert (
+        eng.ok("run", "--name", "fromimport", "isoproofimp:v1", "echo", "imported") == "imported\n"
+    )
     cp = eng.run("rmi", "isoproofimp:v1")
     assert cp.returncode == 1 and "conflict" in cp.stderr
     eng.ok("rm", "fromimport")
@@ -662,16 +888,32 @@ def test_load_docker_save_archive_with_whiteouts(eng: Eng, tmp_path: Path) -> No
     base = tmp_path / "base.tar"
     _tar_dir(ensure_rootfs(), base)
     l2 = _layer(tmp_path, "l2", {"etc/keep": "1", "etc/drop": "2", "opaque/old": "3"})
-    l3 = _layer(tmp_path, "l3", {"etc/.wh.drop": None, "opaque/.wh..wh..opq": None, "opaque/new": "4"})
+    l3 = _layer(
+        tmp_path, "l3", {"etc/.wh.drop": None, "opaque/.wh..wh..opq": None, "opaque/new": "4"}
+    )
     arch = tmp_path / "arch"
     arch.mkdir()
     for i, layer in enumerate([base, l2, l3]):
         (arch / f"layer{i}").mkdir()
         shutil.copy(layer, arch / f"layer{i}" / "layer.tar")
-    config = {"config": {"Cmd": ["sh", "-c", "ls /etc/keep /etc/drop /opaque"], "Env": ["PATH=/bin:/sbin", "A=b"]}}
+    config = {
+        "config": {
+            "Cmd": ["sh", "-c", "ls /etc/keep /etc/drop /opaque"],
+            "Env": ["PATH=/bin:/sbin", "A=b"],
+        }
+    }
     (arch / "cfg.json").write_text(json.dumps(config))
-    (arch / "manifest.json").write_text(json.dumps([{"Config": "cfg.json", "RepoTags": ["isoproofsave:1"],
-                                                      "Layers": ["layer0/layer.tar", "layer1/layer.tar", "layer2/layer.tar"]}]))
+    (arch / "manifest.json").write_text(
+        json.dumps(
+            [
+                {
+                    "Config": "cfg.json",
+                    "RepoTags": ["isoproofsave:1"],
+                    "Layers": ["layer0/layer.tar", "layer1/layer.tar", "layer2/layer.tar"],
+                }
+            ]
+        )
+    )
     archive = tmp_path / "saved.tar"
     _tar_dir(arch, archive)
     assert eng.ok("load", "-i", str(archive)) == "Loaded image: isoproofsave:1\n"
@@ -701,12 +943,27 @@ def test_load_oci_layout(eng: Eng, tmp_path: Path) -> None:
     _tar_dir(ensure_rootfs(), base)
     top = _layer(tmp_path, "top", {"hello.txt": "oci layer\n", "bin/.wh.vi": None})
     layers = [blob(gzip.compress(base.read_bytes())), blob(top.read_bytes())]
-    cfg = blob(json.dumps({"config": {"Cmd": ["cat", "/hello.txt"]}, "rootfs": {"type": "layers"}}).encode())
+    cfg = blob(
+        json.dumps(
+            {"config": {"Cmd": ["cat", "/hello.txt"]}, "rootfs": {"type": "layers"}}
+        ).encode()
+    )
     manifest = blob(json.dumps({"schemaVersion": 2, "config": cfg, "layers": layers}).encode())
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {**manifest, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-         "annotations": {"org.opencontainers.image.ref.name": "isoproofoci:2"}}]}))
+    (layout / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "manifests": [
+                    {
+                        **manifest,
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "annotations": {"org.opencontainers.image.ref.name": "isoproofoci:2"},
+                    }
+                ],
+            }
+        )
+    )
     assert eng.ok("load", "-i", str(layout)) == "Loaded image: isoproofoci:2\n"
     assert eng.ok("run", "--rm", "isoproofoci:2") == "oci layer\n"
     assert eng.run("run", "--rm", "isoproofoci:2", "test", "-e", "/bin/vi").returncode == 1
@@ -728,16 +985,43 @@ def _one_line_error(cp: subprocess.CompletedProcess[str], code: int, starts: str
     ("args", "code", "starts"),
     [
         (["run", "nosuchimage"], 125, "Error: No such image: nosuchimage"),
-        (["run", "-m", "lots", "busybox", "true"], 125, 'isoproof: invalid argument "lots" for "-m, --memory" flag'),
-        (["run", "-m", "1k", "busybox", "true"], 125, "isoproof: Minimum memory limit allowed is 6MB"),
-        (["run", "--cpu-shares", "many", "busybox", "true"], 125, 'isoproof: invalid argument "many"'),
+        (
+            ["run", "-m", "lots", "busybox", "true"],
+            125,
+            'isoproof: invalid argument "lots" for "-m, --memory" flag',
+        ),
+        (
+            ["run", "-m", "1k", "busybox", "true"],
+            125,
+            "isoproof: Minimum memory limit allowed is 6MB",
+        ),
+        (
+            ["run", "--cpu-shares", "many", "busybox", "true"],
+            125,
+            'isoproof: invalid argument "many"',
+        ),
         (["run", "--cpu-shares", "1", "busybox", "true"], 125, "isoproof: invalid --cpu-shares 1"),
-        (["run", "--device-write-bps", "/dev/isoproof-nodev:1mb", "busybox", "true"], 125,
-         "Error response from daemon: --device-write-bps: error gathering device information"),
-        (["run", "--restart", "sometimes", "busybox", "true"], 125, "isoproof: invalid restart policy"),
-        (["run", "--network", "isoproofnonet", "busybox", "true"], 125, "Error response from daemon: network"),
+        (
+            ["run", "--device-write-bps", "/dev/isoproof-nodev:1mb", "busybox", "true"],
+            125,
+            "Error response from daemon: --device-write-bps: error gathering device information",
+        ),
+        (
+            ["run", "--restart", "sometimes", "busybox", "true"],
+            125,
+            "isoproof: invalid restart policy",
+        ),
+        (
+            ["run", "--network", "isoproofnonet", "busybox", "true"],
+            125,
+            "Error response from daemon: network",
+        ),
         (["run", "--bogus-flag", "busybox"], 125, "isoproof: unrecognized arguments: --bogus-flag"),
-        (["run", "--name", "bad/name", "busybox", "true"], 125, "Error response from daemon: Invalid container name"),
+        (
+            ["run", "--name", "bad/name", "busybox", "true"],
+            125,
+            "Error response from daemon: Invalid container name",
+        ),
         (["start", "ghost"], 1, "Error response from daemon: No such container: ghost"),
         (["stop", "ghost"], 1, "Error response from daemon: No such container: ghost"),
         (["kill", "ghost"], 1, "Error response from daemon: No such container: ghost"),
@@ -749,7 +1033,9 @@ def _one_line_error(cp: subprocess.CompletedProcess[str], code: int, starts: str
         (["frobnicate"], 1, "isoproof: 'frobnicate' is not an isoproof command"),
     ],
 )
-def test_bad_input_is_one_line_and_leaves_nothing(eng: Eng, args: list[str], code: int, starts: str) -> None:
+def test_bad_input_is_one_line_and_leaves_nothing(
+    eng: Eng, args: list[str], code: int, starts: str
+) -> None:
     _one_line_error(eng.run(*args), code, starts)
     assert eng.ok("ps", "-aq") == ""
     assert not eng.leaks()
@@ -758,7 +1044,11 @@ def test_bad_input_is_one_line_and_leaves_nothing(eng: Eng, args: list[str], cod
 def test_name_clash(eng: Eng) -> None:
     cid = eng.ok("create", "--name", "taken", "busybox", "true").strip()
     cp = eng.run("run", "--name", "taken", "busybox", "true")
-    _one_line_error(cp, 125, 'Error response from daemon: Conflict. The container name "/taken" is already in use')
+    _one_line_error(
+        cp,
+        125,
+        'Error response from daemon: Conflict. The container name "/taken" is already in use',
+    )
     assert cid in cp.stderr
     assert eng.ok("ps", "-aq") == cid[:12] + "\n"
 
@@ -766,10 +1056,20 @@ def test_name_clash(eng: Eng) -> None:
 def test_exec_in_a_stopped_container(eng: Eng) -> None:
     eng.ok("run", "--name", "stopped", "busybox", "true")
     cid = eng.inspect("stopped", "{{.Id}}")
-    _one_line_error(eng.run("exec", "stopped", "true"), 1, f"Error response from daemon: Container {cid} is not running")
+    _one_line_error(
+        eng.run("exec", "stopped", "true"),
+        1,
+        f"Error response from daemon: Container {cid} is not running",
+    )
     _one_line_error(eng.run("attach", "stopped"), 1, "You cannot attach to a stopped container")
-    _one_line_error(eng.run("kill", "stopped"), 1, "Error response from daemon: Cannot kill container")
-    _one_line_error(eng.run("pause", "stopped"), 1, f"Error response from daemon: Container {cid} is not running")
+    _one_line_error(
+        eng.run("kill", "stopped"), 1, "Error response from daemon: Cannot kill container"
+    )
+    _one_line_error(
+        eng.run("pause", "stopped"),
+        1,
+        f"Error response from daemon: Container {cid} is not running",
+    )
 
 
 def test_command_not_found_exits_127(eng: Eng) -> None:

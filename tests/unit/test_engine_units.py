@@ -1,0 +1,357 @@
+"""Unit tests (no root) for the engine's pure parts: flag conversions, OCI config, layers, parsing."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runtime.engine import cli, ocispec, units
+from runtime.engine.home import format_ns, parse_time
+from runtime.engine.images import ImageError, apply_layer, normalize_tag
+from runtime.engine.monitor import clean_runtime_message, exit_code, frame
+from runtime.engine.store import Store
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("32m", 32 << 20),
+        ("32M", 32 << 20),
+        ("1g", 1 << 30),
+        ("512k", 512 << 10),
+        ("100", 100),
+        ("1.5g", int(1.5 * (1 << 30))),
+        ("64mb", 64 << 20),
+        ("2GiB", 2 << 30),
+        ("10b", 10),
+    ],
+)
+def test_parse_size_is_binary_like_docker(text: str, value: int) -> None:
+    assert units.parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-1m", "1x", "m", "1.2.3m"])
+def test_parse_size_refuses_garbage(text: str) -> None:
+    with pytest.raises(ValueError):
+        units.parse_size(text)
+
+
+@given(st.integers(min_value=0, max_value=1 << 40), st.sampled_from(["", "k", "m", "g"]))
+def test_parse_size_roundtrip(n: int, unit: str) -> None:
+    mult = {"": 1, "k": 1024, "m": 1 << 20, "g": 1 << 30}[unit]
+    assert units.parse_size(f"{n}{unit}") == n * mult
+
+
+def test_memory_flag_errors_exit_125() -> None:
+    with pytest.raises(units.FlagError) as e:
+        units.parse_memory("lots")
+    assert e.value.exit_code == 125
+    assert str(e.value) == 'invalid argument "lots" for "-m, --memory" flag: invalid size: \'lots\''
+    with pytest.raises(units.FlagError, match="Minimum memory limit"):
+        units.check_memory(1024, None)
+    with pytest.raises(units.FlagError, match="larger than memory"):
+        units.check_memory(64 << 20, 32 << 20)
+    with pytest.raises(units.FlagError, match="always set the Memory limit"):
+        units.check_memory(None, 64 << 20)
+    units.check_memory(64 << 20, -1)
+
+
+@given(st.floats(min_value=0.01, max_value=256, allow_nan=False))
+def test_cpus_become_quota_over_a_100ms_period(cpus: float) -> None:
+    quota, period = units.parse_cpus(repr(cpus))
+    assert period == 100_000
+    assert abs(quota - cpus * 100_000) <= 0.5
+
+
+@pytest.mark.parametrize("text", ["abc", "-1"])
+def test_cpus_refuse_garbage(text: str) -> None:
+    with pytest.raises(units.FlagError):
+        units.parse_cpus(text)
+
+
+@given(st.integers(min_value=2, max_value=262144))
+def test_cpu_shares_in_range(n: int) -> None:
+    assert units.parse_cpu_shares(str(n)) == n
+
+
+@pytest.mark.parametrize("text", ["1", "-5", "262145", "x", "1.5"])
+def test_cpu_shares_out_of_range(text: str) -> None:
+    with pytest.raises(units.FlagError):
+        units.parse_cpu_shares(text)
+
+
+def test_restart_policies() -> None:
+    assert units.parse_restart("no") == ("no", 0)
+    assert units.parse_restart("always") == ("always", 0)
+    assert units.parse_restart("on-failure") == ("on-failure", 0)
+    assert units.parse_restart("on-failure:3") == ("on-failure", 3)
+    for bad in ("sometimes", "always:3", "on-failure:x", ""):
+        with pytest.raises(units.FlagError):
+            units.parse_restart(bad)
+
+
+def test_device_rates_and_volumes_and_userns() -> None:
+    assert units.parse_device_bps("/dev/vda:1mb", "--device-write-bps") == ("/dev/vda", 1 << 20)
+    assert units.parse_device_iops("/dev/vda:100", "--device-read-iops") == ("/dev/vda", 100)
+    for bad in ("vda:1mb", "/dev/vda", "/dev/vda:"):
+        with pytest.raises(units.FlagError):
+            units.parse_device_bps(bad, "--device-write-bps")
+    with pytest.raises(units.FlagError):
+        units.parse_device_iops("/dev/vda:1mb", "--device-read-iops")
+    assert units.parse_volume("/a:/b:ro") == ("/a", "/b", True)
+    assert units.parse_volume("name:/b") == ("name", "/b", False)
+    assert units.parse_volume("/anon") == ("", "/anon", False)
+    with pytest.raises(units.FlagError):
+        units.parse_volume("/a:relative")
+    assert units.parse_userns("host") is None
+    assert units.parse_userns("100000") == (100000, 65536)
+    assert units.parse_userns("100000:1000") == (100000, 1000)
+    with pytest.raises(units.FlagError):
+        units.parse_userns("root")
+
+
+def test_env_merge_and_lookup() -> None:
+    assert units.parse_env(["A=1", "B", "C"], {"B": "2"}) == ["A=1", "B=2"]
+    assert units.merge_env(["PATH=/bin", "A=1"], ["A=2", "B=3"]) == ["PATH=/bin", "A=2", "B=3"]
+
+
+def test_human_formats() -> None:
+    assert units.human_duration(0.2) == "Less than a second"
+    assert units.human_duration(5) == "5 seconds"
+    assert units.human_duration(70) == "About a minute"
+    assert units.human_size(4_500_000) == "4.5MB"
+    assert units.bytes_size(32 << 20) == "32MiB"
+    assert units.parse_duration("1h30m") == 5400
+    assert units.parse_duration("250ms") == 0.25
+
+
+def test_times_roundtrip_with_nanoseconds() -> None:
+    ns = 1_700_000_000_123_456_789
+    text = format_ns(ns)
+    assert text == "2023-11-14T22:13:20.123456789Z"
+    assert abs(parse_time(text) - ns / 1e9) < 1e-6
+
+
+def _hc(**kw: object) -> dict[str, object]:
+    return {"NetworkMode": "bridge", **kw}
+
+
+def test_resources_follow_docker_conversions() -> None:
+    res = ocispec.resources(
+        _hc(
+            Memory=32 << 20,
+            CpuShares=512,
+            CpuQuota=150000,
+            CpuPeriod=100000,
+            CpusetCpus="0-1",
+            PidsLimit=50,
+            BlkioDeviceWriteBps=[{"Major": 254, "Minor": 0, "Rate": 1 << 20}],
+        )
+    )
+    assert res["memory"] == {"limit": 32 << 20, "swap": 64 << 20}  # docker: swap defaults to 2x
+    assert res["cpu"] == {"shares": 512, "quota": 150000, "period": 100000, "cpus": "0-1"}
+    assert res["pids"] == {"limit": 50}
+    assert res["blockIO"] == {
+        "throttleWriteBpsDevice": [{"major": 254, "minor": 0, "rate": 1 << 20}]
+    }
+    assert ocispec.resources(_hc(Memory=32 << 20, MemorySwap=-1))["memory"]["swap"] == -1
+    assert "memory" not in ocispec.resources(_hc())
+
+
+def test_namespaces_from_modes() -> None:
+    ns = ocispec.namespaces(
+        _hc(PidMode="host", IpcMode="container:x", UTSMode=""), "/ns/isoproof-1", {"ipc": 42}
+    )
+    kinds = {n["type"]: n.get("path") for n in ns}
+    assert "pid" not in kinds
+    assert kinds["ipc"] == "/proc/42/ns/ipc"
+    assert kinds["network"] == "/ns/isoproof-1"
+    assert kinds["uts"] is None and kinds["mount"] is None
+    host = ocispec.namespaces(_hc(NetworkMode="host"), None, {})
+    assert "network" not in {n["type"] for n in host}
+    user = ocispec.namespaces(_hc(UsernsRemap=[1000, 10]), None, {})
+    assert "user" in {n["type"] for n in user}
+
+
+def test_build_whole_spec() -> None:
+    cfg = {
+        "Id": "ab" * 32,
+        "Name": "/web",
+        "Path": "sh",
+        "Args": ["-c", "true"],
+        "Config": {
+            "Tty": True,
+            "Env": ["A=1"],
+            "WorkingDir": "/srv",
+            "Hostname": "h",
+            "ConsoleSize": [24, 80],
+        },
+        "HostConfig": _hc(
+            UsernsRemap=[100000, 65536],
+            Mounts=[{"Source": "/s", "Destination": "/d", "ReadOnly": True}],
+        ),
+    }
+    spec = ocispec.build(
+        cfg, "/r", {"/etc/hosts": "/x/hosts"}, "/ns", {}, "/isoproof/x", (1, 2, [])
+    )
+    assert spec["process"]["args"] == ["sh", "-c", "true"]
+    assert spec["process"]["user"] == {"uid": 1, "gid": 2}
+    assert spec["process"]["consoleSize"] == {"height": 24, "width": 80}
+    assert spec["hostname"] == "h"
+    assert spec["linux"]["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    binds = {m["destination"]: m for m in spec["mounts"] if m["type"] in ("bind", "none")}
+    assert "ro" in binds["/d"]["options"] and binds["/etc/hosts"]["source"] == "/x/hosts"
+    json.dumps(spec)
+
+
+def _tar(members: dict[str, bytes | None]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_layers_apply_in_order_with_whiteouts(tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    l1 = tmp_path / "l1.tar"
+    l1.write_bytes(
+        _tar(
+            {
+                "etc": None,
+                "etc/a": b"1",
+                "etc/b": b"2",
+                "opq": None,
+                "opq/x": b"x",
+                "opq/sub": None,
+                "opq/sub/y": b"y",
+            }
+        )
+    )
+    l2 = tmp_path / "l2.tar"
+    l2.write_bytes(
+        _tar({"etc/.wh.b": b"", "etc/a": b"new", "opq/.wh..wh..opq": b"", "opq/z": b"z"})
+    )
+    apply_layer(l1, root)
+    apply_layer(l2, root)
+    assert (root / "etc/a").read_bytes() == b"new"
+    assert not (root / "etc/b").exists()
+    assert sorted(p.name for p in (root / "opq").iterdir()) == ["z"]
+    assert not list(root.rglob(".wh.*"))
+
+
+def test_layer_cannot_escape_the_rootfs(tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(_tar({"../outside": b"x"}))
+    with pytest.raises(ImageError):
+        apply_layer(evil, root)
+    assert not (tmp_path / "outside").exists()
+    gone = tmp_path / "gone.tar"
+    gone.write_bytes(_tar({"x/../../.wh.rootfs": b""}))
+    with pytest.raises(ImageError):
+        apply_layer(gone, root)
+    assert root.exists()
+
+
+def test_tags() -> None:
+    assert normalize_tag("busybox") == "busybox:latest"
+    assert normalize_tag("a:1") == "a:1"
+    assert normalize_tag("reg:5000/a") == "reg:5000/a:latest"
+
+
+def test_options_end_at_the_image() -> None:
+    p = cli.Parser(prog="isoproof run", add_help=False)
+    cli.add_container_flags(p)
+    a = cli.parse_container_args(
+        p, ["-dit", "--name", "x", "-m32m", "-e", "A=1", "busybox", "sh", "-c", "echo -n hi"]
+    )
+    assert a.detach and a.interactive and a.tty
+    assert (a.name, a.memory, a.env, a.image) == ("x", "32m", ["A=1"], "busybox")
+    assert a.command == ["sh", "-c", "echo -n hi"]
+    a = cli.parse_container_args(p, ["--network=none", "busybox"])
+    assert a.network == "none" and a.command == []
+
+
+def test_flag_errors_become_exit_125_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ISOPROOF_HOME", str(tmp_path))
+    assert cli.main(["run", "--frobnicate", "busybox"]) == 125
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments: --frobnicate" in err
+    assert cli.main(["ps", "--bogus"]) == 125
+
+
+def test_no_such_container_is_docker_style(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ISOPROOF_HOME", str(tmp_path))
+    assert cli.main(["inspect", "--type", "container", "nope"]) == 1
+    assert capsys.readouterr().err == "Error: No such object: nope\n"
+    assert cli.main(["logs", "nope"]) == 1
+    assert capsys.readouterr().err == "Error response from daemon: No such container: nope\n"
+
+
+def test_resolve_names_and_prefixes(tmp_path: Path) -> None:
+    from runtime.engine.home import Home, write_json
+
+    home = Home(tmp_path).ensure()
+    store = Store(home)
+    for cid, name in (("abc1" + "0" * 60, "/one"), ("abc2" + "0" * 60, "/two")):
+        (home.containers / cid).mkdir()
+        write_json(home.containers / cid / "config.json", {"Id": cid, "Name": name})
+    assert store.resolve("one") == "abc1" + "0" * 60
+    assert store.resolve("/two") == "abc2" + "0" * 60
+    assert store.resolve("abc1") == "abc1" + "0" * 60
+    with pytest.raises(Exception, match="multiple IDs"):
+        store.resolve("abc")
+    with pytest.raises(Exception, match="No such container: zzz"):
+        store.resolve("zzz")
+
+
+def test_render_templates() -> None:
+    obj = {"State": {"Pid": 7, "OOMKilled": True}, "Name": "/x"}
+    assert cli.render("{{.State.Pid}} {{.State.OOMKilled}} {{.Name}}", obj) == "7 true /x"
+    assert cli.render("{{json .State}}", obj) == '{"Pid": 7, "OOMKilled": true}'
+    with pytest.raises(cli.Fail):
+        cli.render("{{.Nope}}", obj)
+
+
+def test_monitor_helpers() -> None:
+    assert exit_code(9) == 137  # killed by SIGKILL
+    assert exit_code(3 << 8) == 3
+    assert frame(1, b"hi") == b"\x01\x00\x00\x00\x02hi"
+    line = 'time="2026" level=error msg="runc create failed: \\"x\\" not found"'
+    assert clean_runtime_message(line) == 'runc create failed: "x" not found'
+    assert clean_runtime_message("plain") == "plain"
+
+
+def test_exec_codes() -> None:
+    assert cli.exec_code('exec: "nope": executable file not found in $PATH') == 127
+    assert cli.exec_code("permission denied") == 126
+    assert cli.exec_code("something else") == 125
+
+
+def test_namespace_flags_validated() -> None:
+    p = cli.Parser(prog="isoproof run", add_help=False)
+    cli.add_container_flags(p)
+    a: argparse.Namespace = cli.parse_container_args(p, ["--pid", "sideways", "busybox"])
+    with pytest.raises(units.FlagError):
+        cli.host_config(a)
