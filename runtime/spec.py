@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.errors import SpecError
 from runtime.oci.caps import CAPS, DEFAULT_CAPS
+from runtime.oci.record import Record
 
 CONFIG = "config.json"
 OCI_VERSION = "1.0.2"
@@ -71,88 +71,116 @@ U32 = 2**32 - 1
 U64 = 2**64 - 1
 
 
-@dataclass(slots=True)
-class User:
-    uid: int = 0
-    gid: int = 0
-    umask: int | None = None
-    additional_gids: list[int] = field(default_factory=list)
+class User(Record):
+    __slots__ = ("uid", "gid", "umask", "additional_gids")
+
+    def __init__(self, uid: int = 0, gid: int = 0, umask: int | None = None,
+                 additional_gids: list[int] | None = None) -> None:  # fmt: skip
+        self.uid = uid
+        self.gid = gid
+        self.umask = umask
+        self.additional_gids = additional_gids or []
 
 
-@dataclass(slots=True)
-class Capabilities:
-    bounding: list[str] = field(default_factory=list)
-    effective: list[str] = field(default_factory=list)
-    inheritable: list[str] = field(default_factory=list)
-    permitted: list[str] = field(default_factory=list)
-    ambient: list[str] = field(default_factory=list)
+class Capabilities(Record):
+    __slots__ = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+    def __init__(self, bounding: list[str] | None = None, effective: list[str] | None = None,
+                 inheritable: list[str] | None = None, permitted: list[str] | None = None,
+                 ambient: list[str] | None = None) -> None:  # fmt: skip
+        self.bounding = bounding or []
+        self.effective = effective or []
+        self.inheritable = inheritable or []
+        self.permitted = permitted or []
+        self.ambient = ambient or []
 
 
-@dataclass(slots=True)
-class Rlimit:
-    type: str
-    resource: int
-    soft: int
-    hard: int
+class Rlimit(Record):
+    __slots__ = ("type", "resource", "soft", "hard")
+
+    def __init__(self, type: str, resource: int, soft: int, hard: int) -> None:
+        self.type = type
+        self.resource = resource
+        self.soft = soft
+        self.hard = hard
 
 
-@dataclass(slots=True)
-class Process:
-    args: list[str]
-    env: list[str] = field(default_factory=list)
-    cwd: str = "/"
-    terminal: bool = False
-    user: User = field(default_factory=User)
-    capabilities: Capabilities | None = None
-    rlimits: list[Rlimit] = field(default_factory=list)
-    no_new_privileges: bool = False
-    oom_score_adj: int | None = None
+class Process(Record):
+    __slots__ = ("args", "env", "cwd", "terminal", "user", "capabilities", "rlimits",
+                 "no_new_privileges", "oom_score_adj")  # fmt: skip
+
+    def __init__(self, args: list[str], env: list[str] | None = None, cwd: str = "/",
+                 terminal: bool = False, user: User | None = None,
+                 capabilities: Capabilities | None = None, rlimits: list[Rlimit] | None = None,
+                 no_new_privileges: bool = False, oom_score_adj: int | None = None) -> None:  # fmt: skip
+        self.args = args
+        self.env = env or []
+        self.cwd = cwd
+        self.terminal = terminal
+        self.user = user or User()
+        self.capabilities = capabilities
+        self.rlimits = rlimits or []
+        self.no_new_privileges = no_new_privileges
+        self.oom_score_adj = oom_score_adj
 
 
-@dataclass(slots=True)
-class Mount:
-    destination: str
-    type: str | None = None
-    source: str | None = None
-    options: list[str] = field(default_factory=list)
+class Mount(Record):
+    __slots__ = ("destination", "type", "source", "options")
+
+    def __init__(self, destination: str, type: str | None = None, source: str | None = None,
+                 options: list[str] | None = None) -> None:  # fmt: skip
+        self.destination = destination
+        self.type = type
+        self.source = source
+        self.options = options or []
 
 
-@dataclass(slots=True)
-class Namespace:
-    type: str
-    path: str | None = None
+class Namespace(Record):
+    __slots__ = ("type", "path")
+
+    def __init__(self, type: str, path: str | None = None) -> None:
+        self.type = type
+        self.path = path
 
 
-@dataclass(slots=True)
-class IDMapping:
-    container_id: int
-    host_id: int
-    size: int
+class IDMapping(Record):
+    __slots__ = ("container_id", "host_id", "size")
+
+    def __init__(self, container_id: int, host_id: int, size: int) -> None:
+        self.container_id = container_id
+        self.host_id = host_id
+        self.size = size
 
 
-@dataclass(slots=True)
-class Device:
-    path: str
-    type: str
-    major: int
-    minor: int
-    file_mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
+class Device(Record):
+    __slots__ = ("path", "type", "major", "minor", "file_mode", "uid", "gid")
+
+    def __init__(self, path: str, type: str, major: int, minor: int, file_mode: int | None = None,
+                 uid: int | None = None, gid: int | None = None) -> None:  # fmt: skip
+        self.path = path
+        self.type = type
+        self.major = major
+        self.minor = minor
+        self.file_mode = file_mode
+        self.uid = uid
+        self.gid = gid
 
 
-@dataclass(slots=True)
-class Linux:
-    namespaces: list[Namespace] = field(default_factory=list)
-    uid_mappings: list[IDMapping] = field(default_factory=list)
-    gid_mappings: list[IDMapping] = field(default_factory=list)
-    resources: dict[str, Any] = field(default_factory=dict)
-    cgroups_path: str | None = None
-    masked_paths: list[str] = field(default_factory=list)
-    readonly_paths: list[str] = field(default_factory=list)
-    rootfs_propagation: str = ""
-    sysctl: dict[str, str] = field(default_factory=dict)
-    devices: list[Device] = field(default_factory=list)
+class Linux(Record):
+    __slots__ = ("namespaces", "uid_mappings", "gid_mappings", "resources", "cgroups_path",
+                 "masked_paths", "readonly_paths", "rootfs_propagation", "sysctl", "devices")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.namespaces: list[Namespace] = []
+        self.uid_mappings: list[IDMapping] = []
+        self.gid_mappings: list[IDMapping] = []
+        self.resources: dict[str, Any] = {}
+        self.cgroups_path: str | None = None
+        self.masked_paths: list[str] = []
+        self.readonly_paths: list[str] = []
+        self.rootfs_propagation = ""
+        self.sysctl: dict[str, str] = {}
+        self.devices: list[Device] = []
 
     def ns(self, kind: str) -> Namespace | None:
         for n in self.namespaces:
@@ -161,18 +189,25 @@ class Linux:
         return None
 
 
-@dataclass(slots=True)
-class Spec:
-    oci_version: str
-    root_path: str  # absolute
-    root_readonly: bool
-    process: Process | None
-    hostname: str | None = None
-    domainname: str | None = None
-    mounts: list[Mount] = field(default_factory=list)
-    linux: Linux = field(default_factory=Linux)
-    annotations: dict[str, str] = field(default_factory=dict)
-    bundle: str = ""
+class Spec(Record):
+    __slots__ = ("oci_version", "root_path", "root_readonly", "process", "hostname", "domainname",
+                 "mounts", "linux", "annotations", "bundle")  # fmt: skip
+
+    def __init__(self, oci_version: str, root_path: str, root_readonly: bool,
+                 process: Process | None, hostname: str | None = None,
+                 domainname: str | None = None, mounts: list[Mount] | None = None,
+                 linux: Linux | None = None, annotations: dict[str, str] | None = None,
+                 bundle: str = "") -> None:  # fmt: skip
+        self.oci_version = oci_version
+        self.root_path = root_path  # absolute
+        self.root_readonly = root_readonly
+        self.process = process
+        self.hostname = hostname
+        self.domainname = domainname
+        self.mounts = mounts or []
+        self.linux = linux or Linux()
+        self.annotations = annotations or {}
+        self.bundle = bundle
 
 
 # --- small typed readers; each names the field it reads -------------------------------------------

@@ -16,10 +16,10 @@ import contextlib
 import fcntl
 import os
 import struct
-from dataclasses import dataclass
 
 from runtime.errors import IsoproofError, SyscallError
 from runtime.oci import caps as capslib
+from runtime.oci.record import Record
 from runtime.spec import Capabilities, Process
 from runtime.sys import (
     PR_CAP_AMBIENT,
@@ -38,13 +38,16 @@ class ExecError(IsoproofError):
     """The process's program cannot be found or run."""
 
 
-@dataclass(frozen=True, slots=True)
-class CapMasks:
-    bounding: int
-    effective: int
-    permitted: int
-    inheritable: int
-    ambient: int
+class CapMasks(Record):
+    __slots__ = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+    def __init__(self, bounding: int, effective: int, permitted: int, inheritable: int,
+                 ambient: int) -> None:  # fmt: skip
+        self.bounding = bounding
+        self.effective = effective
+        self.permitted = permitted
+        self.inheritable = inheritable
+        self.ambient = ambient
 
 
 def cap_masks(c: Capabilities | None, last_cap: int) -> CapMasks:

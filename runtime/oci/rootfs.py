@@ -11,9 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
 
 from runtime.errors import SyscallError
+from runtime.oci.record import Record
 from runtime.spec import Mount, Spec
 from runtime.sys import (
     MNT_DETACH,
@@ -104,14 +104,17 @@ DEFAULT_MOUNTS: tuple[Mount, ...] = (
 )  # fmt: skip
 
 
-@dataclass(slots=True)
-class MountStep:
-    destination: str  # inside the container
-    source: str | None
-    fstype: str | None
-    flags: int  # mount(2) flags without propagation
-    data: str  # the options mount(2) does not know, comma-joined, for the filesystem
-    propagation: list[int] = field(default_factory=list)
+class MountStep(Record):
+    __slots__ = ("destination", "source", "fstype", "flags", "data", "propagation")
+
+    def __init__(self, destination: str, source: str | None, fstype: str | None, flags: int,
+                 data: str, propagation: list[int] | None = None) -> None:  # fmt: skip
+        self.destination = destination  # inside the container
+        self.source = source
+        self.fstype = fstype
+        self.flags = flags  # mount(2) flags without propagation
+        self.data = data  # the options mount(2) does not know, comma-joined, for the filesystem
+        self.propagation = propagation or []
 
     @property
     def is_bind(self) -> bool:

@@ -19,10 +19,10 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runtime.errors import NotFoundError, StateError
+from runtime.oci.record import Record
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
@@ -39,18 +39,23 @@ STOPPED = "stopped"
 ID_RE = re.compile(r"[\w+\-.]+")
 
 
-@dataclass(slots=True)
-class State:
-    id: str
-    pid: int
-    bundle: str
-    rootfs: str
-    created: str
-    start_time: int
-    cgroups_path: str | None
-    annotations: dict[str, str] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    oci_version: str = OCI_VERSION
+class State(Record):
+    __slots__ = ("id", "pid", "bundle", "rootfs", "created", "start_time", "cgroups_path",
+                 "annotations", "config", "oci_version")  # fmt: skip
+
+    def __init__(self, id: str, pid: int, bundle: str, rootfs: str, created: str, start_time: int,
+                 cgroups_path: str | None, annotations: dict[str, str] | None = None,
+                 config: dict[str, Any] | None = None, oci_version: str = OCI_VERSION) -> None:  # fmt: skip
+        self.id = id
+        self.pid = pid
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.created = created
+        self.start_time = start_time  # of the init, clock ticks since boot (/proc/<pid>/stat #22)
+        self.cgroups_path = cgroups_path
+        self.annotations = annotations or {}
+        self.config = config or {}
+        self.oci_version = oci_version
 
 
 def check_id(cid: str) -> None:
@@ -68,7 +73,7 @@ def save(root: str, st: State) -> None:
     d = state_dir(root, st.id)
     tmp = os.path.join(d, f".{STATE_FILE}.tmp")
     with open(tmp, "w") as f:
-        json.dump(asdict(st), f)
+        json.dump(st.to_dict(), f)
     os.rename(tmp, os.path.join(d, STATE_FILE))
 
 

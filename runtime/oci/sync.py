@@ -31,13 +31,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runtime.errors import IsoproofError
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     sender: str
     receiver: str
     payload: tuple[str, ...]
