@@ -31,16 +31,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import NamedTuple
 
 from runtime.errors import IsoproofError
 
 
-class Message(NamedTuple):
-    sender: str
-    receiver: str
-    payload: tuple[str, ...]
-    meaning: str
+class Message:
+    """One row of the table. (A plain class: a NamedTuple or dataclass costs import time.)"""
+
+    __slots__ = ("sender", "receiver", "payload", "meaning")
+
+    def __init__(self, sender: str, receiver: str, payload: tuple[str, ...], meaning: str) -> None:
+        self.sender = sender
+        self.receiver = receiver
+        self.payload = payload
+        self.meaning = meaning
 
 
 CGROUP_PLACED = "CGROUP_PLACED"

@@ -501,3 +501,13 @@ def test_exec_in_user_namespace_and_log_file(oci, bundle, tmp_path):
     r = oci("--log", str(log), "--log-format", "json", "start", "uex", check=False)
     if oci.is_ours:
         assert r.returncode == 1 and '"level": "error"' in log.read_text()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns/time"),
+                    reason="needs time namespaces (Linux >= 5.6); this kernel has none")  # fmt: skip
+def test_time_namespace_is_new(oci, bundle):
+    b = bundle()
+    b.config["linux"]["namespaces"].append({"type": "time"})
+    b.write()
+    pid = started(oci, b, "timens")
+    assert ns_inode(pid, "time") != HOST_NS["time"]
