@@ -107,12 +107,13 @@ class Rlimit(Record):
 
 class Process(Record):
     __slots__ = ("args", "env", "cwd", "terminal", "user", "capabilities", "rlimits",
-                 "no_new_privileges", "oom_score_adj")  # fmt: skip
+                 "no_new_privileges", "oom_score_adj", "console_size")  # fmt: skip
 
     def __init__(self, args: list[str], env: list[str] | None = None, cwd: str = "/",
                  terminal: bool = False, user: User | None = None,
                  capabilities: Capabilities | None = None, rlimits: list[Rlimit] | None = None,
-                 no_new_privileges: bool = False, oom_score_adj: int | None = None) -> None:  # fmt: skip
+                 no_new_privileges: bool = False, oom_score_adj: int | None = None,
+                 console_size: tuple[int, int] | None = None) -> None:  # fmt: skip
         self.args = args
         self.env = env or []
         self.cwd = cwd
@@ -122,6 +123,7 @@ class Process(Record):
         self.rlimits = rlimits or []
         self.no_new_privileges = no_new_privileges
         self.oom_score_adj = oom_score_adj
+        self.console_size = console_size  # (rows, columns) of the pty, when terminal
 
 
 class Mount(Record):
@@ -326,6 +328,11 @@ def _process(v: Any) -> Process:
             raise SpecError(f"{name}: soft limit {soft} exceeds hard limit {hard}")
         rlimits.append(Rlimit(kind, RLIMITS[kind], soft, hard))
     oom = d.get("oomScoreAdj")
+    size = _get_obj(d, "consoleSize", "process.consoleSize")
+    console_size = None
+    if size is not None:
+        console_size = (_int(size.get("height"), "process.consoleSize.height", 0, 65535),
+                        _int(size.get("width"), "process.consoleSize.width", 0, 65535))  # fmt: skip
     return Process(
         args=args,
         env=env,
@@ -336,6 +343,7 @@ def _process(v: Any) -> Process:
         rlimits=rlimits,
         no_new_privileges=_bool(d.get("noNewPrivileges"), "process.noNewPrivileges"),
         oom_score_adj=None if oom is None else _int(oom, "process.oomScoreAdj", -1000, 1000),
+        console_size=console_size,
     )
 
 

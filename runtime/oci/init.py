@@ -127,7 +127,7 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
         if spec.domainname is not None:
             sys.setdomainname(spec.domainname)
     if p.terminal and console_fd >= 0:
-        proc_.setup_terminal(console_fd)
+        proc_.setup_terminal(console_fd, p.console_size)
     try:
         os.chdir(p.cwd)
     except OSError as e:
@@ -174,7 +174,7 @@ def exec_init(cfd: int, process: Any, new_userns: bool, console_fd: int) -> None
 
     sys = Sys()
     if process.terminal and console_fd >= 0:
-        proc_.setup_terminal(console_fd)
+        proc_.setup_terminal(console_fd, process.console_size)
     try:
         os.chdir(process.cwd)
     except OSError as e:

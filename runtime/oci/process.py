@@ -143,7 +143,7 @@ def close_extra_fds(keep: int = 3) -> None:
                 os.set_inheritable(fd, False)
 
 
-def setup_terminal(console_fd: int) -> None:
+def setup_terminal(console_fd: int, size: tuple[int, int] | None = None) -> None:
     """Open a pty in the container's devpts, send its master over the console socket (SCM_RIGHTS,
     as runc does) and make its slave our controlling terminal and stdio."""
     import socket  # already loaded by the parent (socketpair), so this works after pivot_root
@@ -153,6 +153,8 @@ def setup_terminal(console_fd: int) -> None:
     n = struct.unpack("i", fcntl.ioctl(master, 0x80045430, struct.pack("i", 0)))[0]  # TIOCGPTN
     slave_path = f"/dev/pts/{n}"
     slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    if size is not None:
+        fcntl.ioctl(slave, 0x5414, struct.pack("HHHH", size[0], size[1], 0, 0))  # TIOCSWINSZ
     sock = socket.socket(fileno=console_fd)
     try:
         socket.send_fds(sock, [slave_path.encode()], [master])

@@ -4,6 +4,7 @@ rules. Every test runs through the CLI (as the engine and the verification suite
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -300,7 +301,8 @@ def test_console_socket_receives_the_pty_master(oci, bundle, tmp_path):
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    b = bundle(args=["sh", "-c", "tty; echo via-pty"], process={"terminal": True})
+    b = bundle(args=["sh", "-c", "tty; stty size; echo via-pty"],
+               process={"terminal": True, "consoleSize": {"height": 33, "width": 101}})  # fmt: skip
     oci.create(b, "tty", "--console-socket", path)
     t.join(5)
     assert "fd" in got
@@ -318,6 +320,7 @@ def test_console_socket_receives_the_pty_master(oci, bundle, tmp_path):
     os.close(master)
     srv.close()
     assert b"/dev/pts/" in data and b"via-pty" in data
+    assert b"33 101" in data  # consoleSize reached the pty
     assert b.out.read_text() == ""  # the pty, not create's stdout, is the container's terminal
 
 
@@ -511,3 +514,31 @@ def test_time_namespace_is_new(oci, bundle):
     b.write()
     pid = started(oci, b, "timens")
     assert ns_inode(pid, "time") != HOST_NS["time"]
+
+
+def test_exec_tty_through_console_socket(oci, bundle, tmp_path):
+    started(oci, bundle(), "extty")
+    path = str(tmp_path / "exec-console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got: list[int] = []
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        _msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        got.extend(fds)
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    r = oci("exec", "--tty", "--console-socket", path, "extty", "sh", "-c", "tty; echo exec-pty")
+    t.join(5)
+    srv.close()
+    assert r.returncode == 0 and got
+    data = b""
+    with contextlib.suppress(OSError):  # EIO once the exec'd process is gone and data is read
+        while chunk := os.read(got[0], 1024):
+            data += chunk
+    os.close(got[0])
+    assert b"/dev/pts/" in data and b"exec-pty" in data
