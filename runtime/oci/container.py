@@ -93,6 +93,9 @@ def create(
         os.mkdir(sdir, 0o711)
     except FileExistsError:
         raise StateError(f"container {cid} already exists") from None
+    # Who is creating it: if this process dies (SIGKILL) before state.json exists, `delete` can
+    # tell an abandoned create from one in progress and clean up after it.
+    _write_creator(sdir, spec.linux.cgroups_path)
 
     sys = Sys()
     # Orphaned children (the init, once stage-1 exits) come to us, so a failed create can reap
@@ -161,6 +164,7 @@ def create(
             config=_config_for_state(spec),
         )
         st_.save(root, state)
+        os.unlink(os.path.join(sdir, CREATOR_FILE))
         if pid_file:
             write_pid_file(pid_file, init_pid)
         return state
@@ -182,6 +186,31 @@ def create(
                 pass
         remove_state_dir(sdir)
         raise
+
+
+CREATOR_FILE = "creator.json"
+
+
+def _write_creator(sdir: str, cgroups_path: str | None) -> None:
+    import json
+
+    me = st_.read_proc_stat(os.getpid())
+    with open(os.path.join(sdir, CREATOR_FILE), "w") as f:
+        json.dump({"pid": os.getpid(), "start_time": me[1] if me else 0,
+                   "cgroups_path": cgroups_path}, f)  # fmt: skip
+
+
+def _abandoned_create(sdir: str) -> dict[str, Any] | None:
+    """The creator record of a create whose process is gone, else None."""
+    import json
+
+    try:
+        with open(os.path.join(sdir, CREATOR_FILE)) as f:
+            rec = json.load(f)
+        alive = st_.init_alive(int(rec["pid"]), int(rec["start_time"]), st_.read_proc_stat)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None if alive else rec
 
 
 def remove_state_dir(sdir: str) -> None:
@@ -351,7 +380,18 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     c = Container(root, cid)
     status = c.status()
     if status == st_.CREATING:
-        raise StateError(f"cannot delete container {cid}: it is still being created")
+        rec = _abandoned_create(c.dir)
+        if rec is None:
+            raise StateError(f"cannot delete container {cid}: it is still being created")
+        # Its create was killed before it could roll back: do that for it.
+        from runtime.cgroups import new_manager
+
+        mgr = new_manager(rec.get("cgroups_path"), cid)
+        if mgr.exists():
+            mgr.kill_all(signal.SIGKILL)
+            mgr.destroy()
+        remove_state_dir(c.dir)
+        return
     if status != st_.STOPPED and not force:
         raise StateError(f"cannot delete container {cid}: it is {status} (use --force)")
     assert c.state is not None

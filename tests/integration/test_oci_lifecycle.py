@@ -542,3 +542,26 @@ def test_exec_tty_through_console_socket(oci, bundle, tmp_path):
             data += chunk
     os.close(got[0])
     assert b"/dev/pts/" in data and b"exec-pty" in data
+
+
+def test_delete_cleans_up_after_a_killed_create(oci, bundle):
+    """A create SIGKILLed half-way cannot roll back; delete must recognise the abandoned
+    "creating" container (its creator is gone) and remove what it made."""
+    import json as _json
+
+    b = bundle()
+    # The abandoned state: a state dir and a cgroup, with the creator record of a dead process.
+    d = Path(oci.root, "half")
+    d.mkdir(parents=True)
+    from runtime.cgroups import new_manager
+
+    new_manager(b.cgroup, "half").create()
+    (d / "creator.json").write_text(_json.dumps({"pid": 999999999, "start_time": 1,
+                                                 "cgroups_path": b.cgroup}))  # fmt: skip
+    oci.created.append("half")
+    assert oci.status("half") == "creating"
+    assert_error(oci("start", "half", check=False))
+    if oci.is_ours:
+        oci("delete", "half")
+        assert not d.exists()
+        assert not new_manager(b.cgroup, "half").exists()
