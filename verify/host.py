@@ -57,7 +57,8 @@ def parse_mountinfo(text: str) -> list[dict[str, str]]:
         out.append(
             {
                 "id": f[0],
-                "root": f[3],
+                "dev": f[2],
+                "root": f[3].replace("\\040", " "),
                 "mountpoint": f[4].replace("\\040", " "),
                 "options": f[5],
                 "fstype": r[0],

@@ -1,0 +1,200 @@
+"""Self-test of the verification suite: wrap a good runtime (runc) in a shim that breaks exactly one
+property (drops a namespace, drops a limit, writes a wrong value, weakens the security baseline),
+run the suite against the shim, and require that exactly the checks about that property fail.
+
+The fast checks run for every mutation (to prove nothing *else* fails); the slow, timing-sensitive
+checks run only for the mutation that targets them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+REAL = shutil.which("runc") or "/usr/sbin/runc"
+
+# Checks excluded from the always-run set: timing-sensitive or long (hypothesis) ones.
+SLOW_CHECKS = {
+    "test_cpu_shares_split", "test_cpu_quota", "test_io_throttle", "test_cpu_shares_generated",
+    "test_memory_limit_generated", "test_lifecycle_state_machine",
+}  # fmt: skip
+# Checks that target the engine's verbs only (skipped for an OCI runtime).
+ENGINE_ONLY = {"test_stop_sends_term_first", "test_stop_kills_after_timeout", "test_kill_is_sigkill",
+               "test_start_and_restart", "test_logs_and_exec"}  # fmt: skip
+
+SHIM = r'''#!{python}
+"""isoproof self-test shim: edits config.json ({mutation}) then execs the real runtime."""
+import json, os, sys
+REAL = {real!r}
+MUTATION = {mutation!r}
+args = sys.argv[1:]
+
+
+def drop_ns(cfg, oci_type):
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != oci_type]
+    if oci_type == "uts":
+        cfg.pop("hostname", None)  # a hostname needs a UTS namespace of its own
+    if oci_type == "user":
+        cfg["linux"].pop("uidMappings", None)
+        cfg["linux"].pop("gidMappings", None)
+
+
+def res(cfg):
+    return cfg["linux"].setdefault("resources", {{}})
+
+
+def mutate(cfg):
+    m = MUTATION
+    if m.startswith("drop_ns:"):
+        drop_ns(cfg, m.split(":", 1)[1])
+    elif m == "host_dir_visible":
+        cfg["mounts"].append({{"destination": "/host", "type": "bind", "source": {workdir!r},
+                              "options": ["rbind", "ro"]}})
+    elif m == "shared_propagation":
+        # A volume that stays a peer of the host's mount (runc keeps "/" a slave of the host unless
+        # rootfsPropagation says otherwise): mounts made inside propagate out.
+        cfg["linux"]["rootfsPropagation"] = "shared"
+        cfg["mounts"].append({{"destination": "/mnt", "type": "bind", "source": {workdir!r} + "/shared",
+                              "options": ["rbind", "rshared"]}})
+    elif m == "drop_memory":
+        res(cfg).pop("memory", None)
+    elif m == "memory_x4":
+        mem = res(cfg).get("memory")
+        if mem and "limit" in mem:
+            mem["limit"] *= 4
+            mem["swap"] = mem["limit"]
+    elif m == "shares_first_x2":
+        cpu = res(cfg).get("cpu", {{}})
+        if "shares" in cpu and cpu["shares"] in (2048, 256, 512):
+            cpu["shares"] *= 2
+    elif m == "drop_quota":
+        res(cfg).get("cpu", {{}}).pop("quota", None)
+    elif m == "drop_pids":
+        res(cfg).pop("pids", None)
+    elif m == "drop_blockio":
+        res(cfg).pop("blockIO", None)
+    elif m == "add_sys_admin":
+        for k, caps in cfg["process"]["capabilities"].items():
+            caps.append("CAP_SYS_ADMIN")
+    elif m == "new_privs":
+        cfg["process"]["noNewPrivileges"] = False
+    elif m == "unmask":
+        cfg["linux"]["maskedPaths"] = []
+    elif m == "no_readonly":
+        cfg["linux"]["readonlyPaths"] = []
+    elif m == "all_devices":
+        res(cfg)["devices"] = [{{"allow": True, "access": "rwm"}}]
+
+
+verb_i = next((i for i, a in enumerate(args) if a in ("create", "run", "pause")), None)
+if verb_i is not None and args[verb_i] == "pause" and MUTATION == "pause_noop":
+    sys.exit(0)  # claims success, freezes nothing
+if verb_i is not None and args[verb_i] in ("create", "run"):
+    bundle = "."
+    for i, a in enumerate(args):
+        if a in ("--bundle", "-b"):
+            bundle = args[i + 1]
+        elif a.startswith("--bundle="):
+            bundle = a.split("=", 1)[1]
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    mutate(cfg)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+os.execv(REAL, [REAL, *args])
+'''
+
+# mutation -> the checks that must fail (and only those)
+MUTATIONS: dict[str, set[str]] = {
+    "none": set(),
+    "drop_ns:uts": {"test_uts_isolated"},
+    "drop_ns:pid": {"test_pid_namespace_init_is_pid1", "test_pid1_death_ends_container",
+                    "test_cannot_see_host_processes"},
+    "drop_ns:ipc": {"test_ipc_isolated_both_ways", "test_ipc_shared_with_container"},
+    "drop_ns:network": {"test_network_none", "test_network_veth"},
+    "drop_ns:user": {"test_user_namespace", "test_user_root_is_unprivileged_outside"},
+    "drop_ns:cgroup": {"test_cgroup_namespace"},
+    "host_dir_visible": {"test_rootfs_confinement"},
+    "shared_propagation": {"test_mount_no_propagation_out"},
+    "drop_memory": {"test_memory_limit_oom", "test_page_cache_capped"},
+    "memory_x4": {"test_memory_limit_oom", "test_page_cache_capped"},
+    "shares_first_x2": {"test_cpu_shares_split"},
+    "drop_quota": {"test_cpu_quota"},
+    "drop_pids": {"test_pids_limit"},
+    "drop_blockio": {"test_io_throttle"},
+    "pause_noop": {"test_pause_resume"},
+    "add_sys_admin": {"test_capabilities", "test_cannot_mount"},
+    "new_privs": {"test_no_new_privs"},
+    "unmask": {"test_masked_paths"},
+    "no_readonly": {"test_readonly_paths"},
+    "all_devices": {"test_no_host_block_devices"},
+}  # fmt: skip
+
+
+def run_suite(shim: Path, results: Path, workdir: Path, targets: set[str]) -> dict:  # type: ignore[type-arg]
+    slow = sorted((SLOW_CHECKS | ENGINE_ONLY) - targets)
+    keyexpr = " and ".join(f"not {name}" for name in slow)
+    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs", "verify.checks",
+           "-c", os.devnull, "--rootdir", str(results), "-p", "no:cacheprovider", "-q",
+           "--runtime", f"oci:{shim}", "--isoproof-results", str(results),
+           "--isoproof-workdir", str(workdir), "-k", keyexpr]  # fmt: skip
+    results.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd="/")
+    if not (results / "results.json").exists():
+        raise AssertionError(
+            f"the suite wrote no results (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        )
+    doc = json.loads((results / "results.json").read_text())
+    doc["_stdout"] = r.stdout[-4000:]
+    return doc
+
+
+@pytest.mark.parametrize("mutation", list(MUTATIONS))
+def test_suite_fails_exactly_the_broken_property(mutation: str, tmp_path: Path) -> None:
+    if not os.path.exists(REAL):
+        pytest.skip(f"needs runc as the good runtime to wrap; not found at {REAL}")
+    workdir = Path(f"/run/isoproof-selftest-{os.getpid()}-{mutation.replace(':', '-')}")
+    shim = tmp_path / "isoproof-shim"
+    shim.write_text(
+        SHIM.format(python=sys.executable, real=REAL, mutation=mutation, workdir=str(workdir))
+    )
+    shim.chmod(0o755)
+    expected = MUTATIONS[mutation]
+    workdir.mkdir(parents=True)
+    shared = mutation == "shared_propagation"
+    if shared:
+        # Propagation needs a peer outside: a shared tmpfs on the host that the shim binds into
+        # every container with rshared propagation.
+        (workdir / "shared").mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "isoproof-shared", str(workdir / "shared")],
+            check=True,
+        )
+        subprocess.run(["mount", "--make-shared", str(workdir / "shared")], check=True)
+    try:
+        doc = run_suite(shim, tmp_path / "results", workdir, expected)
+    finally:
+        if shared:
+            subprocess.run(["umount", "-R", "-l", str(workdir)], check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+    failed = {
+        r["check"] for r in doc["results"] if r["outcome"] in ("failed", "runtime_error", "error")
+    }
+    ran = {r["check"] for r in doc["results"] if r["outcome"] != "skipped"}
+    assert expected <= ran, (
+        f"the targeted checks did not run: {sorted(expected - ran)}\n{doc['_stdout']}"
+    )
+    assert failed == expected, (
+        f"mutation {mutation}: failed {sorted(failed)}, expected exactly {sorted(expected)}\n{doc['_stdout']}"
+    )
+    if not shared:  # a mount that propagated out is, rightly, also reported as a leak
+        assert doc["leak_check"]["ok"], f"leaks: {doc['leak_check']['leaks']}"
