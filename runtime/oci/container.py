@@ -120,9 +120,7 @@ def create(
             mgr.set(res)
         if console_socket is not None and spec.process.terminal:
             console_fd = _connect(console_socket)
-        import socket
-
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent_sock, child_sock = sync_socketpair()
         pfd, cfd = parent_sock.fileno(), child_sock.fileno()
         cg_binds = _cgroup_binds_needed(spec)
         stage1 = os.fork()
@@ -259,7 +257,17 @@ def write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
+def sync_socketpair() -> tuple[Any, Any]:
+    """The AF_UNIX/SOCK_SEQPACKET pair for :mod:`runtime.oci.sync` (one message per packet).
+    Made with the C module ``_socket``: the ``socket`` wrapper and what it imports cost a few
+    milliseconds per `isoproof-oci run`, and we use nothing of it here."""
+    import _socket
+
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+
+
 def _connect(path: str) -> int:
+    # Also loads `socket` for the init, which sends the pty master after pivot_root.
     import socket
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -464,14 +472,12 @@ def exec_process(
     ns_fds = _open_container_namespaces(s.pid)
     sys = Sys()
     sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    import socket
-
     console_fd = -1
     if process.terminal:
         if console_socket is None:
             raise IsoproofError("--tty needs --console-socket")
         console_fd = _connect(console_socket)
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_sock, child_sock = sync_socketpair()
     pfd, cfd = parent_sock.fileno(), child_sock.fileno()
     stage1 = pid = 0
     try:

@@ -146,7 +146,7 @@ def close_extra_fds(keep: int = 3) -> None:
 def setup_terminal(console_fd: int, size: tuple[int, int] | None = None) -> None:
     """Open a pty in the container's devpts, send its master over the console socket (SCM_RIGHTS,
     as runc does) and make its slave our controlling terminal and stdio."""
-    import socket  # already loaded by the parent (socketpair), so this works after pivot_root
+    import socket  # loaded by the parent when it connected the console socket: works after pivot
 
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     fcntl.ioctl(master, 0x40045431, struct.pack("i", 0))  # TIOCSPTLCK: unlock
