@@ -102,8 +102,8 @@ def main() -> None:
         # Where our time goes: the interpreter alone, and the interpreter plus every module that
         # `run` imports (measured the same way, same cache).
         mods = ("runtime.oci.cli, runtime.oci.container, runtime.oci.init, runtime.oci.rootfs, "
-                "runtime.oci.process, runtime.oci.plan, runtime.cgroups, runtime.cgroups.v1, "
-                "socket, select")  # fmt: skip
+                "runtime.oci.process, runtime.oci.plan, runtime.cgroups, runtime.cgroups.v1, _socket, "
+                "select")  # fmt: skip
         bare = [wall([*py, "-c", "pass"], env) for _ in range(15)]
         imports = [wall([*py, "-c", f"import {mods}"], env) for _ in range(15)]
         site = [wall([sys.executable, "-c", "pass"], env) for _ in range(15)]

@@ -57,6 +57,7 @@ def command_word(argv: list[str]) -> str | None:
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="A reference OCI runtime (runc-compatible).")
+    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0 (OCI runtime-spec 1.0.2)")
     p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
     p.add_argument("--log", default=None, help="also append errors to this file")
     p.add_argument("--log-format", default="text", choices=("text", "json"))

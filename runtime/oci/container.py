@@ -143,9 +143,9 @@ def create(
             write_id_maps(stage1, spec)
             sync.send(pfd, sync.USERNS_MAPPED)
         init_pid = int(sync.recv(pfd, sync.INIT_PID)["pid"])  # type: ignore[call-overload]
-        _reap(stage1)
-        stage1 = 0
         sync.recv(pfd, sync.INIT_READY)
+        _reap(stage1)  # it exited after INIT_PID; reaping it here overlaps with the init's work
+        stage1 = 0
         parent_sock.close()
         info = st_.read_proc_stat(init_pid)
         if info is None or info[0] in ("Z", "X"):
@@ -231,7 +231,7 @@ def _cgroup_binds_needed(spec: Any) -> bool:
 def _config_for_state(spec: Any) -> dict[str, Any]:
     """What exec needs later without re-reading a bundle that may have changed."""
     user = spec.linux.ns("user")
-    return {"new_userns": user is not None and user.path is None, "terminal": False}
+    return {"new_userns": user is not None and user.path is None}
 
 
 def write_id_maps(pid: int, spec: Any) -> None:

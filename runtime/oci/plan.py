@@ -3,7 +3,7 @@ and which to unshare. Unit-tested without root; the rootfs part of the plan is i
 
 from __future__ import annotations
 
-from runtime.spec import NAMESPACES, NS_PROC_NAME, Spec
+from runtime.spec import NAMESPACES, Spec
 
 # Join order: the user namespace first (joining it grants the capabilities needed for the others),
 # the mount namespace last (joining it changes our root, so paths opened later would resolve
@@ -24,10 +24,6 @@ def unshare_flags(spec: Spec) -> int:
         if n.path is None:
             flags |= NAMESPACES[n.type]
     return flags
-
-
-def proc_ns_name(kind: str) -> str:
-    return NS_PROC_NAME[kind]
 
 
 # Device cgroup rules every container gets after the spec's own (runc's AllowedDevices): the
