@@ -203,13 +203,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Timing checks hold a host-wide lock for their whole run (setup included), so two xdist
-    workers, or two suites, never measure CPU split or throughput at the same time."""
-    if item.get_closest_marker("timing") is None:
+    """Timing checks hold the CPUs and the disk alone: they take a host-wide file lock
+    exclusively, every other check takes it shared. So no other xdist worker (or concurrent suite)
+    creates containers or burns CPU while a CPU split or a throughput is measured."""
+    if item.get_closest_marker("root") is None:
         yield
         return
+    mode = fcntl.LOCK_EX if item.get_closest_marker("timing") else fcntl.LOCK_SH
     with open(LOCK_FILE, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, mode)
         try:
             yield
         finally:

@@ -167,12 +167,14 @@ class Driver(abc.ABC):
         """What is left of this driver's containers after cleanup: live init processes and cgroup
         directories (as the kernel named them at creation)."""
         out = []
+        # Hierarchies a runtime does not manage leave the container in our own (pre-existing)
+        # cgroup, e.g. the root of name=systemd: those are not the container's to remove.
+        ours = set(host.cgroup_dirs(os.getpid()).values())
         for c in self.created:
             if c.pid and c.alive():
                 out.append(f"process {c.pid} of container {c.name}")
-            out += [
-                f"cgroup {p} of container {c.name}" for p in set(c.cgroups.values()) if p.exists()
-            ]
+            left = [p for p in set(c.cgroups.values()) - ours if p.exists()]
+            out += [f"cgroup {p} of container {c.name}" for p in sorted(left)]
         return out
 
     def describe(self, c: Container) -> str:
