@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from verify.matrix import guest
@@ -106,7 +106,6 @@ class Outcome:
     wall_s: float
     boot_s: float | None
     timed_out: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 # Every leg process group alive right now, so an interrupted matrix can stop them all.
@@ -256,7 +255,7 @@ def probe_kvm(kernel: KernelTree) -> tuple[str, str]:
             return "kvm", f"KVM probe booted in {out.wall_s:.1f}s"
         text = (d / "console.log").read_text(errors="replace")
         m = KVM_FAILURE.search(text)
-        why = m.group(1) if m else ("timed out" if out.timed_out else f"exit {out.rc}")
+        why = m.group(0) if m else ("timed out" if out.timed_out else f"exit {out.rc}")
         return "tcg", f"KVM probe failed: {why}"
 
 
