@@ -15,6 +15,7 @@ other engineers' tests) never see each other's objects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -167,6 +168,11 @@ def oci(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Oci]:
     yield runner
     for cid in dict.fromkeys(runner.created):
         runner("delete", "--force", cid, check=False)
+    if not runner.is_ours:
+        # runc removes a container's cgroup but not the (then empty) parent it created for it.
+        for m in cgroup_mounts():
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(m, runner.cgroup_parent))
     left: list[str] = []
     deadline = time.monotonic() + 5
     while (

@@ -97,7 +97,8 @@ def test_user_namespace_maps(oci, bundle, tmp_path):
     pid = started(oci, b, "userns")
     assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", "100000", "65536"]
     assert Path(f"/proc/{pid}/gid_map").read_text().split() == ["0", "100000", "65536"]
-    assert Path(f"/proc/{pid}/setgroups").read_text().strip() == "deny"
+    if oci.is_ours:  # we deny setgroups before writing gid_map; runc run as root allows it
+        assert Path(f"/proc/{pid}/setgroups").read_text().strip() == "deny"
     # root inside is uid 100000 outside
     assert status_field(pid, "Uid").split() == ["100000"] * 4
     assert ns_inode(pid, "user") != HOST_NS["user"]
@@ -224,7 +225,9 @@ def test_create_runs_nothing_until_start_and_passes_stdio(oci, bundle):
     st = oci.state("lazy")
     assert st["status"] == "created"
     assert st["bundle"] == str(b.path) and os.path.isabs(st["bundle"])
-    assert {"ociVersion", "id", "status", "pid", "bundle", "annotations"} <= st.keys()
+    assert {"ociVersion", "id", "status", "pid", "bundle"} <= st.keys()
+    if oci.is_ours:  # optional in the spec; runc omits it when empty
+        assert st["annotations"] == {}
     assert b.out.read_text() == ""
     oci("start", "lazy")
     oci.wait_status("lazy", "stopped")
@@ -236,7 +239,10 @@ def test_create_runs_nothing_until_start_and_passes_stdio(oci, bundle):
 def test_pid_file_and_kill_signal_forms(oci, bundle):
     # PID 1 of a pid namespace gets only the signals it handles (SIGKILL aside): trap TERM.
     trap = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.05; done"]
-    for i, word in enumerate(["KILL", "SIGKILL", "9", "--signal=TERM", "term"]):
+    words = ["KILL", "SIGKILL", "9", "--signal=TERM", "term"]
+    if not oci.is_ours:
+        words.remove("--signal=TERM")  # runc 1.1 has no --signal
+    for i, word in enumerate(words):
         cid = f"k{i}"
         b = bundle(args=trap)
         oci.create(b, cid, "--pid-file", str(b.path / "pid"))
@@ -330,8 +336,8 @@ def test_console_socket_receives_the_pty_master(oci, bundle, tmp_path):
 def assert_error(r, *words: str) -> None:
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    if "ISOPROOF_TEST_RUNTIME" not in os.environ:
+    if "ISOPROOF_TEST_RUNTIME" not in os.environ:  # other runtimes print several log lines
+        assert len(lines) == 1, r.stderr
         assert lines[0].startswith("isoproof-oci: "), lines[0]
         for w in words:
             assert w in lines[0], lines[0]
@@ -446,7 +452,8 @@ def test_update_and_events_go_through_the_cgroup_manager(oci, bundle):
         assert int(limit) == 64 << 20
     ev = oci("events", "--stats", "upd").json
     assert ev["type"] == "stats" and ev["id"] == "upd" and isinstance(ev["data"], dict)
-    assert_error(oci("update", "upd", check=False), "nothing to change")
+    if oci.is_ours:  # runc accepts an empty update
+        assert_error(oci("update", "upd", check=False), "nothing to change")
 
 
 def test_kill_all_and_run_detach(oci, bundle):
@@ -491,7 +498,9 @@ def test_init_is_reparented_to_the_subreaper_that_ran_create(oci, bundle):
 
 def test_exec_in_user_namespace_and_log_file(oci, bundle, tmp_path):
     maps = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-    b = bundle(namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")],
+    # With a network namespace too: without one, sysfs cannot be mounted in a user namespace
+    # (we bind the host's /sys then; runc fails).
+    b = bundle(namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "user", "network")],
                uidMappings=maps, gidMappings=maps)  # fmt: skip
     for d in [tmp_path, *tmp_path.parents]:
         if d == Path("/tmp"):
@@ -509,6 +518,8 @@ def test_exec_in_user_namespace_and_log_file(oci, bundle, tmp_path):
 @pytest.mark.skipif(not os.path.exists("/proc/self/ns/time"),
                     reason="needs time namespaces (Linux >= 5.6); this kernel has none")  # fmt: skip
 def test_time_namespace_is_new(oci, bundle):
+    if not oci.is_ours:
+        pytest.skip("runc 1.1 does not know time namespaces")
     b = bundle()
     b.config["linux"]["namespaces"].append({"type": "time"})
     b.write()
@@ -532,7 +543,8 @@ def test_exec_tty_through_console_socket(oci, bundle, tmp_path):
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    r = oci("exec", "--tty", "--console-socket", path, "extty", "sh", "-c", "tty; echo exec-pty")
+    r = oci("exec", "--tty", "--detach", "--console-socket", path, "extty", "sh", "-c",
+            "tty; echo exec-pty")  # fmt: skip
     t.join(5)
     srv.close()
     assert r.returncode == 0 and got
@@ -547,6 +559,8 @@ def test_exec_tty_through_console_socket(oci, bundle, tmp_path):
 def test_delete_cleans_up_after_a_killed_create(oci, bundle):
     """A create SIGKILLed half-way cannot roll back; delete must recognise the abandoned
     "creating" container (its creator is gone) and remove what it made."""
+    if not oci.is_ours:
+        pytest.skip("the creator record is isoproof-oci's own")
     import json as _json
 
     b = bundle()
@@ -561,7 +575,6 @@ def test_delete_cleans_up_after_a_killed_create(oci, bundle):
     oci.created.append("half")
     assert oci.status("half") == "creating"
     assert_error(oci("start", "half", check=False))
-    if oci.is_ours:
-        oci("delete", "half")
-        assert not d.exists()
-        assert not new_manager(b.cgroup, "half").exists()
+    oci("delete", "half")
+    assert not d.exists()
+    assert not new_manager(b.cgroup, "half").exists()
