@@ -64,6 +64,25 @@ def _join(sys: Any, fds: dict[str, int], kinds: tuple[str, ...]) -> None:
             os.close(fd)
 
 
+def _fork_and_announce(cfd: int, body: Callable[..., None], *args: Any) -> None:
+    """Fork the init and send INIT_PID for it. The init shares our sync socket, so it must not
+    send INIT_READY before INIT_PID is out: it waits for EOF on a pipe that we close after."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        child_main(_after_announce, cfd, -1, r, w, body, *args)
+    os.close(r)
+    sync.send(cfd, sync.INIT_PID, pid=pid)
+    os.close(w)
+
+
+def _after_announce(cfd: int, r: int, w: int, body: Callable[..., None], *args: Any) -> None:
+    os.close(w)
+    os.read(r, 1)  # EOF: the parent has INIT_PID
+    os.close(r)
+    body(cfd, *args)
+
+
 def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bool) -> None:
     # Import what we and the init need now, while the parent writes our pid into the cgroups (its
     # slowest step): the two overlap. After pivot_root nothing could be imported anyway.
@@ -94,10 +113,7 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bo
     _join(sys, fds, tuple(k for k, _ in joins if k != "user"))
     if new_flags:
         sys.unshare(new_flags)
-    pid = os.fork()
-    if pid == 0:
-        child_main(container_init, cfd, -1, spec, fifo_fd, console_fd, cg_binds)
-    sync.send(cfd, sync.INIT_PID, pid=pid)
+    _fork_and_announce(cfd, container_init, spec, fifo_fd, console_fd, cg_binds)
 
 
 def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds: list) -> None:
@@ -161,10 +177,8 @@ def exec_stage1(cfd: int, process: Any, ns_fds: dict[str, int], new_userns: bool
     sys = Sys()
     sync.recv(cfd, sync.CGROUP_PLACED)
     _join(sys, ns_fds, NS_ORDER)
-    pid = os.fork()  # a pid namespace takes effect for children only
-    if pid == 0:
-        child_main(exec_init, cfd, -1, process, new_userns, console_fd)
-    sync.send(cfd, sync.INIT_PID, pid=pid)
+    # a pid namespace takes effect for children only: the process to exec is our child
+    _fork_and_announce(cfd, exec_init, process, new_userns, console_fd)
 
 
 def exec_init(cfd: int, process: Any, new_userns: bool, console_fd: int) -> None:

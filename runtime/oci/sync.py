@@ -15,12 +15,14 @@ and forks the container *init* (PID 1 of a new PID namespace). All three talk ov
       | write setgroups, maps    |
       | --- USERNS_MAPPED -----> |
       |                          | unshare(all other new namespaces)
-      |                          | fork --------------------------> |
-      | <-- INIT_PID ----------- | exit                            | rootfs, pivot_root, process setup
+      |                          | fork --------------------------> | (waits: pipe EOF)
+      | <-- INIT_PID ----------- | close pipe, exit                | rootfs, pivot_root, process setup
       | <------------------------------------------- INIT_READY --- |
       | write state.json, exit   |                                 | open exec.fifo O_WRONLY: blocks
                                                           (start)  | execve(process.args)
 
+The init shares the socket with stage-1, so it waits (EOF on a pipe from stage-1) until INIT_PID
+is sent: the parent then always reads the messages in this order.
 Any child that fails sends ERROR with a one-line message and exits; the parent raises it as
 :class:`ChildError`, prints it as one line and rolls back what create made. ``exec`` uses the same
 table (stage-1 only joins namespaces; the init role is played by the exec'd process).
