@@ -441,7 +441,15 @@ def _recv(sock: socket.socket) -> bytes:
 
 def exec_code(msg: str) -> int:
     low = msg.lower()
-    if "executable file not found" in low or "no such file or directory" in low:
+    if any(
+        k in low
+        for k in (
+            "executable file not found",
+            "no such file or directory",
+            "no such executable",
+            "command not found",
+        )
+    ):
         return 127
     if "permission denied" in low:
         return 126

@@ -178,6 +178,13 @@ def _prepare(home: Home, store: Store, cid: str, cfg: dict[str, Any]) -> dict[st
                 target.touch()
             else:
                 target.mkdir(parents=True, exist_ok=True)
+    # docker creates the working directory in the container's filesystem (runc would too; not
+    # every runtime does), so -w /new/dir works everywhere.
+    workdir = c.get("WorkingDir") or ""
+    if workdir.startswith("/") and ".." not in workdir.split("/"):
+        wd = rootfs / workdir.lstrip("/")
+        if not wd.exists() and not wd.is_symlink():
+            wd.mkdir(parents=True, exist_ok=True)
     user = resolve_user(Path(cfg["ImageRootfs"]), c.get("User") or "")
     spec = ocispec.build(cfg, str(rootfs), etc_files, netns, peers, cfg["CgroupsPath"], user)
     write_json(cdir / "bundle" / "config.json", spec)

@@ -46,6 +46,22 @@ MAX_PARTIAL = 16 * 1024  # flush a line this long even without a newline, like d
 SIGNAL_EXIT_BASE = 128
 
 
+CLIENT_HIGH_WATER = 1 << 20  # bytes queued for one attach client before the container waits
+
+
+class Client:
+    """An attach connection: what it asked for and the output it has not taken yet."""
+
+    __slots__ = ("sock", "flags", "out", "reading", "events")
+
+    def __init__(self, sock: socket.socket, flags: int) -> None:
+        self.sock = sock
+        self.flags = flags
+        self.out = bytearray()
+        self.reading = True
+        self.events = selectors.EVENT_READ
+
+
 def frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BI", stream, len(data)) + data
 
@@ -85,7 +101,8 @@ class Monitor:
         self.open_stdin = bool(self.cfg["Config"].get("OpenStdin"))
         self.runtime = OciRuntime(self.cfg["Runtime"], self.cfg["OciRoot"])
         self.sel = selectors.DefaultSelector()
-        self.clients: dict[socket.socket, int] = {}
+        self.clients: dict[socket.socket, Client] = {}
+        self.output_paused = False
         self.partial = {STDOUT: b"", STDERR: b""}
         self.log = open(self.cdir / "container.log", "ab", buffering=0)  # noqa: SIM115 - lives as long as the monitor
         self.init_pid = 0
@@ -206,11 +223,10 @@ class Monitor:
         return True
 
     def emit(self, stream: int, data: bytes) -> None:
-        for c, _flags in list(self.clients.items()):
-            try:
-                c.sendall(frame(stream, data))
-            except OSError:
-                self.drop(c)
+        for client in list(self.clients.values()):
+            client.out += frame(stream, data)
+            self.update_client(client)
+        self.apply_backpressure()
         buf = self.partial[stream] + data
         *lines, rest = buf.split(b"\n")
         name = "stdout" if stream == STDOUT else "stderr"
@@ -250,7 +266,6 @@ class Monitor:
 
     def on_accept(self, listener: socket.socket) -> None:
         conn, _ = listener.accept()
-        conn.setblocking(True)
         conn.settimeout(5)
         try:
             flags = conn.recv(1)
@@ -260,25 +275,75 @@ class Monitor:
         if not flags:
             conn.close()
             return
-        self.clients[conn] = flags[0]
         conn.setblocking(False)
+        client = Client(conn, flags[0])
+        self.clients[conn] = client
         self.sel.register(conn, selectors.EVENT_READ, ("client", conn))
 
-    def on_client(self, conn: socket.socket) -> None:
+    def update_client(self, client: Client) -> None:
+        """(Re)register a client for reading while it may send, for writing while output waits."""
+        if client.out and client.sock.fileno() >= 0:
+            with contextlib.suppress(OSError):
+                sent = client.sock.send(client.out)
+                del client.out[:sent]
+        events = (selectors.EVENT_READ if client.reading else 0) | (
+            selectors.EVENT_WRITE if client.out else 0
+        )
+        if events == client.events:
+            return
+        if client.events:
+            self.sel.unregister(client.sock)
+        if events:
+            self.sel.register(client.sock, events, ("client", client.sock))
+        client.events = events
+
+    def apply_backpressure(self) -> None:
+        """Stop reading the container's output while an attached client lags far behind."""
+        lagging = any(len(c.out) > CLIENT_HIGH_WATER for c in self.clients.values())
+        if lagging == self.output_paused:
+            return
+        self.output_paused = lagging
+        for fd, stream in ((self.out_r, STDOUT), (self.err_r, STDERR), (self.master, STDOUT)):
+            if fd < 0:
+                continue
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                if lagging:
+                    self.sel.unregister(fd)
+                else:
+                    self.sel.register(fd, selectors.EVENT_READ, ("out", stream))
+
+    def on_client(self, conn: socket.socket, mask: int) -> None:
+        client = self.clients.get(conn)
+        if client is None:
+            return
+        if mask & selectors.EVENT_WRITE:
+            try:
+                sent = conn.send(client.out)
+                del client.out[:sent]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.drop(conn)
+                self.apply_backpressure()
+                return
+            self.update_client(client)
+            self.apply_backpressure()
+        if not mask & selectors.EVENT_READ:
+            return
         try:
             data = conn.recv(65536)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        flags = self.clients.get(conn, 0)
         if not data:
-            self.sel.unregister(conn)
-            if flags & STDIN_ONCE:
+            # Only the client's writing half may be closed: keep sending it output.
+            client.reading = False
+            self.update_client(client)
+            if client.flags & STDIN_ONCE:
                 self.close_stdin()
-            # Keep sending output to a client that only closed its writing half.
             return
-        if not flags & WANT_STDIN:
+        if not client.flags & WANT_STDIN:
             return
         target = self.master if self.tty else self.in_w
         if target >= 0:
@@ -294,9 +359,10 @@ class Monitor:
             self.in_w = -1
 
     def drop(self, conn: socket.socket) -> None:
-        self.clients.pop(conn, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self.sel.unregister(conn)
+        client = self.clients.pop(conn, None)
+        if client is not None and client.events:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(conn)
         conn.close()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -375,14 +441,14 @@ class Monitor:
             self.exit_status = None
             self.reap()
             while self.exit_status is None:
-                for key, _ in self.sel.select(timeout=1.0):
+                for key, mask in self.sel.select(timeout=1.0):
                     kind, arg = key.data
                     if kind == "out":
                         self.on_output(key.fd, arg)
                     elif kind == "accept":
                         self.on_accept(arg)
                     elif kind == "client":
-                        self.on_client(arg)
+                        self.on_client(arg, mask)
                     elif kind == "wake":
                         try:
                             while wake_r.recv(4096):
@@ -435,14 +501,14 @@ class Monitor:
             )
 
         # Final: tell attach clients, record, release the rootfs and network, maybe remove.
-        for c in list(self.clients):
+        for conn, client in list(self.clients.items()):
             try:
-                c.setblocking(True)
-                c.settimeout(2)
-                c.sendall(frame(EXIT, str(code).encode()))
+                conn.setblocking(True)
+                conn.settimeout(10)  # a client that cannot take its backlog in 10 s loses it
+                conn.sendall(bytes(client.out) + frame(EXIT, str(code).encode()))
             except OSError:
                 pass
-            self.drop(c)
+            self.drop(conn)
         listener.close()
         attach_path.unlink(missing_ok=True)
         self.log.close()

@@ -205,6 +205,23 @@ def test_run_foreground_output_and_exit_code(eng: Eng) -> None:
     assert eng.ok("ps", "-aq") == ""
 
 
+def test_foreground_run_carries_large_output_intact(eng: Eng) -> None:
+    # More than the attach socket and pipe buffers hold: the monitor must queue, not drop.
+    cp = eng.run(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo tail >&2",
+    )
+    assert cp.returncode == 0
+    assert len(cp.stdout) == 3_000_001 and set(cp.stdout[:-1]) == {"a"}
+    assert cp.stderr == "tail\n"
+
+
 def test_run_detached_then_logs_follow_sees_new_lines(eng: Eng) -> None:
     cid = eng.ok(
         "run",
@@ -645,7 +662,7 @@ def test_namespace_sharing_flags(eng: Eng) -> None:
 
 
 def test_userns_maps_root_to_a_host_range(eng: Eng) -> None:
-    out = eng.ok(
+    cp = eng.run(
         "run",
         "--rm",
         "--userns",
@@ -656,7 +673,27 @@ def test_userns_maps_root_to_a_host_range(eng: Eng) -> None:
         "cat",
         "/proc/self/uid_map",
     )
-    assert out.split() == ["0", "200000", "65536"]
+    if (
+        cp.returncode != 0
+        and Path(eng.runtime).name == "isoproof-oci"
+        and "setns network: Operation not permitted" in cp.stderr
+    ):
+        # Known isoproof-oci bug (issue 2): it joins the netns path after creating the user
+        # namespace; runc joins path namespaces first. The engine's request is the same for both.
+        pytest.xfail(f"isoproof-oci: {cp.stderr.strip()}")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["0", "200000", "65536"]
+    out = eng.ok(
+        "run",
+        "--rm",
+        "--userns",
+        "200000:65536",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; touch /tmp/ok && echo writable",
+    )
+    assert out.split() == ["0", "writable"]
 
 
 # -- flags into the container ------------------------------------------------------------------
