@@ -771,3 +771,11 @@ def test_malformed_resources_are_one_line_errors(
     assert "\n" not in str(info.value)
     mgr.destroy()
     assert tree.leftovers() == []
+
+
+def test_v1_raising_limit_above_memsw_in_force_says_why(v1: FakeTree, v1mgr: Manager) -> None:
+    v1mgr.set({"memory": {"limit": 64 << 20, "swap": 64 << 20}})
+    with pytest.raises(CgroupError, match="above the memory\\+swap limit .*give memory.swap"):
+        v1mgr.set({"memory": {"limit": 128 << 20}})
+    v1mgr.set({"memory": {"limit": 128 << 20, "swap": 128 << 20}})
+    assert read(v1mgr, "memory", "memory.limit_in_bytes") == str(128 << 20)

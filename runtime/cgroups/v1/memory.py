@@ -18,6 +18,8 @@ USAGE = "memory.usage_in_bytes"
 MAX_USAGE = "memory.max_usage_in_bytes"
 FAILCNT = "memory.failcnt"
 
+UNLIMITED = 1 << 62  # v1 shows "no limit" as a page-rounded LONG_MAX
+
 KEYS = ("limit", "reservation", "swap", "swappiness", "disableOOMKiller", "kernel", "kernelTCP")
 
 
@@ -55,6 +57,13 @@ def apply(d: str, mem: dict[str, Any], ctx: Context) -> None:
         for name, value in order:
             fs.write(d, name, convert.memory_v1(value))
     elif limit:
+        memsw = fs.read_int(d, MEMSW_LIMIT)
+        if memsw is not None and memsw < UNLIMITED and (limit == -1 or limit > memsw):
+            # The kernel would answer a bare EINVAL: memory+swap may never be below memory.
+            raise CgroupError(
+                f"memory.limit {limit} is above the memory+swap limit {memsw} in force"
+                f" ({MEMSW_LIMIT}); give memory.swap as well"
+            )
         fs.write(d, LIMIT, convert.memory_v1(limit))
     elif swap:
         fs.write(d, MEMSW_LIMIT, convert.memory_v1(swap))
@@ -82,7 +91,7 @@ def stats(d: str) -> dict[str, Any]:
         "usage": fs.read_int(d, USAGE) or 0,
         "max_usage": fs.read_int(d, MAX_USAGE) or 0,
         # v1 reports "no limit" as a huge page-rounded number; show it as None like v2's "max".
-        "limit": None if limit is None or limit >= 1 << 62 else limit,
+        "limit": None if limit is None or limit >= UNLIMITED else limit,
         "failcnt": fs.read_int(d, FAILCNT) or 0,
         "under_oom": oom.get("under_oom", 0),
         "oom_kill": oom.get("oom_kill", 0),
