@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RESULTS = ".isoproof-results/matrix"
 PAYLOADS = ("auto", "verify", "tests", "selfcheck")
 GiB = 1 << 30
+TCG_TIMEOUT_SCALE = 5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,6 +220,10 @@ class Matrix:
                 "ISOPROOF_V1_UNAVAILABLE": " ".join(res.v1_unavailable),
                 "ISOPROOF_VERIFY_WORKDIR": f"{guest.DISK_MOUNT}/verify",
                 "ISOPROOF_CACHE": str(kernels.cache_root().parent),
+                # For the suite's own waits (probe helpers, container start): an emulated guest
+                # runs Python 5-10x slower than the host, so a 10 s wait needs scaling there.
+                "ISOPROOF_GUEST_ACCEL": self.accel,
+                "ISOPROOF_TIMEOUT_SCALE": "1" if self.accel == "kvm" else str(TCG_TIMEOUT_SCALE),
             }
             if self.args.no_disk:
                 env.pop("ISOPROOF_VERIFY_WORKDIR")
