@@ -99,7 +99,9 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bo
     fds = {}
     for kind, path in joins:  # open them all before any setns changes what the paths mean
         fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    _join(sys, fds, ("user",))
+    # Join first (a joined user namespace first of all: it owns the others), while we still hold
+    # the capabilities of the namespaces we came from; then create the new ones, user first.
+    _join(sys, fds, tuple(k for k, _ in joins))
     new_flags = plan.unshare_flags(spec)
     from runtime.sys import CLONE_NEWUSER
 
@@ -110,7 +112,6 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bo
         sys.setresgid(0, 0, 0)
         sys.setresuid(0, 0, 0)
         new_flags &= ~CLONE_NEWUSER
-    _join(sys, fds, tuple(k for k, _ in joins if k != "user"))
     if new_flags:
         sys.unshare(new_flags)
     _fork_and_announce(cfd, container_init, spec, fifo_fd, console_fd, cg_binds)

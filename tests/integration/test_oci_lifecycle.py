@@ -578,3 +578,25 @@ def test_delete_cleans_up_after_a_killed_create(oci, bundle):
     oci("delete", "half")
     assert not d.exists()
     assert not new_manager(b.cgroup, "half").exists()
+
+
+def test_new_user_namespace_with_a_joined_network_namespace(oci, bundle, tmp_path):
+    """Join first, then unshare the user namespace: the joined netns (owned by the host's user
+    namespace) must be entered while we still hold the host's capabilities."""
+    if not oci.is_ours:
+        pytest.skip("runc cannot mount sysfs here (user ns without its own netns)")
+    a = started(oci, bundle(), "netowner")
+    maps = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    b = bundle(namespaces=[{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                           {"type": "user"}, {"type": "network", "path": f"/proc/{a}/ns/net"}],
+               uidMappings=maps, gidMappings=maps)  # fmt: skip
+    for d in [tmp_path, *tmp_path.parents]:
+        if d == Path("/tmp"):
+            break
+        d.chmod(d.stat().st_mode | 0o011)
+    pid = started(oci, b, "joiner-userns")
+    assert ns_inode(pid, "net") == ns_inode(a, "net")
+    assert ns_inode(pid, "user") != HOST_NS["user"]
+    assert "/sys " in " ".join(
+        ln.split()[4] + " " for ln in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    )
