@@ -600,3 +600,17 @@ def test_new_user_namespace_with_a_joined_network_namespace(oci, bundle, tmp_pat
     assert "/sys " in " ".join(
         ln.split()[4] + " " for ln in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
     )
+
+
+def test_sysctl_and_extra_device(oci, bundle):
+    b = bundle(
+        args=["sh", "-c", "cat /proc/sys/kernel/msgmax; test -c /dev/isoproof-null && "
+              "echo x > /dev/isoproof-null && echo dev-ok"],
+        sysctl={"kernel.msgmax": "12345"},  # an ipc-namespace sysctl: the host's stays as it is
+        devices=[{"path": "/dev/isoproof-null", "type": "c", "major": 1, "minor": 3,
+                  "fileMode": 0o666}],
+    )  # fmt: skip
+    host = Path("/proc/sys/kernel/msgmax").read_text()
+    oci("run", "--bundle", str(b.path), "sysctl", stdout=b.out)
+    assert b.out.read_text().split() == ["12345", "dev-ok"]
+    assert Path("/proc/sys/kernel/msgmax").read_text() == host
