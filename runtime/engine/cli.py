@@ -290,11 +290,18 @@ class Engine:
                 ExitCode=0,
                 Network=network,
             )
+            rt = self.runtime(cid)
             try:
-                self.runtime(cid).start(cid)
+                rt.start(cid)
             except IsoproofError as e:
+                if self._ran_anyway(cid):
+                    # A process that exits at once can be reaped and deleted by the monitor
+                    # while the runtime's `start` is still looking at it: that start worked.
+                    if sock is None:
+                        return None
+                    return self.stream(cid, sock, False, bool(cfg["Config"].get("Tty")))
                 self.store.update(cid, StopRequested=True)
-                self.runtime(cid).kill(cid, "KILL")
+                rt.kill(cid, "KILL")
                 self.wait_monitor_gone(cid)
                 self.store.update(cid, Status="exited", Running=False, Error=str(e))
                 raise Fail(f"Error response from daemon: {e}", exec_code(str(e))) from None
@@ -305,6 +312,18 @@ class Engine:
             sock,
             stdin and bool(cfg["Config"].get("OpenStdin")),
             bool(cfg["Config"].get("Tty")),
+        )
+
+    def _ran_anyway(self, cid: str) -> bool:
+        """After a failed ``start``: did the monitor see the process run and exit?"""
+        try:
+            st = self.store.state(cid)
+        except NotFoundError:
+            return True  # --rm: the monitor removed it after it ran
+        return (
+            st["Status"] == "exited"
+            or bool(st.get("StopRequested")) is False
+            and (parse_time(st["FinishedAt"]) >= parse_time(st["StartedAt"]) > 0)
         )
 
     def stream(self, cid: str, sock: socket.socket, stdin: bool, tty: bool) -> int:
@@ -1432,6 +1451,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(err, "exit_code", 1))
     except KeyboardInterrupt:
         return 130
+    except PermissionError as err:
+        print(f"isoproof: {err.strerror}: {err.filename} (the engine needs root)", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
 

@@ -149,7 +149,13 @@ class Eng:
             self.run("rm", "-f", "-v", *ids, timeout=120)
 
 
-_ENGINES: dict[str, Eng] = {}
+def _free_octet() -> int:
+    """A 172.31.X.0/24 that no interface on this host uses yet (other runs may hold some)."""
+    import random
+
+    used = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    choices = [x for x in range(100, 250) if f" 172.31.{x}." not in used]
+    return random.choice(choices)
 
 
 @pytest.fixture(scope="module", params=_runtimes(), ids=lambda p: Path(p).name)
@@ -158,7 +164,7 @@ def engine_env(request: pytest.FixtureRequest) -> Iterator[Eng]:
     if not os.path.exists(runtime):
         pytest.skip(f"needs the OCI runtime {runtime}; it is not installed")
     tag = uuid.uuid4().hex[:8]
-    eng = Eng(runtime, tag, 100 + (int(tag[:2], 16) % 150))
+    eng = Eng(runtime, tag, _free_octet())
     probe = eng.run("run", "--rm", "--network", "none", "busybox", "true")
     if probe.returncode != 0 and Path(runtime).name == "isoproof-oci":
         _teardown_env(eng)
