@@ -93,10 +93,6 @@ def create(
         os.mkdir(sdir, 0o711)
     except FileExistsError:
         raise StateError(f"container {cid} already exists") from None
-    # Who is creating it: if this process dies (SIGKILL) before state.json exists, `delete` can
-    # tell an abandoned create from one in progress and clean up after it.
-    _write_creator(sdir, spec.linux.cgroups_path)
-
     sys = Sys()
     # Orphaned children (the init, once stage-1 exits) come to us, so a failed create can reap
     # them; when this process exits they pass on to *our* nearest subreaper (an engine's monitor).
@@ -105,6 +101,9 @@ def create(
     stage1 = init_pid = 0
     console_fd = fifo_fd = -1
     try:
+        # Who is creating it: if this process dies (SIGKILL) before state.json exists, `delete`
+        # can tell an abandoned create from one in progress and clean up after it.
+        _write_creator(sdir, spec.linux.cgroups_path)
         fifo = os.path.join(sdir, EXEC_FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # umask may have taken the write bits the container's user needs
