@@ -157,3 +157,36 @@ def slope(times: list[float], values: list[int], lo: float = 0.1, hi: float = 0.
     mv = sum(v for _, v in pts) / n
     den = sum((t - mt) ** 2 for t, _ in pts)
     return sum((t - mt) * (v - mv) for t, v in pts) / den if den else 0.0
+
+
+def vmstat_oom_kills() -> int:
+    with open("/proc/vmstat") as f:
+        for line in f:
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    return 0
+
+
+def oom_kills_after_exit(c: Any, vmstat_before: int) -> tuple[int, str]:
+    """The cgroup's own OOM-kill counter, read before removal. An engine that deletes the cgroup
+    as soon as the container exits leaves only the host-wide counter (which other workloads on the
+    host can raise too, so it can only err towards a pass on an OOM; recorded as such)."""
+    try:
+        return oom_kills(c), "cgroup counter"
+    except (FileNotFoundError, KeyError):
+        return vmstat_oom_kills() - vmstat_before, "host /proc/vmstat (cgroup removed on exit)"
+
+
+def peak_while_running(c: Any, timeout: float) -> int:
+    """Highest memory peak seen until the container's init exits (the cgroup may vanish then)."""
+    peak = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            peak = max(peak, memory_peak(c))
+        except (FileNotFoundError, KeyError):
+            break
+        if not c.alive():
+            break
+        time.sleep(0.05)
+    return peak

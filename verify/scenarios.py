@@ -231,9 +231,14 @@ def workload_args(c: ContainerScenario) -> list[str]:
         return ["sleep", "3600"]
     if c.workload == "alloc":
         # dd's buffer is one block: reading /dev/zero into it touches every page of it.
-        return ["dd", "if=/dev/zero", "of=/dev/null", f"bs={c.size_mb}M", "count=1"]
+        # The short pause lets the host see the container (and its cgroup) before it dies.
+        return ["sh", "-c", f"sleep 0.5; exec dd if=/dev/zero of=/dev/null bs={c.size_mb}M count=1"]
     if c.workload == "write_file":
-        return ["dd", "if=/dev/zero", "of=/tmp/isoproof-cache", "bs=1M", f"count={c.size_mb}"]
+        return [
+            "sh",
+            "-c",
+            f"sleep 0.5; exec dd if=/dev/zero of=/tmp/isoproof-cache bs=1M count={c.size_mb}",
+        ]
     if c.workload == "fork":
         # A pause between forks lets the host sample the task count as it climbs to the limit.
         return ["sh", "-c", f"for i in $(seq {c.count}); do sleep 1000 & sleep 0.05; done; wait"]

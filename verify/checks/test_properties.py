@@ -34,12 +34,15 @@ def test_memory_limit_generated(runtime: Driver, evidence, limit_mb: int, factor
     """OOM above the limit, never well below it."""
     limit = limit_mb * MiB
     alloc_mb = max(1, int(limit_mb * factor))
-    spec = ContainerSpec(args=["dd", "if=/dev/zero", "of=/dev/null", f"bs={alloc_mb}M", "count=1"],
+    spec = ContainerSpec(args=["sh", "-c", f"sleep 0.5; exec dd if=/dev/zero of=/dev/null bs={alloc_mb}M count=1"],
                          resources={"memory": {"limit": limit, "swap": limit}})  # fmt: skip
     c = runtime.create(spec)
     try:
+        before = measure.vmstat_oom_kills()
         status = c.wait_exit(60)
-        kills = measure.oom_kills(c)
+        kills, _ = measure.oom_kills_after_exit(c, before)
+        if status is None and hasattr(runtime, "inspect"):
+            status = int(runtime.inspect(c)["State"]["ExitCode"])
     finally:
         runtime.remove(c)
     evidence.record(f"limit {limit_mb} MiB, alloc {alloc_mb} MiB", expected="oom" if factor >= 2 else "no oom",

@@ -137,7 +137,10 @@ class DockerLikeDriver(Driver):
             self._cli(*self._run_args(spec, name))
             info = self.inspect(c)
             c.pid = int(info["State"]["Pid"])
-            c.cgroups = host.cgroup_dirs(c.pid)
+            try:
+                c.cgroups = host.cgroup_dirs(c.pid)
+            except FileNotFoundError:
+                c.cgroups = {}  # already exited: nothing left to observe from the host
             ip = (info.get("NetworkSettings") or {}).get("IPAddress")
             if spec.network == "veth" and ip:
                 c.net = {"addr": ip}
