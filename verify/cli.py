@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 
 def build_argv(argv: list[str]) -> list[str]:
@@ -22,12 +23,31 @@ def build_argv(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     import pytest
 
+    from verify.drivers import make_driver
+
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        return int(pytest.main(build_argv(argv)))
-    except ValueError as e:  # a bad --runtime label
-        print(f"isoproof verify: {e}", file=sys.stderr)
-        return 2
+    # Check what can be checked before pytest starts, so bad input is one line and exit 2.
+    for i, a in enumerate(argv):
+        label = (
+            argv[i + 1]
+            if a == "--runtime" and i + 1 < len(argv)
+            else a.partition("=")[2]
+            if a.startswith("--runtime=")
+            else None
+        )
+        if a == "--runtime" and i + 1 >= len(argv):
+            print(
+                "isoproof verify: --runtime needs a value (oci:PATH, isoproof, docker, podman)",
+                file=sys.stderr,
+            )
+            return 2
+        if label is not None:
+            try:
+                make_driver(label, "x", Path("/nonexistent"), "x")
+            except ValueError as e:
+                print(f"isoproof verify: {e}", file=sys.stderr)
+                return 2
+    return int(pytest.main(build_argv(argv)))
 
 
 if __name__ == "__main__":

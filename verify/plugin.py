@@ -118,7 +118,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_SESSION] = uid[:8]
         config.stash[_RESULTS] = []
         for label in runtimes(config):
-            make_driver(label, "x", Path("/nonexistent"), "x")  # a bad label: one clear error
+            try:
+                make_driver(label, "x", Path("/nonexistent"), "x")
+            except ValueError as e:  # a bad label: one clear line, no traceback
+                raise pytest.UsageError(str(e)) from None
+        _scenarios(config)  # a malformed scenario stops the run before anything is made
         results = config.getoption("isoproof_results")
         if results:
             d = Path(results).absolute()
@@ -156,20 +160,24 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def _scenarios(config: pytest.Config) -> list[Any]:
+    from verify.scenarios import ScenarioError, load_all
+
+    d = config.getoption("isoproof_scenarios")
+    try:
+        return load_all(Path(d) if d else None)
+    except ScenarioError as e:
+        raise pytest.UsageError(f"bad scenario: {e}") from None
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "scenario" in metafunc.fixturenames:
-        from verify.scenarios import ScenarioError, load_all
-
         marker = metafunc.definition.get_closest_marker("scenario_check")
         if marker is None:
             raise pytest.UsageError(
                 f"{metafunc.function.__name__} takes a scenario but has no scenario_check marker"
             )
-        d = metafunc.config.getoption("isoproof_scenarios")
-        try:
-            found = [s for s in load_all(Path(d) if d else None) if s.check == marker.args[0]]
-        except ScenarioError as e:
-            raise pytest.UsageError(f"bad scenario: {e}") from None
+        found = [s for s in _scenarios(metafunc.config) if s.check == marker.args[0]]
         metafunc.parametrize("scenario", found, ids=[s.id for s in found])
     if "runtime" in metafunc.fixturenames:
         labels = runtimes(metafunc.config)

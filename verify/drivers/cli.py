@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,9 +58,16 @@ class DockerLikeDriver(Driver):
             try:
                 # docker/podman: `version` talks to the daemon; our engine has none, `ps` reads its home.
                 probe = "ps" if self.label == "isoproof" else "version"
-                r = subprocess.run(
-                    [self.binary, probe], capture_output=True, text=True, timeout=20, env=self.env
-                )
+                with tempfile.TemporaryDirectory(prefix="isoproof-probe-") as home:
+                    # A throwaway home: probing must not create the engine's state anywhere.
+                    env = (
+                        {**self.env, "ISOPROOF_HOME": home}
+                        if self.label == "isoproof"
+                        else self.env
+                    )
+                    r = subprocess.run(
+                        [self.binary, probe], capture_output=True, text=True, timeout=20, env=env
+                    )
                 self._checked = (
                     "" if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
                 )
