@@ -121,11 +121,12 @@ def create(
             console_fd = _connect(console_socket)
         parent_sock, child_sock = sync_socketpair()
         pfd, cfd = parent_sock.fileno(), child_sock.fileno()
-        cg_binds = _cgroup_binds_needed(spec)
+        # The container's cgroup below each hierarchy, for a `type: cgroup` mount (else None).
+        cg_own = mgr.relpath if _cgroup_binds_needed(spec) else None
         stage1 = os.fork()
         if stage1 == 0:
             try:
-                init.child_main(init.stage1, cfd, pfd, spec, fifo_fd, console_fd, cg_binds)
+                init.child_main(init.stage1, cfd, pfd, spec, fifo_fd, console_fd, cg_own)
             finally:
                 os._exit(1)  # child_main never returns; this guards the parent's code path
         child_sock.close()

@@ -83,7 +83,7 @@ def _after_announce(cfd: int, r: int, w: int, body: Callable[..., None], *args: 
     body(cfd, *args)
 
 
-def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bool) -> None:
+def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_own: str | None) -> None:
     # Import what we and the init need now, while the parent writes our pid into the cgroups (its
     # slowest step): the two overlap. After pivot_root nothing could be imported anyway.
     from runtime.oci import caps, plan, process, rootfs  # noqa: F401
@@ -93,8 +93,8 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, want_cg_binds: bo
     sync.recv(cfd, sync.CGROUP_PLACED)
     # Read the host's view of our cgroup now: after unshare(CLONE_NEWCGROUP) it reads "/".
     cg_binds = []
-    if want_cg_binds:
-        cg_binds = rootfs.cgroup_binds()
+    if cg_own is not None:
+        cg_binds = rootfs.own_cgroup_binds(rootfs.cgroup_binds(), cg_own)
     joins = plan.joins(spec)
     fds = {}
     for kind, path in joins:  # open them all before any setns changes what the paths mean

@@ -296,6 +296,13 @@ def cgroup_binds(
     return out
 
 
+def own_cgroup_binds(binds: list[tuple[str, str]], relpath: str) -> list[tuple[str, str]]:
+    """Only the hierarchies where the container has its own cgroup (``relpath``): binding any
+    other (a named hierarchy it was never moved in, say) would show the host's tree above it."""
+    tail = "/" + relpath.strip("/")
+    return [(d, n) for d, n in binds if d.rstrip("/").endswith(tail)]
+
+
 def _known_ctrls(by_ctrl: dict[str, str]) -> set[str]:
     return {c for k in by_ctrl for c in k.split(",") if c}
 

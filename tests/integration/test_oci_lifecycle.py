@@ -614,3 +614,15 @@ def test_sysctl_and_extra_device(oci, bundle):
     oci("run", "--bundle", str(b.path), "sysctl", stdout=b.out)
     assert b.out.read_text().split() == ["12345", "dev-ok"]
     assert Path("/proc/sys/kernel/msgmax").read_text() == host
+
+
+def test_sys_fs_cgroup_shows_only_the_containers_own_cgroups(oci, bundle):
+    b = bundle(
+        args=["sh", "-c", "ls /sys/fs/cgroup; cat /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null"]
+    )
+    oci("run", "--bundle", str(b.path), "cgview", stdout=b.out)
+    names = b.out.read_text().split()
+    assert "memory" in names or "unified" in names  # hybrid/v1 hierarchies, or v2 itself
+    assert "systemd" not in names  # a named hierarchy we were never moved into: not shown
+    if "pids" in names:
+        assert names[-1] == "1"  # its own cgroup, seen from its pid ns: cat (exec'd as PID 1)
