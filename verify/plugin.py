@@ -387,12 +387,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # --- leak check ----------------------------------------------------------------------------------
 
 
+def _hierarchies() -> list[str]:
+    """Every cgroup mount, v2 included on a hybrid host: runc also makes its cgroup there."""
+    lay = host.layout()
+    return list(dict.fromkeys([*lay.v1.values(), *([lay.v2] if lay.v2 else [])]))
+
+
 def find_leaks(config: pytest.Config) -> list[str]:
     """Everything the session made that still exists: processes, cgroups, mounts, netns, state."""
     leaks: list[str] = []
     parent = cgroup_parent(config)
     lay = host.layout()
-    mounts = [lay.v2] if lay.version == 2 and lay.v2 else list(dict.fromkeys(lay.v1.values()))
+    mounts = _hierarchies()
     for mnt in mounts:
         base = Path(mnt) / parent
         if not base.is_dir():
@@ -425,7 +431,7 @@ def clean_session(config: pytest.Config) -> None:
     """Remove what find_leaks found (after reporting it), then the session's own parents."""
     parent = cgroup_parent(config)
     lay = host.layout()
-    mounts = [lay.v2] if lay.version == 2 and lay.v2 else list(dict.fromkeys(lay.v1.values()))
+    mounts = _hierarchies()
     for mnt in mounts:
         base = Path(mnt) / parent
         if not base.is_dir():

@@ -95,6 +95,8 @@ def mutate(cfg):
 
 
 verb_i = next((i for i, a in enumerate(args) if a in ("create", "run", "pause")), None)
+if "delete" in args and MUTATION == "delete_noop":
+    sys.exit(0)  # claims success, removes nothing
 if verb_i is not None and args[verb_i] == "pause" and MUTATION == "pause_noop":
     sys.exit(0)  # claims success, freezes nothing
 if verb_i is not None and args[verb_i] in ("create", "run"):
@@ -212,3 +214,34 @@ def test_suite_fails_exactly_the_broken_property(mutation: str, tmp_path: Path) 
     )
     if not shared:  # a mount that propagated out is, rightly, also reported as a leak
         assert doc["leak_check"]["ok"], f"leaks: {doc['leak_check']['leaks']}"
+
+
+def test_leak_check_fails_the_run(tmp_path: Path) -> None:
+    """A runtime whose delete removes nothing: the suite must fail the run and name the leftovers,
+    and still leave the host clean afterwards."""
+    if not os.path.exists(REAL):
+        pytest.skip(f"needs runc as the good runtime to wrap; not found at {REAL}")
+    workdir = Path(f"/run/isoproof-selftest-{os.getpid()}-leak")
+    workdir.mkdir(parents=True)
+    shim = tmp_path / "isoproof-shim"
+    shim.write_text(
+        SHIM.format(python=sys.executable, real=REAL, mutation="delete_noop", workdir=str(workdir))
+    )
+    shim.chmod(0o755)
+    results = tmp_path / "results"
+    results.mkdir()
+    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs", "verify.checks",
+           "-c", os.devnull, "--rootdir", str(results), "-p", "no:cacheprovider", "-q",
+           "--runtime", f"oci:{shim}", "--isoproof-results", str(results),
+           "--isoproof-workdir", str(workdir), "-k", "test_uts_isolated"]  # fmt: skip
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/")
+        doc = json.loads((results / "results.json").read_text())
+        session = doc["session"]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert r.returncode != 0, "a run that leaked passed"
+    assert "leak check FAILED" in r.stdout
+    assert not doc["leak_check"]["ok"] and any("cgroup" in x for x in doc["leak_check"]["leaks"])
+    left = [p for p in Path("/sys/fs/cgroup").glob(f"*/isoproof-verify-{session}") if p.exists()]
+    assert not left, f"the suite did not clean up after reporting the leak: {left}"
