@@ -623,6 +623,7 @@ def test_sys_fs_cgroup_shows_only_the_containers_own_cgroups(oci, bundle):
     oci("run", "--bundle", str(b.path), "cgview", stdout=b.out)
     names = b.out.read_text().split()
     assert "memory" in names or "unified" in names  # hybrid/v1 hierarchies, or v2 itself
-    assert "systemd" not in names  # a named hierarchy we were never moved into: not shown
+    if oci.is_ours:  # runc 1.1 binds the name=systemd hierarchy as it finds it
+        assert "systemd" not in names  # a named hierarchy we were never moved into: not shown
     if "pids" in names:
         assert names[-1] == "1"  # its own cgroup, seen from its pid ns: cat (exec'd as PID 1)
