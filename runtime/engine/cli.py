@@ -259,6 +259,7 @@ class Engine:
             st = self.state(cid)
             if st["Status"] in RUNNING:
                 return None
+            self.wait_monitor_gone(cid)  # a previous run's monitor may still be tearing down
             cfg = self.store.config(cid)
             self.store.update(cid, StopRequested=False, Error="", OOMKilled=False)
             try:
@@ -403,7 +404,7 @@ class Engine:
             if not self.wait_exit(cid, timeout):
                 rt.kill(cid, "KILL", all_=True)
                 self.wait_exit(cid, 30)
-            self.store.update(cid, Paused=False)
+            self.wait_monitor_gone(cid)
 
     def kill(self, cid: str, sig: str, ref: str) -> None:
         with self.oplock(cid):
@@ -1447,6 +1448,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"isoproof: {err}", file=sys.stderr)
         return 125
     except IsoproofError as err:
+        if os.environ.get("ISOPROOF_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
         print(str(err), file=sys.stderr)
         return int(getattr(err, "exit_code", 1))
     except KeyboardInterrupt:

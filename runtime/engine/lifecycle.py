@@ -219,10 +219,11 @@ def teardown(home: Home, cid: str) -> None:
         print(f"isoproof: teardown of {cid[:12]}: {'; '.join(errors)}", file=sys.stderr)
 
 
-def remove(home: Home, cid: str, volumes: bool = False) -> None:
+def remove(home: Home, cid: str, volumes: bool = False, runtime_delete: bool = True) -> None:
     store = Store(home)
     cfg = store.config(cid)
-    OciRuntime(cfg["Runtime"], cfg["OciRoot"]).delete(cid, force=True)
+    if runtime_delete:  # the monitor has deleted it already when it removes a --rm container
+        OciRuntime(cfg["Runtime"], cfg["OciRoot"]).delete(cid, force=True)
     teardown(home, cid)
     if volumes:
         for b in cfg["HostConfig"].get("Mounts") or []:

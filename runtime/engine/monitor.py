@@ -500,7 +500,9 @@ class Monitor:
                 OOMKilled=False,
             )
 
-        # Final: tell attach clients, record, release the rootfs and network, maybe remove.
+        # Final: record, tell attach clients, release the rootfs and network, maybe remove.
+        # MonitorPid stays set until the very end: the CLI waits for it before touching the mounts.
+        self.store.update(self.cid, Status="exited", Running=False, Restarting=False)
         for conn, client in list(self.clients.items()):
             try:
                 conn.setblocking(True)
@@ -515,11 +517,12 @@ class Monitor:
         from runtime.engine import lifecycle
 
         lifecycle.teardown(self.home, self.cid)
-        self.store.update(self.cid, Status="exited", Running=False, Restarting=False, MonitorPid=0)
         if self.cfg["HostConfig"].get("AutoRemove") and not self.store.state(self.cid).get(
             "Removing"
         ):
-            lifecycle.remove(self.home, self.cid)
+            lifecycle.remove(self.home, self.cid, volumes=True, runtime_delete=False)
+        else:
+            self.store.update(self.cid, MonitorPid=0)
         return 0
 
 
