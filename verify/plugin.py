@@ -111,6 +111,7 @@ def runtimes(config: pytest.Config) -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     for m in MARKERS:
         config.addinivalue_line("markers", m)
+    _evidence_paths(config)
     if not _is_worker(config):
         uid = getattr(config.option, "testrunuid", None) or uuid.uuid4().hex
         if hasattr(config.option, "testrunuid"):
@@ -123,15 +124,20 @@ def pytest_configure(config: pytest.Config) -> None:
             except ValueError as e:  # a bad label: one clear line, no traceback
                 raise pytest.UsageError(str(e)) from None
         _scenarios(config)  # a malformed scenario stops the run before anything is made
-        results = config.getoption("isoproof_results")
-        if results:
-            d = Path(results).absolute()
-            d.mkdir(parents=True, exist_ok=True)
-            # Set before the junitxml/allure plugins read them (this hook runs first).
-            if not getattr(config.option, "xmlpath", None):
-                config.option.xmlpath = str(d / "junit.xml")
-            if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
-                config.option.allure_report_dir = str(d / "allure")
+
+
+def _evidence_paths(config: pytest.Config) -> None:
+    results = config.getoption("isoproof_results")
+    if not results:
+        return
+    d = Path(results).absolute()
+    d.mkdir(parents=True, exist_ok=True)
+    # Set before the junitxml/allure plugins read them (this hook runs first). Allure writes from
+    # each xdist worker, JUnit from the controller only.
+    if not _is_worker(config) and not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(d / "junit.xml")
+    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(d / "allure")
 
 
 def workdir(config: pytest.Config) -> Path:
@@ -397,7 +403,6 @@ def find_leaks(config: pytest.Config) -> list[str]:
     """Everything the session made that still exists: processes, cgroups, mounts, netns, state."""
     leaks: list[str] = []
     parent = cgroup_parent(config)
-    lay = host.layout()
     mounts = _hierarchies()
     for mnt in mounts:
         base = Path(mnt) / parent
@@ -430,7 +435,6 @@ def find_leaks(config: pytest.Config) -> list[str]:
 def clean_session(config: pytest.Config) -> None:
     """Remove what find_leaks found (after reporting it), then the session's own parents."""
     parent = cgroup_parent(config)
-    lay = host.layout()
     mounts = _hierarchies()
     for mnt in mounts:
         base = Path(mnt) / parent
