@@ -82,8 +82,10 @@ def test_v2_freeze_stops_cpu_and_thaw_restores_it(v2: Manager) -> None:
         thawed_use = v2.cpu_usage_ns() - u1
     finally:
         stop([p])
+    # Absolute CPU shares depend on what else the two cores are doing; what must hold is that the
+    # frozen loop gets (almost) nothing and the thawed one clearly runs again.
     assert frozen_use < 5_000_000
-    assert thawed_use > 100_000_000
+    assert thawed_use > 20_000_000 and thawed_use > 10 * frozen_use
 
 
 def test_v2_kill_of_a_frozen_cgroup_then_destroy(v2: Manager) -> None:
