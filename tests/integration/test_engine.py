@@ -177,14 +177,23 @@ def engine_env(request: pytest.FixtureRequest) -> Iterator[Eng]:
 
 
 def _teardown_env(eng: Eng) -> None:
+    """Session end for one runtime: remove what is left, then prove nothing of ours remains."""
     eng.clean()
+    leaks = eng.leaks()
     subprocess.run(["ip", "link", "del", "dev", eng.bridge], capture_output=True)
     for ctrl in Path("/sys/fs/cgroup").iterdir():
         parent = ctrl / eng.cgroup_parent
         if parent.is_dir():
             with contextlib.suppress(OSError):
                 parent.rmdir()
+            if parent.exists():
+                leaks.append(f"cgroup parent {parent}")
+    if Path(f"/sys/class/net/{eng.bridge}").exists():
+        leaks.append(f"bridge {eng.bridge}")
+    with open("/proc/self/mountinfo") as f:
+        leaks += [f"mount {ln.split()[4]}" for ln in f if str(eng.home) in ln]
     shutil.rmtree(eng.home, ignore_errors=True)
+    assert not leaks, f"left behind at the end of the session: {leaks}"
 
 
 @pytest.fixture
@@ -911,6 +920,25 @@ def test_import_run_rmi(eng: Eng, tmp_path: Path) -> None:
     eng.ok("rm", "fromimport")
     assert eng.ok("rmi", "isoproofimp:v1").splitlines()[-1] == f"Deleted: {image_id}"
     assert eng.run("run", "--rm", "isoproofimp:v1", "true").returncode == 125
+
+
+def test_import_from_stdin(eng: Eng, tmp_path: Path) -> None:
+    from runtime.busybox import ensure_rootfs
+
+    tarball = tmp_path / "rootfs.tar"
+    _tar_dir(ensure_rootfs(), tarball)
+    cp = subprocess.run(
+        [ISOPROOF, "import", "-", "isoproofstdin"],
+        env=eng.env,
+        capture_output=True,
+        text=True,
+        stdin=tarball.open("rb"),
+    )
+    assert cp.returncode == 0, cp.stderr
+    assert eng.ok("images", "-q").count("\n") >= 2
+    assert eng.ok("run", "--rm", "isoproofstdin", "echo", "ok") == "ok\n"
+    assert eng.ok("rmi", "isoproofstdin").startswith("Untagged: isoproofstdin:latest")
+    assert not list((eng.home / "images").glob(".stdin-*"))
 
 
 def _layer(tmp: Path, name: str, files: dict[str, str | None]) -> Path:
