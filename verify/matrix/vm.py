@@ -236,7 +236,9 @@ def detect_accel(kernel: KernelTree, cache: Path | None = None) -> tuple[str, st
             return known["accel"], f"cached probe ({path})"
     accel, why = probe_kvm(kernel)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, "accel": accel, "why": why}) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({"key": key, "accel": accel, "why": why}) + "\n")
+    tmp.replace(path)  # concurrent matrix runs never read half a file
     return accel, why
 
 
