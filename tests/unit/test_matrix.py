@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -544,3 +546,42 @@ def test_collector_records_every_test(tmp_path: Path) -> None:
     assert "needs cgroup v2" in tests["test_skip"]["message"]
     assert tests["test_teardown_error"]["outcome"] == "error"
     assert "teardown broke" in tests["test_teardown_error"]["message"]
+
+
+# --- the whole pipeline on the host leg (no VM, no root) ---------------------------------------
+
+
+def run_host_leg(tmp_path: Path, *argv: str) -> tuple[int, dict]:
+    results = tmp_path / "r"
+    rc = cli.main(["--leg", "host", "--results", str(results), *argv])
+    return rc, json.loads((results / "matrix.json").read_text())
+
+
+def test_host_leg_selfcheck_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc = run_host_leg(tmp_path, "--payload", "selfcheck")
+    (leg,) = doc["legs"]
+    assert rc == 0 and leg["status"] == "passed"
+    assert leg["cgroup_mode"] == str(vm.host_cgroup_mode()) and leg["accel"] is None
+    # The self-check only means something in a guest: on the host every test says why it skipped.
+    assert leg["counts"]["skipped"] == 4 and leg["counts"]["passed"] == 0
+    assert all("ISOPROOF_IN_MATRIX_GUEST" in r["message"] for r in doc["results"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[0] == "leg" and "host" in out
+
+
+def test_host_leg_failing_payload(tmp_path: Path) -> None:
+    rc, doc = run_host_leg(tmp_path, "--payload", "echo broken >&2; exit 3")
+    (leg,) = doc["legs"]
+    assert rc == 1 and leg["status"] == "failed" and leg["reason"] == "exit payload=3"
+    assert "broken" in (tmp_path / "r" / leg["console_log"]).read_text()
+
+
+def test_hung_leg_times_out_and_leaves_nothing(tmp_path: Path) -> None:
+    marker = f"isoproof-hang-{os.getpid()}"
+    start = time.time()
+    rc, doc = run_host_leg(tmp_path, "--timeout", "2", "--payload", f"sleep 300 # {marker}")
+    (leg,) = doc["legs"]
+    assert rc == 1 and leg["status"] == "error" and leg["reason"].startswith("timed out")
+    assert time.time() - start < 30
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes left behind: {left}"
