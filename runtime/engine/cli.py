@@ -31,6 +31,7 @@ from runtime.errors import IsoproofError, NotFoundError
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 STOP_TIMEOUT = 10
+START_RACE_GRACE = 2.0  # seconds
 RUNNING = ("running", "paused", "restarting")
 ADJECTIVES = ["brave", "calm", "eager", "fond", "keen", "lucid", "proud", "quiet", "sharp", "wise"]
 NOUNS = [
@@ -259,6 +260,11 @@ class Engine:
             st = self.state(cid)
             if st["Status"] in RUNNING:
                 return None
+            if st["Status"] == "created" and monitor_alive(st, cid):
+                # A start that crashed between the runtime's create and start left this behind
+                # (we hold the op lock, so no start is in progress): discard it and start afresh.
+                self.store.update(cid, StopRequested=True)
+                self.runtime(cid).delete(cid, force=True)
             self.wait_monitor_gone(cid)  # a previous run's monitor may still be tearing down
             cfg = self.store.config(cid)
             self.store.update(cid, StopRequested=False, Error="", OOMKilled=False)
@@ -295,16 +301,19 @@ class Engine:
             try:
                 rt.start(cid)
             except IsoproofError as e:
+                # A process that exits at once can be reaped and deleted by the monitor while the
+                # runtime's `start` still looks at it, and then `start` fails although it worked:
+                # give the monitor a moment to record such an exit before calling it a failure.
+                self.wait_exit(cid, START_RACE_GRACE)
                 if self._ran_anyway(cid):
-                    # A process that exits at once can be reaped and deleted by the monitor
-                    # while the runtime's `start` is still looking at it: that start worked.
                     if sock is None:
                         return None
                     return self.stream(cid, sock, False, bool(cfg["Config"].get("Tty")))
-                self.store.update(cid, StopRequested=True)
-                rt.kill(cid, "KILL")
-                self.wait_monitor_gone(cid)
-                self.store.update(cid, Status="exited", Running=False, Error=str(e))
+                with contextlib.suppress(NotFoundError):
+                    self.store.update(cid, StopRequested=True)
+                    rt.kill(cid, "KILL")
+                    self.wait_monitor_gone(cid)
+                    self.store.update(cid, Status="exited", Running=False, Error=str(e))
                 raise Fail(f"Error response from daemon: {e}", exec_code(str(e))) from None
         if sock is None:
             return None
@@ -323,8 +332,7 @@ class Engine:
             return True  # --rm: the monitor removed it after it ran
         return (
             st["Status"] == "exited"
-            or bool(st.get("StopRequested")) is False
-            and (parse_time(st["FinishedAt"]) >= parse_time(st["StartedAt"]) > 0)
+            or parse_time(st["FinishedAt"]) >= parse_time(st["StartedAt"]) > 0
         )
 
     def stream(self, cid: str, sock: socket.socket, stdin: bool, tty: bool) -> int:
@@ -335,10 +343,12 @@ class Engine:
         if stdin:
             fds.append(sys.stdin.fileno())
         restore = _raw_terminal() if tty and stdin and os.isatty(0) else None
-        proxy = not tty
         old_handlers: dict[signal.Signals, Any] = {}
-        if proxy:
+        try:
             rt = self.runtime(cid)
+        except NotFoundError:  # --rm and already gone: nothing left to forward signals to
+            rt = None
+        if rt is not None and not tty:  # docker's --sig-proxy
 
             def forward(signum: int, _frame: Any) -> None:
                 rt.kill(cid, str(signum))
@@ -439,6 +449,9 @@ class Engine:
                 if st["Status"] == "paused":
                     _resume_quietly(rt, cid)
                 self.wait_exit(cid, 15)
+            elif monitor_alive(st, cid):  # created by a start that crashed before `start`
+                self.store.update(cid, StopRequested=True, Removing=True)
+                self.runtime(cid).delete(cid, force=True)
             self.wait_monitor_gone(cid)
             lifecycle.remove(self.home, cid, volumes)
 

@@ -895,6 +895,31 @@ def test_a_killed_monitor_is_repaired_by_the_next_command(eng: Eng) -> None:
     eng.ok("rm", "orphan")
 
 
+HALF_START = (
+    "import sys\n"
+    "from runtime.engine import lifecycle\n"
+    "from runtime.engine.cli import Engine\n"
+    "e = Engine()\n"
+    "cid = e.resolve(sys.argv[1])\n"
+    "lifecycle.prepare(e.home, e.store, cid)\n"
+    "lifecycle.spawn_monitor(e.home, cid)  # ... and the CLI dies before the runtime's start\n"
+)
+
+
+def test_a_start_that_died_halfway_is_repaired(eng: Eng) -> None:
+    for name in ("halfway", "halfgone"):
+        eng.ok("create", "--name", name, "busybox", "echo", "hi")
+        cp = subprocess.run(
+            [sys.executable, "-c", HALF_START, name], env=eng.env, capture_output=True, text=True
+        )
+        assert cp.returncode == 0, cp.stderr
+        assert eng.inspect(name, "{{.State.Status}}") == "created"
+    assert eng.ok("start", "-a", "halfway") == "hi\n"
+    eng.ok("rm", "halfway")
+    eng.ok("rm", "halfgone")
+    assert eng.ok("ps", "-aq") == ""
+
+
 # -- images --------------------------------------------------------------------------------------
 
 
