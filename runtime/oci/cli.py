@@ -3,144 +3,245 @@
 Argument shapes follow runc (global ``--root``/``--log``/``--log-format`` before the verb), so any
 tool that drives runc can drive this. Errors are printed as ``isoproof-oci: <one line>`` with exit
 status 1; nothing is left half-done (each verb rolls back on failure).
+
+The command line is parsed by a small table-driven parser rather than ``argparse``: importing
+argparse and building its parsers (each one imports ``shutil`` for the terminal width, and
+``gettext`` looks for translations) cost more than the whole container setup of
+``isoproof-oci run``, which is latency-critical. The table below is the whole grammar.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any, NoReturn
+from types import SimpleNamespace
 
 from runtime.errors import IsoproofError, SpecError
 from runtime.oci.state import DEFAULT_ROOT
 
+TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
 PROG = "isoproof-oci"
+VERSION = f"{PROG} 0.1.0 (OCI runtime-spec 1.0.2)"
 
 _log_path: str | None = None
 _log_json = False
 
+# --- the grammar -----------------------------------------------------------------------------------
+# An option: (names, dest, kind, default, help). kind is "flag" (store true), "value", "append" (a
+# value that may repeat), "float", or a tuple of the values allowed.
+# A positional: "name" (required), "name?" (optional), "name..." (it and every word after it).
+FLAG, VALUE, APPEND, FLOAT = "flag", "value", "append", "float"
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors follow the error contract too: one line, exit 1."""
+GLOBAL_OPTIONS = (
+    (("--root",), "root", VALUE, DEFAULT_ROOT, f"state directory (default {DEFAULT_ROOT})"),
+    (("--log",), "log", VALUE, None, "also append errors to this file"),
+    (("--log-format",), "log_format", ("text", "json"), "text", "format of --log"),
+    (("--debug",), "debug", FLAG, False, "accepted for runc compatibility"),
+    (("--systemd-cgroup",), "systemd_cgroup", FLAG, False, "not supported"),
+)
 
-    def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: {message} (see {PROG} --help)", file=sys.stderr)
-        raise SystemExit(1)
-
-
-class _Skip:
-    """Stands in for the parsers of the verbs not being run: building all 16 costs milliseconds
-    on every invocation, and `isoproof-oci run` is latency-critical."""
-
-    def add_argument(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-_GLOBAL_WITH_VALUE = ("--root", "--log", "--log-format")
-COMMANDS = ("create", "run", "start", "state", "pause", "resume", "kill", "delete", "ps", "list",
-            "exec", "spec", "update", "events")  # fmt: skip
-
-
-def command_word(argv: list[str]) -> str | None:
-    """The verb in ``argv`` (after the global options), if it is one we know."""
-    skip = False
-    for tok in argv:
-        if skip:
-            skip = False
-        elif tok in _GLOBAL_WITH_VALUE:
-            skip = True
-        elif not tok.startswith("-"):
-            return tok if tok in COMMANDS else None
-    return None
-
-
-def _parser(only: str | None = None) -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="A reference OCI runtime (runc-compatible).")
-    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0 (OCI runtime-spec 1.0.2)")
-    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
-    p.add_argument("--log", default=None, help="also append errors to this file")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    p.add_argument("--debug", action="store_true", help="accepted for runc compatibility")
-    p.add_argument("--systemd-cgroup", action="store_true", help="not supported")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True, parser_class=_Parser)
-
-    def cmd(name: str, help: str) -> Any:
-        if only is not None and name != only:
-            return _Skip()
-        return sub.add_parser(name, help=help)  # subparsers are _Parser too (parser_class)
-
-    c = cmd("create", "create a container (its process waits for start)")
-    c.add_argument("--bundle", "-b", default=".")
-    c.add_argument("--pid-file")
-    c.add_argument("--console-socket")
-    c.add_argument("--no-pivot", action="store_true", help="refused: we always pivot_root")
-    c.add_argument("--no-new-keyring", action="store_true")
-    c.add_argument("id")
-
-    c = cmd("run", "create and start a container")
-    c.add_argument("--bundle", "-b", default=".")
-    c.add_argument("--pid-file")
-    c.add_argument("--console-socket")
-    c.add_argument("--detach", "-d", action="store_true")
-    c.add_argument("--no-pivot", action="store_true")
-    c.add_argument("--no-new-keyring", action="store_true")
-    c.add_argument("id")
-
-    for name, text in (("start", "start a created container"), ("state", "print the OCI state"),
-                       ("pause", "freeze every process"), ("resume", "thaw a paused container")):  # fmt: skip
-        cmd(name, text).add_argument("id")
-
-    c = cmd("kill", "send a signal to the container's init (or all its processes)")
-    c.add_argument("--all", "-a", action="store_true")
-    c.add_argument("--signal", "-s", dest="signal_opt")
-    c.add_argument("id")
-    c.add_argument("signal", nargs="?")
-
-    c = cmd("delete", "remove a stopped container (or any, with --force)")
-    c.add_argument("--force", "-f", action="store_true")
-    c.add_argument("id")
-
-    c = cmd("ps", "list the container's processes")
-    c.add_argument("--format", "-f", default="table", choices=("table", "json"))
-    c.add_argument("id")
-
-    c = cmd("list", "list containers")
-    c.add_argument("--format", "-f", default="table", choices=("table", "json"))
-    c.add_argument("--quiet", "-q", action="store_true")
-
-    c = cmd("exec", "run a process in a running container")
-    c.add_argument("--process", "-p")
-    c.add_argument("--detach", "-d", action="store_true")
-    c.add_argument("--pid-file")
-    c.add_argument("--tty", "-t", action="store_true")
-    c.add_argument("--console-socket")
-    c.add_argument("--cwd")
-    c.add_argument("--env", "-e", action="append", default=[])
-    c.add_argument("--user", "-u")
-    c.add_argument("--cap", "-c", action="append", default=[])
-    c.add_argument("--no-new-privs", action="store_true")
-    c.add_argument("id")
-    c.add_argument("command", nargs=argparse.REMAINDER)
-
-    c = cmd("spec", "write a default config.json")
-    c.add_argument("--bundle", "-b", default=".")
-    c.add_argument("--rootless", action="store_true", help="not supported")
-
-    c = cmd("update", "change the container's cgroup limits")
-    c.add_argument("--resources", "-r", help="an OCI linux.resources JSON file, or - for stdin")
-    for flag in ("--memory", "--memory-reservation", "--memory-swap", "--kernel-memory",
+_BUNDLE = (("--bundle", "-b"), "bundle", VALUE, ".", "the bundle directory (default: .)")
+_PID_FILE = (("--pid-file",), "pid_file", VALUE, None, "write the init's pid to this file")
+_CONSOLE = (("--console-socket",), "console_socket", VALUE, None, "send the pty master here")
+_NO_PIVOT = (("--no-pivot",), "no_pivot", FLAG, False, "refused: we always pivot_root")
+_NO_KEYRING = (("--no-new-keyring",), "no_new_keyring", FLAG, False, "accepted, ignored")
+_FORMAT = (("--format", "-f"), "format", ("table", "json"), "table", "output format")
+_UPDATE_FLAGS = ("--memory", "--memory-reservation", "--memory-swap", "--kernel-memory",
                  "--cpu-shares", "--cpu-quota", "--cpu-period", "--cpu-rt-runtime",
                  "--cpu-rt-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit",
-                 "--blkio-weight"):  # fmt: skip
-        c.add_argument(flag)
-    c.add_argument("id")
+                 "--blkio-weight")  # fmt: skip
 
-    c = cmd("events", "print the container's cgroup statistics")
-    c.add_argument("--stats", action="store_true", help="print once and exit")
-    c.add_argument("--interval", type=float, default=5.0)
-    c.add_argument("id")
-    return p
+# verb -> (help, options, positionals)
+COMMANDS: dict[str, tuple[str, tuple[tuple[Any, ...], ...], tuple[str, ...]]] = {
+    "create": ("create a container (its process waits for start)",
+               (_BUNDLE, _PID_FILE, _CONSOLE, _NO_PIVOT, _NO_KEYRING), ("id",)),
+    "run": ("create and start a container",
+            (_BUNDLE, _PID_FILE, _CONSOLE,
+             (("--detach", "-d"), "detach", FLAG, False, "do not wait for the container"),
+             _NO_PIVOT, _NO_KEYRING), ("id",)),
+    "start": ("start a created container", (), ("id",)),
+    "state": ("print the OCI state", (), ("id",)),
+    "pause": ("freeze every process", (), ("id",)),
+    "resume": ("thaw a paused container", (), ("id",)),
+    "kill": ("send a signal to the container's init (or all its processes)",
+             ((("--all", "-a"), "all", FLAG, False, "signal every process of the container"),
+              (("--signal", "-s"), "signal_opt", VALUE, None, "the signal (or give it after ID)")),
+             ("id", "signal?")),
+    "delete": ("remove a stopped container (or any, with --force)",
+               ((("--force", "-f"), "force", FLAG, False, "kill it first if it runs"),), ("id",)),
+    "ps": ("list the container's processes", (_FORMAT,), ("id",)),
+    "list": ("list containers",
+             (_FORMAT, (("--quiet", "-q"), "quiet", FLAG, False, "print the ids only")), ()),
+    "exec": ("run a process in a running container",
+             ((("--process", "-p"), "process", VALUE, None, "a process.json to run"),
+              (("--detach", "-d"), "detach", FLAG, False, "do not wait for the process"),
+              _PID_FILE,
+              (("--tty", "-t"), "tty", FLAG, False, "allocate a pty (needs --console-socket)"),
+              _CONSOLE,
+              (("--cwd",), "cwd", VALUE, None, "working directory"),
+              (("--env", "-e"), "env", APPEND, None, "add VAR=value (repeatable)"),
+              (("--user", "-u"), "user", VALUE, None, "UID[:GID]"),
+              (("--cap", "-c"), "cap", APPEND, None, "add a capability (repeatable)"),
+              (("--no-new-privs",), "no_new_privs", FLAG, False, "set no_new_privs")),
+             ("id", "command...")),
+    "spec": ("write a default config.json",
+             (_BUNDLE, (("--rootless",), "rootless", FLAG, False, "not supported")), ()),
+    "update": ("change the container's cgroup limits",
+               ((("--resources", "-r"), "resources", VALUE, None,
+                 "an OCI linux.resources JSON file, or - for stdin"),
+                *(((f,), f[2:].replace("-", "_"), VALUE, None, "as runc update") for f in _UPDATE_FLAGS)),
+               ("id",)),
+    "events": ("print the container's cgroup statistics",
+               ((("--stats",), "stats", FLAG, False, "print once and exit"),
+                (("--interval",), "interval", FLOAT, 5.0, "seconds between prints")), ("id",)),
+}  # fmt: skip
+
+
+def usage_error(message: str) -> NoReturn:
+    """Usage errors follow the error contract too: one line, exit 1."""
+    print(f"{PROG}: {message} (see {PROG} --help)", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _help(verb: str | None) -> str:
+    def opt_lines(options: tuple[tuple[Any, ...], ...]) -> list[str]:
+        out = []
+        for names, _dest, kind, _default, text in options:
+            arg = "" if kind == FLAG else " " + ("|".join(kind) if isinstance(kind, tuple) else
+                                                 names[0].lstrip("-").upper())  # fmt: skip
+            out.append(f"  {', '.join(names) + arg:<32} {text}".rstrip())
+        return out
+
+    if verb is None:
+        lines = [f"usage: {PROG} [global options] COMMAND [options] ...",
+                 "A reference OCI runtime (runc-compatible).", "", "commands:"]  # fmt: skip
+        lines += [f"  {name:<10} {text}" for name, (text, _o, _p) in COMMANDS.items()]
+        lines += ["", "global options:", *opt_lines(GLOBAL_OPTIONS),
+                  f"  {'--version':<32} print the version", f"  {'--help, -h':<32} this text"]  # fmt: skip
+        return "\n".join(lines)
+    text, options, positionals = COMMANDS[verb]
+    pos = " ".join(_metavar(p) for p in positionals)
+    return "\n".join([f"usage: {PROG} {verb} [options] {pos}".rstrip(), text, "", "options:",
+                      *opt_lines(options)])  # fmt: skip
+
+
+def _metavar(positional: str) -> str:
+    name = positional.rstrip("?.").upper()
+    if positional.endswith("?"):
+        return f"[{name}]"
+    return f"{name} ..." if positional.endswith("...") else name
+
+
+def _set_option(ns: SimpleNamespace, spec: tuple[Any, ...], name: str, value: str | None) -> None:
+    _names, dest, kind, _default, _text = spec
+    if kind == FLAG:
+        if value is not None:
+            usage_error(f"option {name} takes no value")
+        setattr(ns, dest, True)
+        return
+    if value is None:
+        usage_error(f"option {name} needs a value")
+    if isinstance(kind, tuple) and value not in kind:
+        usage_error(f"option {name}: {value!r} is not one of {', '.join(kind)}")
+    if kind == APPEND:
+        getattr(ns, dest).append(value)
+    elif kind == FLOAT:
+        try:
+            setattr(ns, dest, float(value))
+        except ValueError:
+            usage_error(f"option {name}: {value!r} is not a number")
+    else:
+        setattr(ns, dest, value)
+
+
+def _parse_options(argv: list[str], i: int, ns: SimpleNamespace,
+                   options: tuple[tuple[Any, ...], ...], verb: str | None) -> int:  # fmt: skip
+    """Parse the option at ``argv[i]`` into ``ns``; returns the index of the next word.
+
+    Accepted shapes: ``--name value``, ``--name=value``, ``-n value``, ``-nvalue``, ``--flag``."""
+    tok = argv[i]
+    if tok in ("-h", "--help"):
+        print(_help(verb))
+        raise SystemExit(0)
+    name, eq, attached = tok.partition("=") if tok.startswith("--") else (tok, "", "")
+    for spec in options:
+        if name in spec[0]:
+            break
+        if not tok.startswith("--") and len(tok) > 2 and tok[:2] in spec[0] and spec[2] != FLAG:
+            name, eq, attached = tok[:2], "=", tok[2:]  # -bDIR
+            break
+    else:
+        usage_error(f"unknown option {name}" + (f" for {verb}" if verb else ""))
+    if eq:
+        _set_option(ns, spec, name, attached)
+        return i + 1
+    if spec[2] == FLAG:
+        _set_option(ns, spec, name, None)
+        return i + 1
+    _set_option(ns, spec, name, argv[i + 1] if i + 1 < len(argv) else None)
+    return i + 2
+
+
+def parse_args(argv: list[str]) -> SimpleNamespace:
+    """``argv`` (without the program name) -> a namespace with one attribute per option and
+    positional of the verb, plus the global options and ``cmd``."""
+    ns = SimpleNamespace(**{o[1]: o[3] for o in GLOBAL_OPTIONS})
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        if argv[i] == "--version":
+            print(VERSION)
+            raise SystemExit(0)
+        i = _parse_options(argv, i, ns, GLOBAL_OPTIONS, None)
+    if i >= len(argv):
+        usage_error("no command given")
+    verb = argv[i]
+    if verb not in COMMANDS:
+        usage_error(f"unknown command {verb!r}")
+    ns.cmd = verb
+    _text, options, positionals = COMMANDS[verb]
+    for _names, dest, kind, default, _t in options:
+        setattr(ns, dest, [] if kind == APPEND else default)
+    for p in positionals:
+        setattr(ns, p.rstrip("?."), [] if p.endswith("...") else None)
+    i += 1
+    slot = 0
+    only_positionals = False
+    while i < len(argv):
+        tok = argv[i]
+        if slot < len(positionals) and positionals[slot].endswith("..."):
+            rest = argv[i + 1 :] if tok == "--" else argv[i:]
+            getattr(ns, positionals[slot][:-3]).extend(rest)  # the command and its own flags
+            break
+        if not only_positionals and tok == "--":
+            only_positionals = True
+            i += 1
+            continue
+        if not only_positionals and tok.startswith("-") and tok != "-":
+            i = _parse_options(argv, i, ns, options, verb)
+            continue
+        if slot >= len(positionals):
+            usage_error(f"unexpected argument {tok!r} for {verb}")
+        setattr(ns, positionals[slot].rstrip("?"), tok)
+        slot += 1
+        i += 1
+    missing = [p for p in positionals[slot:] if p[-1] not in "?."]
+    if missing:
+        usage_error(f"{verb}: missing {' '.join(m.upper() for m in missing)}")
+    return ns
+
+
+class _Parser:
+    """``_parser().parse_args(argv)``: the shape callers of the former argparse parser used."""
+
+    def parse_args(self, argv: list[str]) -> SimpleNamespace:
+        return parse_args(argv)
+
+
+def _parser() -> _Parser:
+    return _Parser()
 
 
 # --- signals ---------------------------------------------------------------------------------------
@@ -194,7 +295,7 @@ def _int_flag(flag: str, text: str) -> int:
         return _bad(flag, text)
 
 
-def update_resources(a: argparse.Namespace) -> dict[str, Any]:
+def update_resources(a: Any) -> dict[str, Any]:
     """runc update's flags (or -r FILE) -> an OCI linux.resources object."""
     import json
 
@@ -241,7 +342,7 @@ def update_resources(a: argparse.Namespace) -> dict[str, Any]:
 # --- exec process ----------------------------------------------------------------------------------
 
 
-def exec_spec(a: argparse.Namespace, root: str) -> Any:
+def exec_spec(a: Any, root: str) -> Any:
     """The process for exec: --process FILE, or the container's own process with args replaced
     (like runc: env, user, capabilities and rlimits are inherited from config.json)."""
     import json
@@ -297,7 +398,7 @@ def _print_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2))
 
 
-def dispatch(a: argparse.Namespace) -> int:
+def dispatch(a: Any) -> int:
     from runtime.oci import container as ct
     from runtime.oci import state as st_
 
@@ -408,7 +509,7 @@ def dispatch(a: argparse.Namespace) -> int:
             if a.stats:
                 return 0
             time.sleep(a.interval)
-    raise SpecError(f"unknown command {cmd}")  # pragma: no cover - argparse rejects it first
+    raise SpecError(f"unknown command {cmd}")  # pragma: no cover - parse_args rejects it first
 
 
 def _cmdline(pid: int) -> str:
@@ -439,7 +540,7 @@ def _log_error(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     global _log_path, _log_json
     args = sys.argv[1:] if argv is None else argv
-    a = _parser(command_word(args)).parse_args(args)
+    a = parse_args(args)
     _log_path, _log_json = a.log, a.log_format == "json"
     try:
         return dispatch(a)

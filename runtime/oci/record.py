@@ -8,7 +8,9 @@ and writes its ``__init__`` by hand; equality, ``repr`` and ``to_dict`` come fro
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Record:

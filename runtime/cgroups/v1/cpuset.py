@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from runtime.cgroups import fs
 from runtime.cgroups.common import Context, given
+
+TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTROLLER = "cpuset"
 CPUS = "cpuset.cpus"

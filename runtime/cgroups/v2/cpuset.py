@@ -3,10 +3,12 @@ keeps ``cpuset.cpus.effective``), so nothing has to be copied at create time."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from runtime.cgroups import fs
 from runtime.cgroups.common import Context, given
+
+TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTROLLER = "cpuset"
 CPUS = "cpuset.cpus"
