@@ -1,14 +1,30 @@
 """``isoproof-oci run`` vs ``runc run`` of the same busybox bundle running ``true``.
 
-N runs of each, interleaved (ours, runc, ours, ...) so that machine noise hits both alike; prints
-the median wall time of each and the ratio ours/runc (target <= 1.0). Also prints where our time
-goes: interpreter start, module imports, and the runtime's own work.
+Each iteration runs every variant once, in a rotating order (ours three ways, and runc), so machine
+noise hits all of them alike. Prints, per variant, the median wall time and CPU time (user + sys of
+the whole process tree, which load from other processes disturbs far less than wall time) and the
+ratio of the medians against runc's from the same run (target: wall ratio <= 1.0).
 
-    /work/venv/bin/python bench/bench_oci_run.py [-n 30]
+Our variants:
 
-Needs root, runc and busybox-static. Our runtime runs as ``<venv python> -S -m runtime.oci.cli``
-(no ``site``: the editable-install hook alone costs ~10 ms) with bytecode compiled beforehand into
-a private cache (``PYTHONPYCACHEPREFIX``), as an installed package would have it.
+* ``console script``: ``isoproof-oci`` as installed (what a user runs; ``site`` and the
+  editable-install hook included),
+* ``python -m``: ``python -m runtime.oci.cli`` (also with ``site``),
+* ``python -S -m``: the same without ``site`` (not what a user runs: shown to separate the cost of
+  ``site`` from ours).
+
+Bytecode is compiled beforehand into a private cache (``PYTHONPYCACHEPREFIX``), as an installed
+package would have it (this environment sets ``PYTHONDONTWRITEBYTECODE=1``; without the cache every
+call would recompile the runtime). ``PYTHONPATH`` points every variant at this tree.
+
+Then where our time goes: interpreter start, ``site``, the imports of the run path, and the rest
+(the runtime's own work: forks, namespaces, cgroup, mounts, exec, wait, delete). ``--rounds R``
+repeats the whole measurement and prints the range of the medians. The load average is printed
+before and after: on a shared machine, quote figures with it.
+
+    /work/venv/bin/python bench/bench_oci_run.py [-n 30] [--rounds 3]
+
+Needs root, runc and busybox-static.
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -31,20 +48,30 @@ from runtime.busybox import ensure_rootfs  # noqa: E402
 from runtime.spec import default_spec  # noqa: E402
 
 PYCACHE = "/var/cache/isoproof/pycache"
+# What `isoproof-oci run` imports (the rest of the breakdown is the runtime's own work).
+RUN_PATH_MODULES = ("runtime.oci.cli, runtime.oci.container, runtime.oci.init, runtime.oci.rootfs, "
+                    "runtime.oci.process, runtime.oci.plan, runtime.spec, runtime.cgroups, "
+                    "runtime.cgroups.v1, _socket, select")  # fmt: skip
 
 
-def wall(argv: list[str], env: dict[str, str]) -> float:
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms of the process and every descendant it waited for) of one command."""
     t = time.perf_counter()
-    p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, cwd="/")  # fmt: skip
-    dt = time.perf_counter() - t
+    p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, cwd="/")  # fmt: skip
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = (time.perf_counter() - t) * 1000
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode() if p.stderr else ""
+    if p.stderr:
+        p.stderr.close()
     if p.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode().strip()}")
-    return dt * 1000
+        raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}): {err.strip()}")
+    return wall, (ru.ru_utime + ru.ru_stime) * 1000
 
 
-def med(xs: list[float]) -> str:
-    return f"{statistics.median(xs):6.1f} ms (min {min(xs):5.1f}, max {max(xs):5.1f})"
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
 
 
 def remove_cgroup_parent(parent: str) -> None:
@@ -59,15 +86,68 @@ def remove_cgroup_parent(parent: str) -> None:
             os.rmdir(d)
 
 
+def load() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def one_round(n: int, variants: dict[str, list[str]], env: dict[str, str]) -> dict[str, Any]:
+    names = list(variants)
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    for i in range(n):
+        order = names[i % len(names) :] + names[: i % len(names)]
+        for name in order:
+            w, c = measure([*variants[name], f"b{names.index(name)}-{i}"], env)
+            wall[name].append(w)
+            cpu[name].append(c)
+    py = sys.executable
+    k = max(10, n // 2)
+    parts = {
+        "bare": [measure([py, "-S", "-c", "pass"], env) for _ in range(k)],
+        "site": [measure([py, "-c", "pass"], env) for _ in range(k)],
+        "imports": [measure([py, "-S", "-c", f"import {RUN_PATH_MODULES}"], env) for _ in range(k)],
+    }
+    return {"wall": wall, "cpu": cpu, "parts": parts}
+
+
+def report(r: dict[str, Any], n: int) -> dict[str, float]:
+    wall, cpu, parts = r["wall"], r["cpu"], r["parts"]
+    rw, rc = med(wall["runc"]), med(cpu["runc"])
+    ratios = {}
+    print(f"  {'variant':<34} {'wall median':>11} {'(min-max)':>15} {'ratio':>6}   "
+          f"{'CPU median':>10} {'ratio':>6}")  # fmt: skip
+    for name in wall:
+        w, c = med(wall[name]), med(cpu[name])
+        ratios[name] = w / rw
+        print(f"  {name:<34} {w:8.1f} ms ({min(wall[name]):5.1f}-{max(wall[name]):6.1f}) "
+              f"{w / rw:6.2f}   {c:7.1f} ms {c / rc:6.2f}")  # fmt: skip
+    pw = {k: med([x[0] for x in v]) for k, v in parts.items()}
+    pc = {k: med([x[1] for x in v]) for k, v in parts.items()}
+    ours = "isoproof-oci (python -S -m)"
+    print("  where isoproof's time goes (medians, wall / CPU; -S unless said):")
+    print(f"    interpreter start                 {pw['bare']:6.1f} / {pc['bare']:5.1f} ms")
+    print(f"    + imports of the run path         {pw['imports'] - pw['bare']:6.1f} / "
+          f"{pc['imports'] - pc['bare']:5.1f} ms")  # fmt: skip
+    print(f"    + runtime work (forks, namespaces, cgroup, mounts, exec, wait, delete) "
+          f"{med(wall[ours]) - pw['imports']:6.1f} / {med(cpu[ours]) - pc['imports']:5.1f} ms")  # fmt: skip
+    print(f"    site (python without -S; the console script pays it, plus its own import) "
+          f"+{pw['site'] - pw['bare']:.1f} / +{pc['site'] - pc['bare']:.1f} ms")  # fmt: skip
+    return ratios
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=30)
+    ap.add_argument("-n", type=int, default=30, help="runs of each variant per round")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat everything; print the range")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root")
     runc = shutil.which("runc")
     if runc is None:
         raise SystemExit("needs runc (apt-get install runc)")
+    script = Path(sys.executable).with_name("isoproof-oci")
+    if not script.exists():
+        raise SystemExit(f"needs the console script {script} (pip install -e .)")
 
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=PYCACHE)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -76,57 +156,39 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="isoproof-bench-"))
     tag = f"isoproof-bench-{os.getpid()}"
+    print(f"load average before: {load()}  (2 CPUs; other tenants' VMs may be running)")
+    all_ratios: list[dict[str, float]] = []
     try:
         shutil.copytree(ensure_rootfs(), tmp / "rootfs", symlinks=True)
         cfg = default_spec()
         cfg["process"].update(terminal=False, args=["true"])
         cfg["linux"]["cgroupsPath"] = f"/{tag}/run"
         (tmp / "config.json").write_text(json.dumps(cfg))
-        py = [sys.executable, "-S"]
-        ours_cmd = [
-            *py,
-            "-m",
-            "runtime.oci.cli",
-            "--root",
-            f"/run/{tag}",
-            "run",
-            "--bundle",
-            str(tmp),
-        ]
-        runc_cmd = [runc, "--root", f"/run/{tag}-runc", "run", "--bundle", str(tmp)]
-        ours: list[float] = []
-        theirs: list[float] = []
-        for i in range(args.n):
-            ours.append(wall([*ours_cmd, f"o{i}"], env))
-            theirs.append(wall([*runc_cmd, f"r{i}"], env))
-        # Where our time goes: the interpreter alone, and the interpreter plus every module that
-        # `run` imports (measured the same way, same cache).
-        mods = ("runtime.oci.cli, runtime.oci.container, runtime.oci.init, runtime.oci.rootfs, "
-                "runtime.oci.process, runtime.oci.plan, runtime.cgroups, runtime.cgroups.v1, _socket, "
-                "select")  # fmt: skip
-        bare = [wall([*py, "-c", "pass"], env) for _ in range(15)]
-        imports = [wall([*py, "-c", f"import {mods}"], env) for _ in range(15)]
-        site = [wall([sys.executable, "-c", "pass"], env) for _ in range(15)]
+        tail = ["--root", f"/run/{tag}", "run", "--bundle", str(tmp)]
+        py = sys.executable
+        variants = {
+            "isoproof-oci (console script)": [str(script), *tail],
+            "isoproof-oci (python -m)": [py, "-m", "runtime.oci.cli", *tail],
+            "isoproof-oci (python -S -m)": [py, "-S", "-m", "runtime.oci.cli", *tail],
+            "runc": [runc, "--root", f"/run/{tag}-runc", "run", "--bundle", str(tmp)],
+        }
+        for rnd in range(args.rounds):
+            r = one_round(args.n, variants, env)
+            print(f"round {rnd + 1}/{args.rounds} (n={args.n} each, load average now {load()}):")
+            all_ratios.append(report(r, args.n))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         for d in (f"/run/{tag}", f"/run/{tag}-runc"):
             shutil.rmtree(d, ignore_errors=True)
         remove_cgroup_parent(tag)
-
-    m_ours, m_runc = statistics.median(ours), statistics.median(theirs)
-    print(f"isoproof-oci run  (n={args.n}): {med(ours)}")
-    print(f"runc run          (n={args.n}): {med(theirs)}")
-    print(f"ratio isoproof/runc (median): {m_ours / m_runc:.2f}   (target <= 1.0)")
-    print("where isoproof's time goes (medians):")
-    print(f"  interpreter start (-S)            {statistics.median(bare):6.1f} ms")
-    print(
-        f"  + imports of the run path         {statistics.median(imports) - statistics.median(bare):6.1f} ms"
-    )
-    print(f"  runtime work (fork, namespaces, cgroup, mounts, exec, wait, delete) "
-          f"{m_ours - statistics.median(imports):6.1f} ms")  # fmt: skip
-    print(
-        f"  (with site, as the console script runs: +{statistics.median(site) - statistics.median(bare):.1f} ms)"
-    )
+    if args.rounds > 1:
+        print("wall-time ratio to runc across rounds (min-max of the round medians):")
+        for name in all_ratios[0]:
+            if name != "runc":
+                xs = [r[name] for r in all_ratios]
+                print(f"  {name:<34} {min(xs):.2f}-{max(xs):.2f}")
+    print("target: ratio <= 1.0 (runc's median on a quiet machine: ~29 ms)")
+    print(f"load average after: {load()}")
 
 
 if __name__ == "__main__":

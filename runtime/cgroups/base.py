@@ -103,7 +103,8 @@ def remove_cgroup(d: str, mount: str, timeout: float = REMOVE_TIMEOUT_S) -> None
     until it is reaped and its cgroup reference dropped. An ancestor that is busy holds other
     cgroups (another container's), and is left alone.
     """
-    if os.path.isdir(d):
+    # The usual cgroup has no children: try it alone before walking the tree below it.
+    if not fs.rmdir(d):
         for path in [*fs.child_dirs(d), d]:
             deadline = time.monotonic() + timeout
             delay = 0.005

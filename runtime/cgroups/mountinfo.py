@@ -69,6 +69,8 @@ class CgroupMounts:
 
 def _unescape(path: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    if "\\" not in path:
+        return path  # the usual case: nothing to decode
     out, i = [], 0
     while i < len(path):
         if path[i] == "\\" and i + 4 <= len(path) and path[i + 1 : i + 4].isdigit():
@@ -87,8 +89,10 @@ def parse_mountinfo(text: str, source: str = PROC_MOUNTINFO) -> CgroupMounts:
         if " - " not in line or len(fields) < 10:
             continue
         sep = fields.index("-")
-        mountpoint = _unescape(fields[4])
         fstype, superopts = fields[sep + 1], fields[sep + 3] if len(fields) > sep + 3 else ""
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        mountpoint = _unescape(fields[4])
         if fstype == "cgroup2":
             # Several cgroup2 mounts can exist (bind mounts, a hybrid's "unified"); the first wins.
             mounts.v2 = mounts.v2 or mountpoint

@@ -538,8 +538,16 @@ def _log_error(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status. Without ``argv`` this is the program itself (the
+    console script, ``python -m runtime.oci.cli``): it then reads ``sys.argv`` and leaves through
+    :func:`_exit` instead of returning."""
+    if argv is not None:
+        return _main(argv)
+    _exit(_main(sys.argv[1:]))
+
+
+def _main(args: list[str]) -> int:
     global _log_path, _log_json
-    args = sys.argv[1:] if argv is None else argv
     a = parse_args(args)
     _log_path, _log_json = a.log, a.log_format == "json"
     try:
@@ -553,5 +561,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _exit(code: int) -> NoReturn:
+    """Leave without the interpreter's teardown. A finished command has nothing left to release
+    (every file it opened is closed, the kernel frees the rest), and freeing each imported module
+    one by one costs ~3 ms of CPU, a tenth of an ``isoproof-oci run``. stdout and stderr are
+    flushed first, and a failed flush gives status 120, as a normal interpreter exit would."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -45,6 +45,15 @@ class Container:
         self.state = st_.load(root, cid)
         self._mgr: Any = None
 
+    @classmethod
+    def just_made(cls, root: str, state: State, mgr: Any) -> Container:
+        """The container this process has just created: its state and cgroup manager are in
+        hand, so ``run`` need not read them back from disk to delete it."""
+        c = cls.__new__(cls)
+        c.root, c.id, c.dir = root, state.id, st_.state_dir(root, state.id)
+        c.state, c._mgr = state, mgr
+        return c
+
     @property
     def mgr(self) -> Any:
         if self._mgr is None:
@@ -80,6 +89,18 @@ def create(
     console_socket: str | None = None,
     foreground: bool = False,
 ) -> State:
+    return _create(root, cid, bundle, pid_file, console_socket, foreground)[0]
+
+
+def _create(
+    root: str,
+    cid: str,
+    bundle: str,
+    pid_file: str | None,
+    console_socket: str | None,
+    foreground: bool,
+) -> tuple[State, Any]:
+    """create, returning the cgroup manager too."""
     from runtime import spec as spec_
     from runtime.oci import init, plan  # before fork: an import error must not happen in a child
 
@@ -168,7 +189,7 @@ def create(
         os.unlink(os.path.join(sdir, CREATOR_FILE))
         if pid_file:
             write_pid_file(pid_file, init_pid)
-        return state
+        return state, mgr
     except BaseException:
         for pid in (stage1, init_pid):
             if pid > 0:
@@ -343,12 +364,12 @@ def run(
 ) -> int:
     """create + start; in the foreground, wait for the init and return its exit code (128+N for
     a signal), forwarding the usual signals, then delete the container."""
-    state = create(root, cid, bundle, pid_file, console_socket, foreground=not detach)
-    sdir = os.path.join(root, cid)
+    state, mgr = _create(root, cid, bundle, pid_file, console_socket, foreground=not detach)
+    c = Container.just_made(root, state, mgr)
     try:
-        _open_fifo(sdir, state)
+        _open_fifo(c.dir, state)
     except BaseException:
-        _force_cleanup(root, cid)
+        _force_cleanup(c)
         raise
     if detach:
         return 0
@@ -364,13 +385,13 @@ def run(
     code = 255 if status is None else os.waitstatus_to_exitcode(status)
     if code < 0:
         code = 128 - code
-    _force_cleanup(root, cid)
+    _force_cleanup(c)
     return code
 
 
-def _force_cleanup(root: str, cid: str) -> None:
+def _force_cleanup(c: Container) -> None:
     with contextlib.suppress(IsoproofError):
-        delete(root, cid, force=True)
+        _delete(c, force=True)
 
 
 # --- kill / delete / pause / resume ----------------------------------------------------------------
@@ -388,7 +409,11 @@ def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
-    c = Container(root, cid)
+    _delete(Container(root, cid), force)
+
+
+def _delete(c: Container, force: bool) -> None:
+    cid = c.id
     status = c.status()
     if status == st_.CREATING:
         rec = _abandoned_create(c.dir)
