@@ -171,7 +171,9 @@ def engine_env(request: pytest.FixtureRequest) -> Iterator[Eng]:
         pytest.skip(
             f"needs an isoproof-oci that runs a busybox container; it says: {probe.stderr.strip()[:200]}"
         )
-    assert probe.returncode == 0, probe.stderr
+    if probe.returncode != 0:
+        _teardown_env(eng)
+        pytest.fail(f"isoproof run with {runtime} failed: {probe.stderr.strip()}")
     yield eng
     _teardown_env(eng)
 
