@@ -56,3 +56,45 @@ def test_spec_writes_default_config_once(tmp_path: Path, capsys: pytest.CaptureF
     assert (tmp_path / "config.json").exists()
     assert cli.main(["spec", "--bundle", str(tmp_path)]) == 1
     assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, want",
+    [
+        (["--root", "/r", "run", "--bundle", "/b", "c"],
+         {"root": "/r", "cmd": "run", "bundle": "/b", "id": "c", "detach": False}),
+        (["run", "-b/b", "-d", "c"], {"bundle": "/b", "detach": True, "id": "c"}),
+        (["create", "--pid-file=/p", "c", "--bundle", "/b"], {"pid_file": "/p", "bundle": "/b"}),
+        (["kill", "--all", "c", "KILL"], {"all": True, "id": "c", "signal": "KILL"}),
+        (["kill", "c", "--signal=TERM"], {"signal_opt": "TERM", "signal": None}),
+        (["exec", "-t", "-e", "A=1", "--env", "B=2", "c", "sh", "-c", "x -y"],
+         {"tty": True, "env": ["A=1", "B=2"], "command": ["sh", "-c", "x -y"]}),
+        (["exec", "c", "--", "ls", "-l"], {"command": ["ls", "-l"]}),
+        (["exec", "--process", "p.json", "c"], {"process": "p.json", "command": []}),
+        (["events", "--interval", "2", "c"], {"interval": 2.0, "stats": False}),
+        (["--log-format", "json", "list", "-q"], {"log_format": "json", "quiet": True}),
+        (["delete", "-f", "--", "c"], {"force": True, "id": "c"}),
+    ],
+)  # fmt: skip
+def test_argv_shapes(argv: list[str], want: dict[str, object]):
+    got = vars(cli.parse_args(argv))
+    assert {k: got[k] for k in want} == want
+
+
+@pytest.mark.parametrize("argv", [[], ["run"], ["run", "--bogus", "c"], ["run", "--bundle"],
+                                  ["--log-format", "xml", "list"], ["kill", "a", "b", "c"],
+                                  ["events", "--interval", "x", "c"], ["delete", "--force=1", "c"]])  # fmt: skip
+def test_bad_argv_is_one_line_exit_1(argv: list[str], capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(argv)
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("isoproof-oci: "), err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["exec", "--help"], ["--version"]])
+def test_help_and_version_exit_0(argv: list[str], capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(argv)
+    assert e.value.code == 0
+    assert "isoproof-oci" in capsys.readouterr().out
