@@ -84,6 +84,12 @@ def cpu_quota_written(c: Any) -> tuple[int | None, int]:
     return (None if q < 0 else q), p
 
 
+def throttle_stats(c: Any) -> tuple[int, int]:
+    """(nr_periods, nr_throttled) of the CFS bandwidth controller (same keys on v1 and v2)."""
+    st = parse_flat_keyed(c.read_cgroup("cpu", "cpu.stat"))
+    return st.get("nr_periods", 0), st.get("nr_throttled", 0)
+
+
 def io_bytes(c: Any, major: int, minor: int) -> dict[str, int]:
     """Bytes and I/Os read/written by the container on one device, from the cgroup's own counters."""
     dev = f"{major}:{minor}"

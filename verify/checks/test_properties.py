@@ -61,7 +61,14 @@ def test_memory_limit_generated(runtime: Driver, evidence, limit_mb: int, factor
 @pytest.mark.requires_controller("cpu")
 @settings(max_examples=3, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
-@given(shares=st.lists(st.integers(128, 4096), min_size=2, max_size=3))
+# Scope: every container gets at least 5% of the CPU. Below that, CFS group weights do not hold a
+# proportion within a few seconds (hypothesis found [3319, 129, 1834]: 1.6-2.0% measured against
+# 2.4% expected), which is a property of the scheduler, not of the runtime under test.
+@given(
+    shares=st.lists(st.integers(128, 4096), min_size=2, max_size=3).filter(
+        lambda s: min(s) / sum(s) >= 0.05
+    )
+)
 def test_cpu_shares_generated(runtime: Driver, evidence, shares: list[int]) -> None:
     tol = 10
     cs = [runtime.create(ContainerSpec(args=["sh", "-c", "while :; do :; done"],

@@ -83,17 +83,31 @@ def test_cpu_quota(runtime: Driver, scenario: Scenario, evidence) -> None:
         f"quota/period written {quota}/{period}, requested {lim['cpu_quota']}/{lim.get('cpu_period', 100000)}"
     )
     time.sleep(WARMUP_S)
+    throttle0 = measure.throttle_stats(c)
     sampler = measure.Sampler(lambda: measure.cpu_usage_ns(c))
     sampler.run_for(scenario.duration_s)
+    throttle1 = measure.throttle_stats(c)
     elapsed = sampler.times[-1] - sampler.times[0]
     used = (sampler.values[-1] - sampler.values[0]) / 1e9
     expected = elapsed * quota / period
     err = measure.rel_error(used, expected) * 100
+    periods = throttle1[0] - throttle0[0]
+    throttled = (throttle1[1] - throttle0[1]) / periods if periods else 0.0
     evidence.record("cpu time under quota", expected=round(expected, 4), measured=round(used, 4), unit="s",
                     tolerance=f"{scenario.tolerance_pct}%", ok=err <= scenario.tolerance_pct,
+                    throttled_period_fraction=round(throttled, 3),
                     series={"t": sampler.times, "usage_ns": sampler.values})  # fmt: skip
-    assert err <= scenario.tolerance_pct, (
+    assert used <= expected * (1 + scenario.tolerance_pct / 100), (
         f"used {used:.3f}s of CPU in {elapsed:.2f}s, quota allows {expected:.3f}s"
+    )
+    if err > scenario.tolerance_pct and throttled < 0.5:
+        # Below the quota and rarely throttled: the host's other work kept the container from
+        # reaching its quota, so this run measured the host's load, not the limit.
+        pytest.skip(f"inconclusive: host too busy; the container got {used:.3f}s of the {expected:.3f}s "
+                    f"its quota allows and was throttled in only {throttled:.0%} of periods")  # fmt: skip
+    assert err <= scenario.tolerance_pct, (
+        f"used {used:.3f}s of CPU in {elapsed:.2f}s, quota allows {expected:.3f}s "
+        f"(throttled in {throttled:.0%} of periods)"
     )
 
 

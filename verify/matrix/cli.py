@@ -187,6 +187,7 @@ class Matrix:
         self.results = results
         self.accel = accel
         self.lock = threading.Lock()
+        self.interrupted = False
 
     def leg_dir(self, leg: Leg) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._+-]", "_", leg.spec.name.strip("./~"))
@@ -257,8 +258,16 @@ class Matrix:
         try:
             return self.run_one(leg)
         except Exception as e:  # a bug in one leg must not lose the others' results
-            return merge.LegResult(leg=leg.spec.name, kernel=leg.release,
-                                   cgroup_mode=str(leg.mode), reason=f"internal: {e!r}")  # fmt: skip
+            return self.not_run(leg, f"internal: {e!r}")
+        except KeyboardInterrupt:  # only the main thread sees it: the host leg
+            self.interrupted = True
+            vm.kill_all()
+            return self.not_run(leg, "interrupted")
+
+    @staticmethod
+    def not_run(leg: Leg, reason: str) -> merge.LegResult:
+        return merge.LegResult(leg=leg.spec.name, kernel=leg.release, cgroup_mode=str(leg.mode),
+                               reason=reason)  # fmt: skip
 
     def run(self, jobs: int) -> list[merge.LegResult]:
         done: dict[str, merge.LegResult] = {}
@@ -268,16 +277,27 @@ class Matrix:
         for leg in (leg for leg in self.legs if not leg.spec.is_vm):
             done[leg.spec.name] = self.run_safe(leg)
         vms = [leg for leg in self.legs if leg.spec.is_vm]
+        if self.interrupted:
+            vms, skipped = [], vms
+            for leg in skipped:
+                done[leg.spec.name] = self.not_run(leg, "not run: the matrix was interrupted")
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(self.run_safe, leg) for leg in vms]
             try:
                 for leg, fut in zip(vms, futures, strict=True):
                     done[leg.spec.name] = fut.result()
-            except BaseException:  # Ctrl-C / SIGTERM: stop every VM before the pool waits for them
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: stop every VM, keep what finished
+                self.interrupted = True
                 for fut in futures:
                     fut.cancel()
                 vm.kill_all()
-                raise
+                for leg, fut in zip(vms, futures, strict=True):
+                    if not fut.cancelled():
+                        done[leg.spec.name] = fut.result()  # a killed leg reports itself
+                    else:
+                        done[leg.spec.name] = self.not_run(
+                            leg, "not run: the matrix was interrupted"
+                        )
         return [done[leg.spec.name] for leg in self.legs]
 
 
@@ -367,7 +387,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"isoproof matrix: {len(legs)} legs, {jobs} at a time, accel {accel} ({why}), "
           f"results in {results}", file=sys.stderr)  # fmt: skip
     start = time.time()
-    out = Matrix(args, legs, results, accel).run(jobs)
+    matrix = Matrix(args, legs, results, accel)
+    out = matrix.run(jobs)
     total = time.time() - start
     doc = merge.result_set(out, host_facts(accel, why))
     doc["wall_s"] = round(total, 1)
@@ -375,4 +396,7 @@ def run(args: argparse.Namespace) -> int:
     (results / "matrix.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     print(merge.summary_table(out, total))
     print(f"merged results: {results / 'matrix.json'}")
+    if matrix.interrupted:
+        print("isoproof matrix: interrupted; VMs stopped", file=sys.stderr)
+        return 130
     return 0 if all(r.status == "passed" for r in out) else 1

@@ -113,8 +113,13 @@ _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
 
 
+_STOPPING = threading.Event()
+
+
 def kill_all() -> None:
+    """Stop every leg's process group now, and refuse to start new ones."""
     with _LIVE_LOCK:
+        _STOPPING.set()
         procs = list(_LIVE)
     for proc in procs:
         kill_group(proc)
@@ -133,7 +138,9 @@ def run_group(
     """Run ``argv`` in its own session with output to ``log``; kill the whole group on timeout (or
     as soon as ``abort_on`` shows up in the log)."""
     start = time.time()
-    with log.open("wb") as out:
+    with log.open("wb") as out, _LIVE_LOCK:
+        if _STOPPING.is_set():
+            raise MatrixError("interrupted before the leg started")
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -143,26 +150,25 @@ def run_group(
             cwd=cwd,
             start_new_session=True,
         )
-        with _LIVE_LOCK:
-            _LIVE.add(proc)
-        if pgid_file is not None:
-            pgid_file.write_text(f"{proc.pid}\n")
-        timed_out = False
-        try:
-            rc = _wait(proc, start + timeout_s, log, abort_on)
-            timed_out = rc is None
-        except BaseException:
+        _LIVE.add(proc)
+    if pgid_file is not None:
+        pgid_file.write_text(f"{proc.pid}\n")
+    timed_out = False
+    try:
+        rc = _wait(proc, start + timeout_s, log, abort_on)
+        timed_out = rc is None
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        if timed_out:
             kill_group(proc)
-            raise
-        finally:
-            if timed_out:
-                kill_group(proc)
-            else:
-                # vng exits when qemu does; anything still in the group (virtiofsd) goes too.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            with _LIVE_LOCK:
-                _LIVE.discard(proc)
+        else:
+            # vng exits when qemu does; anything still in the group (virtiofsd) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
     wall = time.time() - start
     boot = None
     if booted is not None and booted.exists():
