@@ -585,3 +585,30 @@ def test_hung_leg_times_out_and_leaves_nothing(tmp_path: Path) -> None:
     assert time.time() - start < 30
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes left behind: {left}"
+
+
+def test_sigterm_stops_legs_and_still_writes_results(tmp_path: Path) -> None:
+    marker = f"isoproof-term-{os.getpid()}"
+    results = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "verify.matrix", "--leg", "host", "--results", str(results),
+         "--payload", f"sleep 300 # {marker}"],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 30
+        while not (results / "legs/host/vm.pgid").exists():
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    doc = json.loads((results / "matrix.json").read_text())
+    assert doc["legs"][0]["status"] == "error" and doc["legs"][0]["reason"] == "interrupted"
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes left behind: {left}"
