@@ -381,6 +381,52 @@ def test_run_tty_allocates_a_terminal(eng: Eng) -> None:
     assert b"/dev/pts/0" in out
 
 
+def test_run_it_is_an_interactive_terminal(eng: Eng) -> None:
+    master, slave = pty.openpty()
+    p = subprocess.Popen(
+        [
+            ISOPROOF,
+            "run",
+            "--rm",
+            "-it",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "read x; echo got $x; exit 6",
+        ],
+        env=eng.env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    deadline = time.monotonic() + 15
+    while not eng.ok("ps", "-q") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    os.write(master, b"hello\r")
+    out = b""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([master], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif p.poll() is not None:
+            break
+    p.wait(timeout=10)
+    os.close(master)
+    assert p.returncode == 6
+    assert b"got hello" in out
+
+
 # -- stop, kill, pause, restart, rm ------------------------------------------------------------
 
 
