@@ -369,8 +369,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         if report.skipped and isinstance(report.longrepr, tuple):
             entry["reason"] = report.longrepr[2]
         elif report.failed:
-            entry["message"] = report.longreprtext.strip().splitlines()[-1:] or [""]
-            entry["message"] = entry["message"][0][:500]
+            crash = getattr(report.longrepr, "reprcrash", None)
+            text = crash.message if crash is not None else report.longreprtext.strip()
+            entry["message"] = text[:800]
         config.stash[_RESULTS].append(entry)
 
 
