@@ -231,13 +231,14 @@ def workload_args(c: ContainerScenario) -> list[str]:
         return ["sleep", "3600"]
     if c.workload == "alloc":
         # dd's buffer is one block: reading /dev/zero into it touches every page of it.
-        # The short pause lets the host see the container (and its cgroup) before it dies.
-        return ["sh", "-c", f"sleep 0.5; exec dd if=/dev/zero of=/dev/null bs={c.size_mb}M count=1"]
+        # The pause lets the host see the container (and its cgroup) before it dies, even when a
+        # slow engine takes a while to report the pid.
+        return ["sh", "-c", f"sleep 2; exec dd if=/dev/zero of=/dev/null bs={c.size_mb}M count=1"]
     if c.workload == "write_file":
         return [
             "sh",
             "-c",
-            f"sleep 0.5; exec dd if=/dev/zero of=/tmp/isoproof-cache bs=1M count={c.size_mb}",
+            f"sleep 2; exec dd if=/dev/zero of=/tmp/isoproof-cache bs=1M count={c.size_mb}",
         ]
     if c.workload == "fork":
         # A pause between forks lets the host sample the task count as it climbs to the limit.

@@ -34,7 +34,7 @@ def test_memory_limit_generated(runtime: Driver, evidence, limit_mb: int, factor
     """OOM above the limit, never well below it."""
     limit = limit_mb * MiB
     alloc_mb = max(1, int(limit_mb * factor))
-    spec = ContainerSpec(args=["sh", "-c", f"sleep 0.5; exec dd if=/dev/zero of=/dev/null bs={alloc_mb}M count=1"],
+    spec = ContainerSpec(args=["sh", "-c", f"sleep 2; exec dd if=/dev/zero of=/dev/null bs={alloc_mb}M count=1"],
                          resources={"memory": {"limit": limit, "swap": limit}})  # fmt: skip
     c = runtime.create(spec)
     try:
