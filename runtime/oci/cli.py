@@ -559,6 +559,9 @@ def _main(args: list[str]) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as e:  # writing our own output failed (a closed pipe, a full disk)
+        print(f"{PROG}: {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 def _exit(code: int) -> NoReturn:

@@ -98,3 +98,18 @@ def test_help_and_version_exit_0(argv: list[str], capsys: pytest.CaptureFixture[
         cli.parse_args(argv)
     assert e.value.code == 0
     assert "isoproof-oci" in capsys.readouterr().out
+
+
+def test_failed_output_write_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    import errno
+    import io
+
+    class Full(io.StringIO):
+        def write(self, s: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("sys.stdout", Full())
+    rc = cli.main(["--root", str(tmp_path), "list"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.strip() == "isoproof-oci: No space left on device"
