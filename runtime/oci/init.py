@@ -8,6 +8,7 @@ for the message order.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -19,9 +20,21 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-# Signals Python changes at start-up; a dispositon of SIG_IGN would survive execve into the
-# container's process, so every child puts them back.
-_PYTHON_SIGNALS = (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ)
+
+def reset_signals() -> None:
+    """Give the container's process default signal handling and an empty signal mask.
+
+    A disposition of SIG_IGN and a blocked mask survive execve. Python itself ignores SIGPIPE and
+    SIGXFSZ, and whoever ran us (a monitor, ``nohup``, a shell with ``trap '' TERM``) may ignore
+    more, e.g. SIGTERM, which would make ``kill``/``stop`` of the container silently do nothing.
+    Handled signals are reset by execve anyway; ignored ones are not, so reset every one."""
+    for s in range(1, signal.NSIG):
+        if s in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        # glibc reserves two real-time signals for itself: those refuse a new disposition
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(s, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def child_main(body: Callable[..., None], cfd: int, pfd: int, *args: Any) -> None:
@@ -30,8 +43,7 @@ def child_main(body: Callable[..., None], cfd: int, pfd: int, *args: Any) -> Non
     try:
         if pfd >= 0:
             os.close(pfd)
-        for s in _PYTHON_SIGNALS:
-            signal.signal(s, signal.SIG_DFL)
+        reset_signals()
         body(cfd, *args)
         code = 0
     except IsoproofError as e:

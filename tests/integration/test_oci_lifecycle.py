@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runtime.oci import caps as capslib
-from tests.integration.conftest import cgroup_mounts
+from tests.integration.conftest import REPO, cgroup_mounts
 
 pytestmark = pytest.mark.root
 
@@ -627,3 +628,24 @@ def test_sys_fs_cgroup_shows_only_the_containers_own_cgroups(oci, bundle):
         assert "systemd" not in names  # a named hierarchy we were never moved into: not shown
     if "pids" in names:
         assert names[-1] == "1"  # its own cgroup, seen from its pid ns: cat (exec'd as PID 1)
+
+
+def test_ignored_and_blocked_signals_do_not_leak_into_the_container(oci, bundle):
+    """A caller that ignores SIGTERM (nohup, a monitor, ``trap '' TERM``) must not hand that on:
+    SIG_IGN and the blocked mask survive execve, and ``kill``/``stop`` would then do nothing."""
+    b = bundle(args=["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"])
+    argv = [*oci.command, "--root", oci.root, "run", "--bundle", str(b.path), "sigs"]
+    oci.created.append("sigs")
+
+    def ignore_and_block() -> None:
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2):
+            signal.signal(s, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1, signal.SIGINT])
+
+    with open(b.out, "wb") as out:
+        rc = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, preexec_fn=ignore_and_block,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60).returncode  # fmt: skip
+    lines = dict(line.split(":") for line in b.out.read_text().split("\n") if line)
+    assert rc == 0
+    assert int(lines["SigIgn"], 16) == 0, lines
+    assert int(lines["SigBlk"], 16) == 0, lines
