@@ -512,9 +512,17 @@ def host_config(a: argparse.Namespace) -> dict[str, Any]:
     hc["Memory"], hc["MemorySwap"] = mem, swap
     hc["CpuShares"] = units.parse_cpu_shares(a.cpu_shares) if a.cpu_shares is not None else 0
     if a.cpus is not None:
+        if a.cpu_quota is not None or a.cpu_period is not None:
+            # docker's words: --cpus is a shorthand for the pair, so both at once is ambiguous
+            raise daemon(
+                "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set", 125
+            )
         quota, period = units.parse_cpus(a.cpus)
         hc["NanoCpus"] = int(float(a.cpus) * 1e9)
         hc["CpuQuota"], hc["CpuPeriod"] = quota, period
+    else:
+        hc["CpuQuota"] = units.parse_cpu_quota(a.cpu_quota) if a.cpu_quota is not None else 0
+        hc["CpuPeriod"] = units.parse_cpu_period(a.cpu_period) if a.cpu_period is not None else 0
     hc["CpusetCpus"] = units.parse_cpuset(a.cpuset_cpus) if a.cpuset_cpus else ""
     hc["PidsLimit"] = units.parse_pids_limit(a.pids_limit) if a.pids_limit is not None else 0
     if hc["PidsLimit"] == -1:
@@ -555,6 +563,7 @@ def host_config(a: argparse.Namespace) -> dict[str, Any]:
         hc[key] = "" if v in ("private", "shareable") else v
     if hc["UTSMode"] == "host" and a.hostname:
         raise daemon("Conflicting options: hostname and the UTS mode", 125)
+    hc["CgroupnsMode"] = units.parse_cgroupns(a.cgroupns or "private")
     hc["UsernsMode"] = a.userns or ""
     hc["UsernsRemap"] = units.parse_userns(a.userns or "")
     name, count = units.parse_restart(a.restart or "no")
@@ -563,6 +572,8 @@ def host_config(a: argparse.Namespace) -> dict[str, Any]:
     hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": count}
     hc["AutoRemove"] = bool(a.rm)
     hc["Binds"] = list(a.volume)
+    hc["SecurityOpt"] = list(a.security_opt)
+    hc["NoNewPrivileges"] = units.parse_no_new_privileges(a.security_opt)
     return hc
 
 
@@ -583,6 +594,8 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--user")
     p.add_argument("-c", "--cpu-shares")
     p.add_argument("--cpus")
+    p.add_argument("--cpu-quota")
+    p.add_argument("--cpu-period")
     p.add_argument("--cpuset-cpus")
     p.add_argument("-m", "--memory")
     p.add_argument("--memory-swap")
@@ -593,6 +606,8 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-write-iops", action="append", default=[])
     p.add_argument("--network", "--net")
     p.add_argument("--userns")
+    p.add_argument("--cgroupns")
+    p.add_argument("--security-opt", action="append", default=[])
     p.add_argument("--ipc")
     p.add_argument("--pid")
     p.add_argument("--uts")

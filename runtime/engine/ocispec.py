@@ -69,6 +69,10 @@ def namespaces(
             out.append({"type": kind, "path": netns_path})
         else:
             out.append({"type": kind})
+    # Private unless --cgroupns host: docker's default on cgroup v2, ours everywhere because our
+    # runtime supports it on v1 too; the container then sees its own cgroup as "/".
+    if host_config.get("CgroupnsMode", "private") != "host":
+        out.append({"type": "cgroup"})
     if host_config.get("UsernsRemap"):
         out.append({"type": "user"})
     return out
@@ -91,6 +95,8 @@ def resources(hc: dict[str, Any]) -> dict[str, Any]:
     if hc.get("CpuQuota"):
         cpu["quota"] = hc["CpuQuota"]
         cpu["period"] = hc.get("CpuPeriod") or 100_000
+    elif hc.get("CpuPeriod"):
+        cpu["period"] = hc["CpuPeriod"]  # docker passes a lone --cpu-period on as it is
     if hc.get("CpusetCpus"):
         cpu["cpus"] = hc["CpusetCpus"]
     if cpu:
@@ -210,7 +216,9 @@ def build(
         "env": list(c.get("Env") or []),
         "cwd": c.get("WorkingDir") or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": False,
+        # Default True, unlike docker (False): setuid binaries cannot regain what we dropped.
+        # ``--security-opt no-new-privileges=false`` gives docker's behaviour.
+        "noNewPrivileges": bool(hc.get("NoNewPrivileges", True)),
     }
     if c.get("Tty") and c.get("ConsoleSize"):
         rows, cols = c["ConsoleSize"]

@@ -76,6 +76,70 @@ def parse_cpus(text: str) -> tuple[int, int]:
     return int(round(value * CFS_PERIOD_US)), CFS_PERIOD_US
 
 
+CFS_PERIOD_MIN_US, CFS_PERIOD_MAX_US = 1_000, 1_000_000  # the kernel's (and docker's) bounds
+CFS_QUOTA_MIN_US = 1_000
+
+
+def _parse_int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise FlagError(
+            f'invalid argument "{text}" for "{flag}" flag: strconv.ParseInt: '
+            f'parsing "{text}": invalid syntax'
+        ) from None
+
+
+def parse_cpu_period(text: str) -> int:
+    """``--cpu-period`` in microseconds; 0 leaves the kernel's default (100 ms)."""
+    value = _parse_int(text, "--cpu-period")
+    if value != 0 and not CFS_PERIOD_MIN_US <= value <= CFS_PERIOD_MAX_US:
+        raise FlagError(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1 second "
+            "(i.e. 1000000)"
+        )
+    return value
+
+
+def parse_cpu_quota(text: str) -> int:
+    """``--cpu-quota`` in microseconds per period; 0 means unset and -1 (or below) unlimited."""
+    value = _parse_int(text, "--cpu-quota")
+    if value < 0:
+        return -1
+    if value != 0 and value < CFS_QUOTA_MIN_US:
+        raise FlagError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    return value
+
+
+CGROUPNS_MODES = ("host", "private")
+
+
+def parse_cgroupns(text: str) -> str:
+    """``--cgroupns``: docker's two modes. We default to private everywhere (docker does on v2)."""
+    if text not in CGROUPNS_MODES:
+        raise FlagError(f"invalid --cgroupns value {text!r}: want host or private")
+    return text
+
+
+def parse_no_new_privileges(opts: list[str]) -> bool:
+    """``--security-opt`` values; only ``no-new-privileges[=true|false]`` is understood.
+
+    The default is True, unlike docker's False: a reference runtime starts from the safer choice.
+    """
+    value = True
+    for opt in opts:
+        key, sep, arg = opt.partition("=")
+        if key != "no-new-privileges":
+            raise FlagError(f"invalid --security-opt {opt!r}: only no-new-privileges is supported")
+        if not sep:
+            value = True
+        elif arg in ("true", "false"):
+            value = arg == "true"
+        else:
+            raise FlagError(f"invalid --security-opt {opt!r}: want no-new-privileges=true|false")
+    return value
+
+
 def parse_cpu_shares(text: str) -> int:
     try:
         value = int(text)

@@ -355,3 +355,50 @@ def test_namespace_flags_validated() -> None:
     a: argparse.Namespace = cli.parse_container_args(p, ["--pid", "sideways", "busybox"])
     with pytest.raises(units.FlagError):
         cli.host_config(a)
+
+
+def test_cgroupns_private_by_default_host_on_request() -> None:
+    kinds = {n["type"] for n in ocispec.namespaces(_hc(), None, {})}
+    assert "cgroup" in kinds
+    host = ocispec.namespaces(_hc(CgroupnsMode="host"), None, {})
+    assert "cgroup" not in {n["type"] for n in host}
+    assert units.parse_cgroupns("host") == "host"
+    with pytest.raises(units.FlagError):
+        units.parse_cgroupns("shared")
+
+
+def test_cpu_quota_and_period_flags() -> None:
+    assert units.parse_cpu_quota("50000") == 50000
+    assert units.parse_cpu_quota("-1") == -1
+    assert units.parse_cpu_period("200000") == 200000
+    for bad_quota in ("999", "x"):
+        with pytest.raises(units.FlagError):
+            units.parse_cpu_quota(bad_quota)
+    for bad_period in ("999", "1000001", "1.5"):
+        with pytest.raises(units.FlagError):
+            units.parse_cpu_period(bad_period)
+    p = cli.Parser(prog="isoproof run", add_help=False)
+    cli.add_container_flags(p)
+    a = cli.parse_container_args(p, ["--cpu-quota", "50000", "--cpu-period", "200000", "busybox"])
+    hc = cli.host_config(a)
+    assert ocispec.resources(hc)["cpu"] == {"quota": 50000, "period": 200000}
+    lone = cli.host_config(cli.parse_container_args(p, ["--cpu-period", "50000", "busybox"]))
+    assert ocispec.resources(lone)["cpu"] == {"period": 50000}
+    both = cli.parse_container_args(p, ["--cpus", "1", "--cpu-quota", "50000", "busybox"])
+    with pytest.raises(cli.Fail):
+        cli.host_config(both)
+
+
+def test_no_new_privileges_default_and_opt_out() -> None:
+    assert units.parse_no_new_privileges([]) is True
+    assert units.parse_no_new_privileges(["no-new-privileges=false"]) is False
+    assert units.parse_no_new_privileges(["no-new-privileges"]) is True
+    for bad in (["seccomp=unconfined"], ["no-new-privileges=maybe"]):
+        with pytest.raises(units.FlagError):
+            units.parse_no_new_privileges(bad)
+    cfg = {"Id": "cd" * 32, "Config": {}, "HostConfig": _hc()}
+    spec = ocispec.build(cfg, "/r", {}, None, {}, "/isoproof/x", (0, 0, []))
+    assert spec["process"]["noNewPrivileges"] is True
+    cfg["HostConfig"] = _hc(NoNewPrivileges=False)
+    spec = ocispec.build(cfg, "/r", {}, None, {}, "/isoproof/x", (0, 0, []))
+    assert spec["process"]["noNewPrivileges"] is False
