@@ -9,10 +9,11 @@ for the message order.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 
-from runtime.errors import IsoproofError
+from runtime.errors import IsoproofError, SyscallError
 from runtime.oci import sync
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
@@ -77,6 +78,32 @@ def _join(sys: Any, fds: dict[str, int], kinds: tuple[str, ...]) -> None:
         if fd is not None:
             sys.setns(fd, 0, kind)
             os.close(fd)
+
+
+def _join_for_exec(sys: Any, fds: dict[str, int], order: tuple[str, ...]) -> None:
+    """Join a running container's namespaces in two passes, as runc's nsexec does.
+
+    A namespace the container *joined* at create (an engine's bind-mounted network namespace) is
+    owned by the host's user namespace: once we are in the container's user namespace we lack
+    CAP_SYS_ADMIN over it, so setns fails with EPERM. So first join every other namespace while we
+    still hold our own capabilities, then the user namespace, then retry what was refused (a
+    caller without host privileges gains the right to join those only inside the user namespace).
+    """
+    refused: list[str] = []
+    for kind in order:
+        fd = fds.get(kind)
+        if kind == "user" or fd is None:
+            continue
+        try:
+            sys.setns(fd, 0, kind)
+        except SyscallError as e:
+            if e.errno != errno.EPERM:
+                raise
+            refused.append(kind)
+            continue
+        os.close(fd)
+    _join(sys, fds, ("user",))
+    _join(sys, fds, tuple(refused))
 
 
 def _fork_and_announce(cfd: int, body: Callable[..., None], *args: Any) -> None:
@@ -192,7 +219,7 @@ def exec_stage1(cfd: int, process: Any, ns_fds: dict[str, int], new_userns: bool
 
     sys = Sys()
     sync.recv(cfd, sync.CGROUP_PLACED)
-    _join(sys, ns_fds, NS_ORDER)
+    _join_for_exec(sys, ns_fds, NS_ORDER)
     # a pid namespace takes effect for children only: the process to exec is our child
     _fork_and_announce(cfd, exec_init, process, new_userns, console_fd)
 

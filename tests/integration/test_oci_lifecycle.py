@@ -601,6 +601,14 @@ def test_new_user_namespace_with_a_joined_network_namespace(oci, bundle, tmp_pat
     assert "/sys " in " ".join(
         ln.split()[4] + " " for ln in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
     )
+    # exec must enter that netns before the container's user namespace (it has no CAP_SYS_ADMIN
+    # over a netns the host's user namespace owns): joining user first failed with setns EPERM.
+    r = oci("exec", "joiner-userns", "sh", "-c", "id -u; cat /proc/self/uid_map", check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0", "300000", "65536"]
+    assert oci("exec", "joiner-userns", "readlink", "/proc/self/ns/net").stdout.strip() == (
+        f"net:[{ns_inode(a, 'net')}]"
+    )
 
 
 def test_sysctl_and_extra_device(oci, bundle):
