@@ -15,6 +15,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -1227,3 +1228,100 @@ def test_dispatchers_to_other_tools_do_not_crash(eng: Eng) -> None:
     for verb in ("verify", "matrix"):
         cp = eng.run(verb, "--help")
         assert "Traceback" not in cp.stderr
+
+
+# -- defaults and flags added after the verify run (cgroupns, cpu quota, no_new_privs, exec) ----
+
+
+def test_cgroup_namespace_private_by_default_host_on_request(eng: Eng) -> None:
+    host_ns = os.readlink("/proc/self/ns/cgroup")
+    script = "readlink /proc/self/ns/cgroup; grep ':memory:' /proc/self/cgroup"
+    private = eng.ok("run", "--rm", "--network", "none", "busybox", "sh", "-c", script).split()
+    assert private[0] != host_ns
+    assert private[1].endswith(":/"), private  # its own cgroup is the root of its view
+    shared = eng.ok(
+        "run", "--rm", "--network", "none", "--cgroupns", "host", "busybox", "sh", "-c", script
+    ).split()
+    assert shared[0] == host_ns
+    assert eng.cgroup_parent in shared[1]
+    bad = eng.run("run", "--rm", "--cgroupns", "sideways", "busybox", "true")
+    assert bad.returncode == 125 and bad.stderr.count("\n") == 1
+
+
+def test_cpu_quota_and_period_reach_the_cgroup(eng: Eng) -> None:
+    cid = eng.ok(
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--cpu-quota",
+        "30000",
+        "--cpu-period",
+        "60000",
+        "busybox",
+        "sleep",
+        "100",
+    ).strip()
+    assert _cgroup_file(eng, "cpu", cid, "cpu.cfs_quota_us") == "30000"
+    assert _cgroup_file(eng, "cpu", cid, "cpu.cfs_period_us") == "60000"
+    both = eng.run("run", "--rm", "--cpus", "1", "--cpu-quota", "30000", "busybox", "true")
+    assert both.returncode == 125 and "Conflicting options" in both.stderr
+
+
+def test_no_new_privileges_on_by_default_off_on_request(eng: Eng) -> None:
+    cmd = ("busybox", "grep", "NoNewPrivs", "/proc/self/status")
+    assert eng.ok("run", "--rm", "--network", "none", *cmd).split() == ["NoNewPrivs:", "1"]
+    off = eng.ok(
+        "run", "--rm", "--network", "none", "--security-opt", "no-new-privileges=false", *cmd
+    )
+    assert off.split() == ["NoNewPrivs:", "0"]
+
+
+def test_exec_into_a_user_namespace_container_with_the_engines_netns(eng: Eng) -> None:
+    # The engine's netns is owned by the host's user namespace: exec must enter it before the
+    # container's user namespace (isoproof-oci joined user first: "setns net EPERM").
+    eng.ok("run", "-d", "--name", "uexec", "--userns", "200000:65536", "busybox", "sleep", "100")
+    pid = int(eng.ok("inspect", "-f", "{{.State.Pid}}", "uexec"))
+    cp = eng.run("exec", "uexec", "sh", "-c", "id -u; readlink /proc/self/ns/net")
+    if Path(eng.runtime).name == "runc" and "failed to setns into net namespace" in cp.stderr:
+        # runc 1.1.5 (Debian 12) joins the user namespace first too; later runc releases join
+        # the other namespaces first. The engine's request is the same for both runtimes.
+        pytest.xfail(f"runc joins the user namespace first: {cp.stderr.strip()[:160]}")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == ["0", os.readlink(f"/proc/{pid}/ns/net")]
+
+
+def test_inspect_right_after_init_dies_reports_the_real_exit(eng: Eng) -> None:
+    """A reader must not see the ExitCode 0 that start wrote while the monitor is still recording
+    the death (reaping, reading the OOM counter, deleting): verify's OOM check saw exit 0 so. The
+    monitor is stopped while its init dies, which holds that window open for as long as we like."""
+    cid = eng.ok(
+        "run",
+        "-d",
+        "--name",
+        "diesoon",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 7",
+    ).strip()
+    pid = int(eng.ok("inspect", "-f", "{{.State.Pid}}", "diesoon"))
+    state_file = eng.home / "containers" / cid / "state.json"
+    monitor = int(json.loads(state_file.read_text())["MonitorPid"])
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break  # dead, not yet reaped: the monitor cannot have recorded anything
+            time.sleep(0.01)
+        reader = eng.popen("inspect", "diesoon")
+        time.sleep(0.5)
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    st = json.loads(out)[0]["State"]
+    assert (st["Status"], st["ExitCode"], st["Pid"]) == ("exited", 7, 0), st
