@@ -80,9 +80,9 @@ def run_exec(home: Home, store: Store, cid: str, a: argparse.Namespace) -> int:
 
 def _exec_tty(rt: OciRuntime, cid: str, pj: str, tmp: str, interactive: bool) -> int:
     """runc hands out a pty only to a detached exec: become a subreaper to wait for the process."""
-    from runtime.engine.sysutil import set_child_subreaper
+    from runtime.sys import PR_SET_CHILD_SUBREAPER, Sys
 
-    set_child_subreaper()
+    Sys().prctl(PR_SET_CHILD_SUBREAPER, 1)
     path = os.path.join(tmp, "console.sock")
     pid_file = os.path.join(tmp, "exec.pid")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

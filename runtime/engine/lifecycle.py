@@ -20,8 +20,8 @@ from runtime.engine import ocispec
 from runtime.engine.home import Home, cgroup_parent, write_json
 from runtime.engine.oci import OciRuntime
 from runtime.engine.store import LIVE, Store, monitor_alive, pid_alive, remove_tree
-from runtime.engine.sysutil import is_mountpoint, mount, umount
 from runtime.errors import IsoproofError, NetworkError, StateError
+from runtime.sys import MNT_DETACH, Sys
 
 MONITOR_READY_TIMEOUT = 60
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -118,7 +118,7 @@ def _prepare(home: Home, store: Store, cid: str, cfg: dict[str, Any]) -> dict[st
     for d in (upper, work, rootfs):
         d.mkdir(parents=True, exist_ok=True)
     if not is_mountpoint(str(rootfs)):
-        mount(
+        Sys().mount(
             "overlay",
             str(rootfs),
             "overlay",
@@ -198,7 +198,7 @@ def teardown(home: Home, cid: str) -> None:
     rootfs = rootfs_dir(home, cid)
     if rootfs.exists() and is_mountpoint(str(rootfs)):
         try:
-            umount(str(rootfs))
+            Sys().umount2(str(rootfs), MNT_DETACH)
         except IsoproofError as e:
             errors.append(str(e))
     try:
@@ -211,7 +211,7 @@ def teardown(home: Home, cid: str) -> None:
     if nspath.exists():
         if is_mountpoint(str(nspath)):
             try:
-                umount(str(nspath))
+                Sys().umount2(str(nspath), MNT_DETACH)
             except IsoproofError as e:
                 errors.append(str(e))
         nspath.unlink(missing_ok=True)
@@ -260,6 +260,17 @@ def spawn_monitor(home: Home, cid: str) -> int:
         line[4:] if line.startswith("err ") else "the monitor died before the container was created"
     )
     raise StateError(f"Error response from daemon: failed to create container: {msg}")
+
+
+def is_mountpoint(path: str) -> bool:
+    """True if ``path`` is the mount point of some mount (looked up in /proc/self/mountinfo)."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == real:
+                return True
+    return False
 
 
 EXIT_RECORD_WAIT = 10.0  # seconds a reader waits for a live monitor to record a death it saw

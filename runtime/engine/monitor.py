@@ -550,9 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(log, 2)
     os.close(log)
     os.close(devnull)
-    from runtime.engine.sysutil import set_child_subreaper
+    from runtime.sys import PR_SET_CHILD_SUBREAPER, Sys
 
-    set_child_subreaper()
+    Sys().prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
         return Monitor(home, cid).run(ready)
     except Exception as e:  # noqa: BLE001 - leave a trace in monitor.log and in the state

@@ -7,40 +7,29 @@ defaults follow docker's (capability set, mounts, masked paths), because a user 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+from runtime.oci.caps import DEFAULT_CAPS
+from runtime.spec import default_spec
 
 OCI_VERSION = "1.0.2"
 
-DEFAULT_CAPS = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
+# The defaults ``isoproof-oci spec`` writes are docker's too (capability set, masked and read-only
+# paths, the /proc, /dev and /sys mounts): take them from there rather than keep a second copy.
+_REFERENCE = default_spec()
+MASKED_PATHS: list[str] = list(_REFERENCE["linux"]["maskedPaths"])
+READONLY_PATHS: list[str] = list(_REFERENCE["linux"]["readonlyPaths"])
+_REFERENCE_MOUNTS = {m["destination"]: m for m in _REFERENCE["mounts"]}
 
-MASKED_PATHS = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+def _reference_mount(destination: str, options: list[str] | None = None) -> dict[str, Any]:
+    """A copy of the reference spec's mount at ``destination``, with other options if given."""
+    m = copy.deepcopy(_REFERENCE_MOUNTS[destination])
+    if options is not None:
+        m["options"] = options
+    return dict(m)
+
 
 # Namespace kinds a user can share with the host or another container, with their /proc/PID/ns name.
 SHAREABLE = {"pid": "pid", "ipc": "ipc", "uts": "uts", "network": "net"}
@@ -123,33 +112,15 @@ def resources(hc: dict[str, Any]) -> dict[str, Any]:
 def mounts(
     etc_files: dict[str, str], binds: list[dict[str, Any]], userns: bool, shm_size: int = 64 << 20
 ) -> list[dict[str, Any]]:
+    pts = _reference_mount("/dev/pts")["options"]
+    shm = [o for o in _reference_mount("/dev/shm")["options"] if not o.startswith("size=")]
     out: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {
-            "destination": "/dev",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-        },
-        {
-            "destination": "/dev/pts",
-            "type": "devpts",
-            "source": "devpts",
-            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
-            + ([] if userns else ["gid=5"]),
-        },
-        {
-            "destination": "/dev/shm",
-            "type": "tmpfs",
-            "source": "shm",
-            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"],
-        },
-        {
-            "destination": "/dev/mqueue",
-            "type": "mqueue",
-            "source": "mqueue",
-            "options": ["nosuid", "noexec", "nodev"],
-        },
+        _reference_mount("/proc"),
+        _reference_mount("/dev"),
+        # gid=5 names a group of the host's: no such mapping inside a user namespace
+        _reference_mount("/dev/pts", [o for o in pts if not (userns and o == "gid=5")]),
+        _reference_mount("/dev/shm", [*shm, f"size={shm_size}"]),
+        _reference_mount("/dev/mqueue"),
     ]
     if userns:
         # sysfs cannot be mounted from a user namespace that does not own the network namespace.
@@ -162,22 +133,8 @@ def mounts(
             }
         )
     else:
-        out.append(
-            {
-                "destination": "/sys",
-                "type": "sysfs",
-                "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"],
-            }
-        )
-        out.append(
-            {
-                "destination": "/sys/fs/cgroup",
-                "type": "cgroup",
-                "source": "cgroup",
-                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
-            }
-        )
+        out.append(_reference_mount("/sys"))
+        out.append(_reference_mount("/sys/fs/cgroup"))
     for dest, src in etc_files.items():
         out.append(
             {"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
@@ -228,8 +185,8 @@ def build(
         "namespaces": namespaces(hc, netns_path, peer_pids),
         "resources": resources(hc),
         "cgroupsPath": cgroups_path,
-        "maskedPaths": MASKED_PATHS,
-        "readonlyPaths": READONLY_PATHS,
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
     }
     if userns:
         host_id, size = userns
