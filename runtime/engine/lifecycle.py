@@ -117,13 +117,21 @@ def _prepare(home: Home, store: Store, cid: str, cfg: dict[str, Any]) -> dict[st
     upper, work, rootfs = cdir / "upper", cdir / "work", rootfs_dir(home, cid)
     for d in (upper, work, rootfs):
         d.mkdir(parents=True, exist_ok=True)
+    lower = Path(cfg["ImageRootfs"])
+    if hc.get("UsernsRemap"):
+        host_id, size = hc["UsernsRemap"]
+        lower = shifted_lower(lower, cdir / "lower-shifted", host_id, size)
+        # The overlay's root directory takes its owner from the upper directory.
+        st = os.lstat(lower)
+        os.chown(upper, st.st_uid, st.st_gid)
+        os.chmod(upper, st.st_mode & 0o7777)
     if not is_mountpoint(str(rootfs)):
         Sys().mount(
             "overlay",
             str(rootfs),
             "overlay",
             0,
-            f"lowerdir={cfg['ImageRootfs']},upperdir={upper},workdir={work}",
+            f"lowerdir={lower},upperdir={upper},workdir={work}",
         )
 
     peers: dict[str, int] = {}
@@ -260,6 +268,50 @@ def spawn_monitor(home: Home, cid: str) -> int:
         line[4:] if line.startswith("err ") else "the monitor died before the container was created"
     )
     raise StateError(f"Error response from daemon: failed to create container: {msg}")
+
+
+def shift_id(n: int, host_id: int, size: int) -> int:
+    """The host ID that ID ``n`` of the image becomes inside a user namespace mapping 0..size-1
+    to host_id..; an ID outside the range stays as it is (it shows as nobody inside)."""
+    return host_id + n if 0 <= n < size else n
+
+
+def shifted_lower(image: Path, dest: Path, host_id: int, size: int) -> Path:
+    """A copy of the image whose owners are moved into the container's ID range (made once per
+    container, removed with it).
+
+    With ``--userns`` the container's root is host uid ``host_id``: files the image's root owns
+    (host uid 0, unmapped) would show as nobody and root inside could not write /etc. docker's
+    userns-remap keeps per-range copies of the layers for the same reason.
+    """
+    if dest.is_dir():
+        return dest
+    tmp = dest.with_name(dest.name + ".tmp")
+    remove_tree(tmp)
+    _copy_shifted(image, tmp, host_id, size)
+    tmp.rename(dest)
+    return dest
+
+
+def _copy_shifted(src: Path, dst: Path, host_id: int, size: int) -> None:
+    import shutil
+    import stat
+
+    st = os.lstat(src)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISDIR(st.st_mode):
+        os.mkdir(dst)
+        for name in sorted(os.listdir(src)):
+            _copy_shifted(src / name, dst / name, host_id, size)
+    elif stat.S_ISREG(st.st_mode):
+        shutil.copyfile(src, dst, follow_symlinks=False)
+    else:  # device, fifo, socket: never opened, only recreated
+        os.mknod(dst, st.st_mode, st.st_rdev)
+    os.lchown(dst, shift_id(st.st_uid, host_id, size), shift_id(st.st_gid, host_id, size))
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(dst, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid/setgid
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def is_mountpoint(path: str) -> bool:

@@ -1289,6 +1289,13 @@ def test_exec_into_a_user_namespace_container_with_the_engines_netns(eng: Eng) -
         pytest.xfail(f"runc joins the user namespace first: {cp.stderr.strip()[:160]}")
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.split() == ["0", os.readlink(f"/proc/{pid}/ns/net")]
+    # The image's root-owned files belong to the container's root (docker's userns-remap shifts
+    # its layers too): without that, root inside could not write /etc (it shows as nobody).
+    eng.ok("exec", "uexec", "sh", "-c", "echo isoproofusr:x:1000:1000::/:/bin/sh >> /etc/passwd")
+    passwd = Path(f"/proc/{pid}/root/etc/passwd")
+    assert "isoproofusr" in passwd.read_text()
+    assert passwd.stat().st_uid == 200000
+    assert "isoproofusr" not in Path("/etc/passwd").read_text()
 
 
 def test_inspect_right_after_init_dies_reports_the_real_exit(eng: Eng) -> None:
@@ -1325,3 +1332,22 @@ def test_inspect_right_after_init_dies_reports_the_real_exit(eng: Eng) -> None:
     assert reader.returncode == 0, err
     st = json.loads(out)[0]["State"]
     assert (st["Status"], st["ExitCode"], st["Pid"]) == ("exited", 7, 0), st
+
+
+def test_userns_image_copy_keeps_content_modes_and_links(tmp_path: Path) -> None:
+    from runtime.engine import lifecycle
+
+    image = tmp_path / "image"
+    (image / "etc").mkdir(parents=True)
+    (image / "etc" / "passwd").write_text("root:x:0:0::/:/bin/sh\n")
+    (image / "bin").mkdir()
+    (image / "bin" / "su").write_bytes(b"x")
+    os.chown(image / "bin" / "su", 0, 0)
+    os.chmod(image / "bin" / "su", 0o4755)
+    (image / "bin" / "sh").symlink_to("busybox")
+    out = lifecycle.shifted_lower(image, tmp_path / "shifted", 100000, 65536)
+    assert (out / "etc" / "passwd").read_text() == "root:x:0:0::/:/bin/sh\n"
+    assert os.stat(out / "etc" / "passwd").st_uid == 100000
+    assert os.stat(out / "bin" / "su").st_mode & 0o7777 == 0o4755  # setuid survives the chown
+    assert os.readlink(out / "bin" / "sh") == "busybox"
+    assert os.lstat(out / "bin" / "sh").st_uid == 100000

@@ -402,3 +402,11 @@ def test_no_new_privileges_default_and_opt_out() -> None:
     cfg["HostConfig"] = _hc(NoNewPrivileges=False)
     spec = ocispec.build(cfg, "/r", {}, None, {}, "/isoproof/x", (0, 0, []))
     assert spec["process"]["noNewPrivileges"] is False
+
+
+def test_userns_image_copy_shifts_owners_into_the_range(tmp_path: Path) -> None:
+    from runtime.engine import lifecycle
+
+    assert lifecycle.shift_id(0, 100000, 65536) == 100000
+    assert lifecycle.shift_id(65535, 100000, 65536) == 165535
+    assert lifecycle.shift_id(65536, 100000, 65536) == 65536  # outside the range: left alone
