@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from runtime.engine import units
 from runtime.engine.home import Home, default_runtime, locked, now, parse_time, write_json
 from runtime.engine.images import ImageStore, NoSuchImage
-from runtime.engine.store import Store, initial_state, monitor_alive
+from runtime.engine.store import Store, initial_state, monitor_alive, pid_alive
 from runtime.errors import IsoproofError, NotFoundError
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -120,13 +120,19 @@ class Engine:
 
     def wait_monitor_gone(self, cid: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
+        monitor = 0
         while time.monotonic() < deadline:
             try:
                 st = self.store.state(cid)
             except NotFoundError:
-                return  # removed (--rm) by the monitor itself
+                # Removed (--rm) by the monitor itself, which may still be deleting the files it
+                # moved aside: like docker's wait for "removed", return once it is gone too.
+                while pid_alive(monitor, cid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                return
             if not monitor_alive(st, cid):
                 return
+            monitor = int(st.get("MonitorPid") or 0)
             time.sleep(0.02)
 
     def _connect(self, cid: str, flags: int) -> socket.socket | None:
