@@ -1,26 +1,10 @@
-"""v2 ``pids`` controller (same files as v1)."""
+"""v2 ``pids`` controller.
 
-from __future__ import annotations
+The pids controller kept its interface file names and formats (``pids.max``, ``pids.current``) when
+it moved to cgroup v2, so the v2 driver uses the v1 module as is; it is re-exported here so that
+each version still has one module per controller.
+"""
 
-from runtime.cgroups import convert, fs
-from runtime.cgroups.common import Context, given, integer
+from runtime.cgroups.v1.pids import CONTROLLER, CURRENT, MAX, apply, stats, wanted
 
-TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
-if TYPE_CHECKING:
-    from typing import Any
-
-CONTROLLER = "pids"
-MAX = "pids.max"
-CURRENT = "pids.current"
-
-
-def wanted(pids: dict[str, Any] | None) -> bool:
-    return given(pids, "limit")
-
-
-def apply(d: str, pids: dict[str, Any], ctx: Context) -> None:
-    fs.write(d, MAX, convert.pids_max(integer("pids.limit", pids["limit"])))
-
-
-def stats(d: str) -> dict[str, Any]:
-    return {"current": fs.read_int(d, CURRENT) or 0, "limit": fs.read_int(d, MAX)}
+__all__ = ["CONTROLLER", "CURRENT", "MAX", "apply", "stats", "wanted"]
