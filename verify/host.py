@@ -146,3 +146,13 @@ def block_device_of(path: str) -> tuple[int, int]:
         parent = sys.resolve().parent / "dev"
         major, minor = (int(x) for x in parent.read_text().split(":"))
     return major, minor
+
+
+def slowdown() -> float:
+    """How much slower than a normal machine this one runs: ``ISOPROOF_TIMEOUT_SCALE`` (the kernel
+    matrix sets 5 in TCG guests, where every process start and Python import is emulated). Only
+    *waits* are scaled (how long to wait for a helper or a runtime command), never a tolerance."""
+    try:
+        return max(1.0, float(os.environ.get("ISOPROOF_TIMEOUT_SCALE", "1")))
+    except ValueError:
+        return 1.0

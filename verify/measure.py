@@ -21,7 +21,7 @@ def rel_error(measured: float, expected: float) -> float:
 
 def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
     """Poll ``cond`` until it returns something truthy; return it, or the last falsy value."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * host.slowdown()
     value = cond()
     while not value and time.monotonic() < deadline:
         time.sleep(interval)

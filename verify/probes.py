@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from verify import host
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 NS_TYPES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
@@ -105,6 +107,7 @@ def in_namespaces(
     os.close(w)
     for _, fd in fds:
         os.close(fd)
+    timeout *= host.slowdown()
     chunks = []
     try:
         import select

@@ -199,3 +199,16 @@ def test_labels() -> None:
 def test_veth_names_fit_ifnamsiz() -> None:
     a, b = veth_names("isoproof-0123abcd-gw1-99-1")
     assert len(a) <= 15 and len(b) <= 15 and a.startswith("isoproof") and a != b
+
+
+@pytest.mark.parametrize(
+    ("env", "want"), [(None, 1.0), ("5", 5.0), ("0.2", 1.0), ("fast", 1.0), ("2.5", 2.5)]
+)
+def test_slowdown_scales_waits_never_below_one(monkeypatch, env, want):
+    from verify import host
+
+    if env is None:
+        monkeypatch.delenv("ISOPROOF_TIMEOUT_SCALE", raising=False)
+    else:
+        monkeypatch.setenv("ISOPROOF_TIMEOUT_SCALE", env)
+    assert host.slowdown() == want

@@ -78,6 +78,7 @@ class Container:
     def wait_exit(self, timeout: float) -> int | None:
         """Wait for init to exit; its exit status as a shell would print it (137 for SIGKILL), or
         None when the status cannot be observed (init is not our child)."""
+        timeout *= host.slowdown()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

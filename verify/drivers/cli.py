@@ -42,6 +42,7 @@ class DockerLikeDriver(Driver):
     ) -> subprocess.CompletedProcess[str]:
         cmd = [self.binary, *args]
         try:
+            timeout *= host.slowdown()
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                stdin=subprocess.DEVNULL, env=self.env)  # fmt: skip
         except subprocess.TimeoutExpired as e:

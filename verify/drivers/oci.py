@@ -56,6 +56,7 @@ class OciDriver(Driver):
         cmd = [self.binary, "--root", str(self.state_root), verb, *args]
         kw.setdefault("capture_output", "stdout" not in kw)
         try:
+            timeout *= host.slowdown()
             r = subprocess.run(cmd, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
         except subprocess.TimeoutExpired as e:
             self.log.append(f"$ {' '.join(cmd)}\n(timed out after {timeout}s)")
