@@ -40,9 +40,21 @@ class CgroupLayout:
         return sorted(c for c in self.v1 if not c.startswith("name="))
 
     def has_controller(self, name: str) -> bool:
+        if name == "freezer" and self.mode == "v2":
+            # v2 has no freezer controller, so cgroup.controllers never lists it: since 5.2 every
+            # non-root cgroup has a cgroup.freeze file instead (the root has none to look at).
+            return kernel_at_least(5, 2)
         aliases = {"io": "blkio", "blkio": "io"}
         have = set(self.controllers())
         return name in have or aliases.get(name, "") in have
+
+
+def kernel_at_least(major: int, minor: int, release: str | None = None) -> bool:
+    nums = (release or platform.release()).split("-")[0].split(".")
+    try:
+        return (int(nums[0]), int(nums[1])) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
 
 
 def parse_mountinfo(text: str) -> list[dict[str, str]]:

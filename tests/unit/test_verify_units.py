@@ -212,3 +212,13 @@ def test_slowdown_scales_waits_never_below_one(monkeypatch, env, want):
     else:
         monkeypatch.setenv("ISOPROOF_TIMEOUT_SCALE", env)
     assert host.slowdown() == want
+
+
+def test_v2_freezer_is_core_not_a_listed_controller(monkeypatch) -> None:
+    # cgroup.controllers never lists "freezer" on v2; the check must not skip pause/resume there.
+    lay = host.layout_from_mountinfo(V2_MOUNTINFO)
+    monkeypatch.setattr(host.platform, "release", lambda: "6.12.117+deb12-amd64")
+    assert lay.has_controller("freezer")
+    monkeypatch.setattr(host.platform, "release", lambda: "4.19.0-21-amd64")
+    assert not lay.has_controller("freezer")
+    assert host.kernel_at_least(5, 2, "5.2.0") and not host.kernel_at_least(5, 2, "5.1.21")
