@@ -55,6 +55,20 @@ def block_device(ctx: Context, where: str, dev: dict[str, Any]) -> tuple[int, in
     return major, minor
 
 
+def throttles(ctx: Context, blkio: dict[str, Any], keys: Any) -> Any:
+    """Yield ``(key, major, minor, rate)`` for every ``blockIO.throttle*`` entry under ``keys``,
+    each device checked and each rate a non-negative integer. Both versions write these; only the
+    file and the line format differ."""
+    for key in keys:
+        for i, dev in enumerate(blkio.get(key) or []):
+            where = f"blockIO.{key}[{i}]"
+            major, minor = block_device(ctx, where, dev)
+            rate = integer(f"{where}.rate", dev.get("rate"))
+            if rate < 0:
+                raise CgroupError(f"{where}.rate {rate} is negative")
+            yield key, major, minor, rate
+
+
 def convert(where: str, fn: Any, *args: Any) -> Any:
     """Run a pure conversion, turning its ValueError into a one-line CgroupError naming the field."""
     try:

@@ -7,7 +7,7 @@ kernel's writeback threads and escape a v1 throttle, so a test must write with O
 from __future__ import annotations
 
 from runtime.cgroups import convert, fs
-from runtime.cgroups.common import Context, block_device, given, integer
+from runtime.cgroups.common import Context, block_device, given, integer, throttles
 from runtime.errors import CgroupError
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
@@ -68,14 +68,8 @@ def apply(d: str, blkio: dict[str, Any], ctx: Context) -> None:
                     f"{where}.leafWeight: {LEAF_WEIGHT_DEVICE} is missing in {d} (CFQ only)"
                 )
             fs.write(d, LEAF_WEIGHT_DEVICE, f"{major}:{minor} {integer(where, dev['leafWeight'])}")
-    for key, name in THROTTLE.items():
-        for i, dev in enumerate(blkio.get(key) or []):
-            where = f"blockIO.{key}[{i}]"
-            major, minor = block_device(ctx, where, dev)
-            rate = integer(f"{where}.rate", dev.get("rate"))
-            if rate < 0:
-                raise CgroupError(f"{where}.rate {rate} is negative")
-            fs.write(d, name, convert.throttle_v1(major, minor, rate))
+    for key, major, minor, rate in throttles(ctx, blkio, THROTTLE):
+        fs.write(d, THROTTLE[key], convert.throttle_v1(major, minor, rate))
 
 
 def _per_device(d: str, name: str) -> dict[str, dict[str, int]]:

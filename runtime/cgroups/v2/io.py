@@ -6,7 +6,7 @@ Unlike v1, v2 throttles buffered writes too (writeback is charged to the cgroup)
 from __future__ import annotations
 
 from runtime.cgroups import convert, fs
-from runtime.cgroups.common import Context, block_device, given, integer
+from runtime.cgroups.common import Context, block_device, given, integer, throttles
 from runtime.cgroups.common import convert as checked
 from runtime.errors import CgroupError
 
@@ -59,14 +59,8 @@ def apply(d: str, blkio: dict[str, Any], ctx: Context) -> None:
             fs.write(d, name, f"{major}:{minor} {value}")
         if dev.get("leafWeight") is not None:
             ctx.warn(f"{where}.leafWeight is not enforced: cgroup v2 has no leaf weight")
-    for key, kind in THROTTLE.items():
-        for i, dev in enumerate(blkio.get(key) or []):
-            where = f"blockIO.{key}[{i}]"
-            major, minor = block_device(ctx, where, dev)
-            rate = integer(f"{where}.rate", dev.get("rate"))
-            if rate < 0:
-                raise CgroupError(f"{where}.rate {rate} is negative")
-            fs.write(d, MAX, convert.io_max(major, minor, kind, rate))
+    for key, major, minor, rate in throttles(ctx, blkio, THROTTLE):
+        fs.write(d, MAX, convert.io_max(major, minor, THROTTLE[key], rate))
 
 
 STAT_KEYS = {
