@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -17,18 +18,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from runtime.cgroups.base import Manager
+from runtime.sys import PR_SET_PDEATHSIG, Sys
 
 BUSY_LOOP = ["/bin/sh", "-c", "while :; do :; done"]
 DD_SECONDS = re.compile(r"copied, ([0-9.]+) s")  # coreutils dd's summary line
 
 
+def _die_with_parent() -> None:
+    Sys().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def spawn_in(mgr: Manager, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
     """Start ``argv`` inside ``mgr``'s cgroup. A shell waits on its stdin until it has been moved,
     then execs ``argv``: nothing of ``argv`` ever runs outside the cgroup (runc does the same
-    with its sync pipe)."""
+    with its sync pipe). The child dies with us (PDEATHSIG): a test run killed before its
+    finalisers would otherwise leave busy loops running in a cgroup nobody removes."""
     p = subprocess.Popen(
         ["/bin/sh", "-c", 'read _; exec "$@"', "sh", *argv],
         stdin=subprocess.PIPE,
+        preexec_fn=_die_with_parent,
         **kw,  # type: ignore[call-overload]
     )
     try:
