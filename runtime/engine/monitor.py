@@ -42,6 +42,7 @@ from runtime.engine.store import Store
 
 STDOUT, STDERR, EXIT = 1, 2, 3
 WANT_STDIN, STDIN_ONCE = 1, 2
+RUNTIME_LOG = "runtime.log"  # the OCI runtime's --log of create: its warnings, its errors
 MAX_PARTIAL = 16 * 1024  # flush a line this long even without a newline, like docker
 SIGNAL_EXIT_BASE = 128
 
@@ -149,13 +150,15 @@ class Monitor:
                 subprocess_devnull(),
                 err_w,
                 err_w,
+                str(self.cdir / RUNTIME_LOG),
             )
             os.close(err_w)
         else:
             in_r, out_w, err_w2 = self.child_fds
             proc = self.runtime.create(
-                self.cid, str(bundle), str(pid_file), None, in_r, out_w, err_w2
-            )
+                self.cid, str(bundle), str(pid_file), None, in_r, out_w, err_w2,
+                str(self.cdir / RUNTIME_LOG),
+            )  # fmt: skip
         try:
             if console is not None:
                 console.settimeout(30)

@@ -59,11 +59,18 @@ class OciRuntime:
         stdin: int | IO[Any] | None,
         stdout: int | IO[Any] | None,
         stderr: int | IO[Any] | None,
+        log: str | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start ``create``; the caller waits (it owns the stdio the container inherits)."""
+        """Start ``create``; the caller waits (it owns the stdio the container inherits).
+
+        ``log`` is given to the runtime as ``--log``: its warnings (settings it accepts but cannot
+        enforce) then go to that file rather than to the stderr it shares with the container,
+        which would put them in the container's log. Errors still come on stderr."""
         args = ["create", "--bundle", bundle, "--pid-file", pid_file]
         if console_socket:
             args += ["--console-socket", console_socket]
+        if log:
+            args = ["--log", log, *args]  # a global option: before the verb
         return subprocess.Popen(self.argv(*args, cid), stdin=stdin, stdout=stdout, stderr=stderr)
 
     def start(self, cid: str) -> None:

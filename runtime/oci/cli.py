@@ -37,7 +37,7 @@ FLAG, VALUE, APPEND, FLOAT = "flag", "value", "append", "float"
 
 GLOBAL_OPTIONS = (
     (("--root",), "root", VALUE, DEFAULT_ROOT, f"state directory (default {DEFAULT_ROOT})"),
-    (("--log",), "log", VALUE, None, "also append errors to this file"),
+    (("--log",), "log", VALUE, None, "append errors and warnings here (warnings: only here)"),
     (("--log-format",), "log_format", ("text", "json"), "text", "format of --log"),
     (("--debug",), "debug", FLAG, False, "accepted for runc compatibility"),
     (("--systemd-cgroup",), "systemd_cgroup", FLAG, False, "not supported"),
@@ -409,10 +409,10 @@ def dispatch(a: Any) -> int:
     if cmd in ("create", "run") and a.no_pivot:
         raise SpecError("--no-pivot is not supported: isoproof-oci always uses pivot_root")
     if cmd == "create":
-        ct.create(root, a.id, a.bundle, a.pid_file, a.console_socket)
+        ct.create(root, a.id, a.bundle, a.pid_file, a.console_socket, warn=warn)
         return 0
     if cmd == "run":
-        return ct.run(root, a.id, a.bundle, a.pid_file, a.console_socket, a.detach)
+        return ct.run(root, a.id, a.bundle, a.pid_file, a.console_socket, a.detach, warn=warn)
     if cmd == "start":
         ct.start(root, a.id)
         return 0
@@ -520,7 +520,8 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-def _log_error(msg: str) -> None:
+def _log(level: str, msg: str) -> None:
+    """Append one entry to the ``--log`` file, if one was given (runc's text or json shapes)."""
     if not _log_path:
         return
     try:
@@ -529,12 +530,31 @@ def _log_error(msg: str) -> None:
                 import json
                 import time
 
-                f.write(json.dumps({"level": "error", "msg": msg,
+                f.write(json.dumps({"level": level, "msg": msg,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")  # fmt: skip
             else:
-                f.write(f"{PROG}: {msg}\n")
+                prefix = f"{PROG}: " if level == "error" else f"{PROG}: {level}: "
+                f.write(f"{prefix}{msg}\n")
     except OSError:
         pass
+
+
+def _log_error(msg: str) -> None:
+    _log("error", msg)
+
+
+def warn(msg: str) -> None:
+    """A setting that was accepted but is not enforced (the cgroup manager's ``warnings``).
+
+    As with runc, warnings go to the ``--log`` file when one is given, else to our stderr. Errors
+    go to stderr in both cases, so a caller that reads the last stderr line of a failure (the
+    engine) still finds the error there. Not fatal: the exit status does not change. Flushed at
+    once: ``create`` forks next, and its children share this stderr.
+    """
+    if _log_path:
+        _log("warning", msg)
+    else:
+        print(f"{PROG}: warning: {msg}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -559,8 +579,10 @@ def _main(args: list[str]) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-    except OSError as e:  # writing our own output failed (a closed pipe, a full disk)
-        print(f"{PROG}: {e.strerror or e}", file=sys.stderr)
+    except OSError as e:  # writing our own output failed (a closed pipe, a full disk), or fork
+        msg = e.strerror or str(e)
+        _log_error(msg)
+        print(f"{PROG}: {msg}", file=sys.stderr)
         return 1
 
 

@@ -23,6 +23,7 @@ from runtime.sys import PR_SET_CHILD_SUBREAPER, Sys
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 START_TIMEOUT_S = 30.0
@@ -88,8 +89,9 @@ def create(
     pid_file: str | None = None,
     console_socket: str | None = None,
     foreground: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> State:
-    return _create(root, cid, bundle, pid_file, console_socket, foreground)[0]
+    return _create(root, cid, bundle, pid_file, console_socket, foreground, warn)[0]
 
 
 def _create(
@@ -99,8 +101,11 @@ def _create(
     pid_file: str | None,
     console_socket: str | None,
     foreground: bool,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[State, Any]:
-    """create, returning the cgroup manager too."""
+    """create, returning the cgroup manager too. ``warn`` receives each setting the cgroup
+    manager accepted but cannot enforce, once the limits are written and before anything is
+    forked: the children inherit our stderr, so nothing may be left buffered for them."""
     from runtime import spec as spec_
     from runtime.oci import init, plan  # before fork: an import error must not happen in a child
 
@@ -141,6 +146,9 @@ def _create(
         res = plan.resources(spec)
         if res:
             mgr.set(res)
+        if warn is not None:
+            for message in mgr.warnings:
+                warn(message)
         if console_socket is not None and spec.process.terminal:
             console_fd = _connect(console_socket)
         parent_sock, child_sock = sync_socketpair()
@@ -361,10 +369,11 @@ def run(
     pid_file: str | None = None,
     console_socket: str | None = None,
     detach: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """create + start; in the foreground, wait for the init and return its exit code (128+N for
     a signal), forwarding the usual signals, then delete the container."""
-    state, mgr = _create(root, cid, bundle, pid_file, console_socket, foreground=not detach)
+    state, mgr = _create(root, cid, bundle, pid_file, console_socket, not detach, warn)
     c = Container.just_made(root, state, mgr)
     try:
         _open_fifo(c.dir, state)

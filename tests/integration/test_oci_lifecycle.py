@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runtime.oci import caps as capslib
-from tests.integration.conftest import REPO, cgroup_mounts
+from tests.integration.conftest import REPO, Bundle, cgroup_mounts
 
 pytestmark = pytest.mark.root
 
@@ -455,6 +455,50 @@ def test_update_and_events_go_through_the_cgroup_manager(oci, bundle):
     assert ev["type"] == "stats" and ev["id"] == "upd" and isinstance(ev["data"], dict)
     if oci.is_ours:  # runc accepts an empty update
         assert_error(oci("update", "upd", check=False), "nothing to change")
+
+
+def test_unenforced_cgroup_setting_warns_on_stderr_only(oci, bundle, tmp_path):
+    """A setting the cgroup manager accepts but cannot enforce is reported as one warning line on
+    the runtime's stderr, before the container starts; exit status and the container's stdout
+    are untouched. On this host's kind (v1/hybrid) kernel memory limits warn; on v2, swappiness."""
+    from runtime.cgroups.base import Mode, detect_mode
+
+    if detect_mode() is Mode.UNIFIED:
+        memory = {"swappiness": 10}
+        want = "memory.swappiness is not enforced: cgroup v2 has no per-cgroup swappiness"
+    else:
+        memory = {"kernel": 1 << 20}
+        want = "memory.kernel is ignored: kernel memory limits are deprecated"
+    line = f"isoproof-oci: warning: {want}"
+
+    def make() -> Bundle:
+        b = bundle(args=["echo", "hi"])
+        b.config["linux"]["resources"]["memory"] = memory
+        b.write()
+        return b
+
+    b = make()
+    r = oci("run", "--bundle", str(b.path), "wrun", stdout=b.out)
+    assert b.out.read_text() == "hi\n"
+    if oci.is_ours:
+        assert r.stderr.splitlines() == [line]
+
+    b = make()
+    r = oci.create(b, "wcreate")
+    if oci.is_ours:
+        assert r.stderr.splitlines() == [line]
+    assert b.out.read_text() == ""  # nothing of the container's ran or was written on its stdout
+    oci("start", "wcreate")
+    oci.wait_status("wcreate", "stopped")
+    assert b.out.read_text() == "hi\n"
+    oci("delete", "wcreate")
+
+    b = make()
+    log = tmp_path / "warn.log"
+    r = oci("--log", str(log), "run", "--bundle", str(b.path), "wlog", stdout=b.out)
+    assert b.out.read_text() == "hi\n"
+    if oci.is_ours:  # with --log, warnings go there only (as runc's do)
+        assert r.stderr == "" and log.read_text().splitlines() == [line]
 
 
 def test_kill_all_and_run_detach(oci, bundle):

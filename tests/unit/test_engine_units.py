@@ -410,3 +410,19 @@ def test_userns_image_copy_shifts_owners_into_the_range(tmp_path: Path) -> None:
     assert lifecycle.shift_id(0, 100000, 65536) == 100000
     assert lifecycle.shift_id(65535, 100000, 65536) == 165535
     assert lifecycle.shift_id(65536, 100000, 65536) == 65536  # outside the range: left alone
+
+
+def test_create_gives_the_runtime_a_log_file_as_a_global_option():
+    """The runtime's warnings must not reach the stderr it shares with the container (its log):
+    ``--log`` goes before the verb, where runc's global options go."""
+    import subprocess
+
+    from runtime.engine.oci import OciRuntime
+
+    rt = OciRuntime("/bin/echo", "/run/r")
+    p = rt.create("c1", "/b", "/p", None, subprocess.DEVNULL, subprocess.PIPE, None, "/l/rt.log")
+    out, _ = p.communicate()
+    assert out.decode().split() == ["--root", "/run/r", "--log", "/l/rt.log", "create",
+                                    "--bundle", "/b", "--pid-file", "/p", "c1"]  # fmt: skip
+    p = rt.create("c1", "/b", "/p", None, subprocess.DEVNULL, subprocess.PIPE, None)
+    assert "--log" not in p.communicate()[0].decode()

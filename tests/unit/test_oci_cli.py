@@ -113,3 +113,95 @@ def test_failed_output_write_is_one_line_not_a_traceback(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert rc == 1
     assert err.strip() == "isoproof-oci: No space left on device"
+
+
+# --- cgroup warnings on create/run -------------------------------------------------------------------
+
+
+def _warning_bundle(tmp_path: Path, resources: dict[str, object]) -> Path:
+    import json
+
+    from runtime.spec import default_spec
+
+    b = tmp_path / "bundle"
+    (b / "rootfs").mkdir(parents=True)
+    cfg = default_spec()
+    cfg["process"]["terminal"] = False
+    cfg["linux"]["cgroupsPath"] = "/isoproof-tfake/c1"
+    cfg["linux"]["resources"] = resources
+    (b / "config.json").write_text(json.dumps(cfg))
+    return b
+
+
+@pytest.fixture
+def create_until_fork(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """``isoproof-oci VERB`` against a fake cgroup tree (v1 or v2), stopped where stage-1 would be
+    forked. Returns (exit status, stderr before the fork, stderr after it, fake tree, state root)."""
+    import errno
+    import os
+
+    from test_cgroup_fake import make_v1, make_v2
+
+    from runtime import cgroups
+    from runtime.oci import container
+    from runtime.sys import RecordingSys
+
+    monkeypatch.setattr(container, "Sys", RecordingSys)  # no PR_SET_CHILD_SUBREAPER on pytest
+
+    def run(version: str, resources: dict[str, object], *global_opts: str, verb: str = "create"):
+        tree = (make_v1 if version == "v1" else make_v2)(tmp_path, monkeypatch)
+        monkeypatch.setattr(cgroups, "new_manager", lambda path, cid: tree.manager(path, cid))
+        before_fork: list[str] = []
+
+        def fork() -> int:
+            before_fork.append(capsys.readouterr().err)
+            raise OSError(errno.EAGAIN, "fork refused by the test")
+
+        monkeypatch.setattr(os, "fork", fork)
+        bundle = _warning_bundle(tmp_path, resources)
+        root = tmp_path / "state"
+        rc = cli.main(["--root", str(root), *global_opts, verb, "--bundle", str(bundle), "c1"])
+        assert before_fork, "create never reached the fork"
+        return rc, before_fork[0], capsys.readouterr().err, tree, root
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "version, resources, expected",
+    [
+        ("v1", {"memory": {"kernel": 1 << 20}},
+         ["memory.kernel is ignored: kernel memory limits are deprecated"]),
+        ("v2", {"memory": {"swappiness": 10}, "devices": [{"allow": False, "access": "rwm"}]},
+         ["memory.swappiness is not enforced: cgroup v2 has no per-cgroup swappiness",
+          "devices: cgroup v2 needs a BPF device filter, which isoproof does not attach; "
+          "device rules are not enforced"]),
+        ("v1", {"memory": {"swappiness": 10}}, []),  # v1 enforces it: nothing to say
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("verb", ["create", "run"])
+def test_cgroup_warnings_go_to_stderr_before_the_fork(
+    create_until_fork, version: str, resources: dict[str, object], expected: list[str], verb: str
+):
+    rc, before, after, tree, root = create_until_fork(version, resources, verb=verb)
+    assert before.splitlines() == [f"isoproof-oci: warning: {w}" for w in expected]
+    # The fork failed (the test's doing): reported as the one error line, and rolled back.
+    assert rc == 1 and after == "isoproof-oci: fork refused by the test\n"
+    assert tree.leftovers() == [] and list(root.iterdir()) == []
+
+
+def test_cgroup_warnings_go_to_the_log_file_when_one_is_given(create_until_fork, tmp_path: Path):
+    import json
+
+    log = tmp_path / "oci.log"
+    rc, before, _after, _tree, _root = create_until_fork(
+        "v1", {"memory": {"kernel": 1 << 20}}, "--log", str(log), "--log-format", "json"
+    )
+    assert before == ""  # runc's rule: with --log, warnings go there only
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["level"], e["msg"]) for e in entries] == [
+        ("warning", "memory.kernel is ignored: kernel memory limits are deprecated"),
+        ("error", "fork refused by the test"),
+    ]
