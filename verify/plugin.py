@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from runtime.errors import IsoproofError
 from verify import host
 from verify.drivers import Driver, RuntimeFailure, Unavailable, label_id, make_driver
 
@@ -512,7 +513,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 tr.write_line(f"  {leak}")
     results = config.getoption("isoproof_results")
     if results:
-        write_results(config, Path(results), leaks)
+        out = write_results(config, Path(results), leaks)
+        config.stash[_REPORT_LINE] = html_report(out)
 
 
 def write_results(config: pytest.Config, d: Path, leaks: list[str]) -> Path:
@@ -536,6 +538,31 @@ def write_results(config: pytest.Config, d: Path, leaks: list[str]) -> Path:
     tmp.write_text(json.dumps(doc, indent=2, default=str))
     tmp.rename(out)
     return out
+
+
+_REPORT_LINE = pytest.StashKey[str]()
+
+
+def html_report(results_json: Path) -> str:
+    """Write ``report.html`` beside results.json; return the line to show at the end of the run.
+
+    The report only presents the verdicts: whatever goes wrong making it is one warning line and
+    never changes the suite's exit status."""
+    try:
+        from reports.cli import write_report
+
+        out = write_report([results_json], [], results_json.parent / "report.html")
+    except Exception as e:  # a bug in the report too: it is named, the run's verdict stands
+        why = str(e) if isinstance(e, IsoproofError) else repr(e)
+        return f"isoproof: warning: no HTML report: {why}"
+    return f"isoproof isolation report: {out}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    # Called after our sessionfinish and before the final "N passed" line: the last thing read.
+    line = config.stash.get(_REPORT_LINE, None)
+    if line:
+        terminalreporter.write_line(line)
 
 
 def _version_of(config: pytest.Config, label: str) -> str:
