@@ -353,6 +353,7 @@ def merge_only(args: argparse.Namespace) -> int:
     (results / "matrix.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     print(merge.summary_table(legs))
     print(f"merged results: {results / 'matrix.json'}")
+    write_html_report(results / "matrix.json")
     return 0 if legs and all(leg.status == "passed" for leg in legs) else 1
 
 
@@ -396,7 +397,25 @@ def run(args: argparse.Namespace) -> int:
     (results / "matrix.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     print(merge.summary_table(out, total))
     print(f"merged results: {results / 'matrix.json'}")
+    write_html_report(results / "matrix.json")
     if matrix.interrupted:
         print("isoproof matrix: interrupted; VMs stopped", file=sys.stderr)
         return 130
     return 0 if all(r.status == "passed" for r in out) else 1
+
+
+# --- HTML report (reports/) ----------------------------------------------------------------------
+
+
+def write_html_report(matrix_json: Path) -> None:
+    """``report.html`` beside matrix.json. It only presents the verdicts: a report that cannot be
+    made is one warning line and never changes the matrix's exit status."""
+    from reports.cli import write_report
+
+    try:
+        out = write_report([], [matrix_json], matrix_json.parent / "report.html")
+    except Exception as e:
+        why = str(e) if isinstance(e, IsoproofError) else repr(e)
+        print(f"isoproof matrix: warning: no HTML report: {why}", file=sys.stderr)
+    else:
+        print(f"isolation report: {out}")
