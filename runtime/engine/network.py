@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,53 @@ def release(home: Home, cid: str) -> None:
     veth = host_veth(cid)
     if Path(f"/sys/class/net/{veth}").exists():
         subprocess.run(["ip", "link", "del", "dev", veth], capture_output=True)
+
+
+# -- removing the bridge -------------------------------------------------------------------------
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    """Interfaces enslaved to ``bridge`` (none if it does not exist), as the kernel lists them."""
+    try:
+        return sorted(os.listdir(f"/sys/class/net/{bridge}/brif"))
+    except FileNotFoundError:
+        return []
+
+
+def prune(home: Home, exists: Callable[[str], bool], name_of: Callable[[str], str]) -> bool:
+    """Remove the bridge and the subnet's allocator entries if no container uses them.
+
+    In use: an address in the allocator held by a container that ``exists``, or any interface on
+    the bridge (a container's veth, or one we do not know: refused too, rather than cut off).
+    Addresses held by containers that are gone are stale and go with the rest. Runs under the
+    allocator's lock, which ``connect`` holds while it makes the bridge and plugs a veth into
+    it: a concurrent ``run`` either is seen here or recreates the bridge after us.
+    Returns whether there was a bridge to remove; raises :class:`NetworkError` naming the users.
+    """
+    bridge, net = bridge_name(), subnet()
+    with locked(home.ipam_lock):
+        table: dict[str, dict[str, str]] = (
+            read_json(home.ipam_file) if home.ipam_file.exists() else {}
+        )
+        owners = sorted({cid for cid in table.get(str(net), {}).values() if exists(cid)})
+        ours = {host_veth(cid) for cid in owners}
+        users = [name_of(cid) for cid in owners]
+        users += [port for port in bridge_ports(bridge) if port not in ours]
+        if users:
+            raise NetworkError(f"network {bridge} has active endpoints: {', '.join(users)}")
+        present = os.path.exists(f"/sys/class/net/{bridge}")
+        if present:
+            cp = subprocess.run(
+                ["ip", "link", "del", "dev", bridge], capture_output=True, text=True
+            )
+            if cp.returncode != 0 and os.path.exists(f"/sys/class/net/{bridge}"):
+                raise NetworkError(f"cannot remove bridge {bridge}: {cp.stderr.strip()}")
+        table.pop(str(net), None)
+        if table:
+            write_json(home.ipam_file, table)
+        else:
+            home.ipam_file.unlink(missing_ok=True)
+    return present
 
 
 # -- the bridge and the veth pair ---------------------------------------------------------------

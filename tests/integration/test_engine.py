@@ -935,6 +935,63 @@ def test_concurrent_runs_get_distinct_addresses(eng: Eng) -> None:
     assert eng.ok("ps", "-aq") == ""
 
 
+def _bridge_snapshot(eng: Eng) -> dict[str, Any]:
+    """What prune must leave alone while the bridge is in use, as the kernel and the engine see it."""
+    dev = Path(f"/sys/class/net/{eng.bridge}")
+    ipam = eng.home / "ipam.json"
+    return {
+        "ifindex": (dev / "ifindex").read_text() if dev.exists() else None,
+        "ports": sorted(os.listdir(dev / "brif")) if dev.exists() else [],
+        "addrs": subprocess.run(
+            ["ip", "-o", "-4", "addr", "show", "dev", eng.bridge], capture_output=True, text=True
+        ).stdout,
+        "ipam": ipam.read_text() if ipam.exists() else None,
+    }
+
+
+def _subnet_addresses_on_host(eng: Eng) -> list[str]:
+    prefix = eng.subnet.rsplit(".", 1)[0] + "."
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if f" {prefix}" in ln]
+
+
+def test_network_prune_removes_an_unused_bridge_and_run_recreates_it(eng: Eng) -> None:
+    eng.ok("run", "--rm", "busybox", "true")  # makes the bridge if an earlier test did not
+    assert Path(f"/sys/class/net/{eng.bridge}").exists()
+    assert eng.ok("network", "prune", "-f") == f"Deleted Networks:\n{eng.bridge}\n"
+    assert not Path(f"/sys/class/net/{eng.bridge}").exists()
+    assert _subnet_addresses_on_host(eng) == []  # the gateway address went with the bridge
+    veths = {f"isoproof{cid[:7]}" for cid in eng.seen}
+    assert veths.isdisjoint(os.listdir("/sys/class/net"))
+    assert not (eng.home / "ipam.json").exists()
+    assert eng.ok("network", "prune", "-f") == ""  # nothing left to prune: silent, exit 0
+    # The next container makes the bridge again and is reachable over it.
+    eng.ok("run", "-d", "--name", "again", "busybox", "sleep", "100")
+    ip = eng.inspect("again", "{{.NetworkSettings.IPAddress}}")
+    assert Path(f"/sys/class/net/{eng.bridge}").exists()
+    assert f"inet {eng.subnet.rsplit('.', 1)[0]}.1/" in _bridge_snapshot(eng)["addrs"]
+    ping = ["busybox", "ping", "-c", "1", "-W", "3", ip]
+    assert subprocess.run(ping, capture_output=True).returncode == 0
+
+
+def test_network_prune_refuses_while_a_container_is_attached(eng: Eng) -> None:
+    eng.ok("run", "-d", "--name", "holder", "busybox", "sleep", "100")
+    eng.ok("run", "-d", "--name", "offline", "--network", "none", "busybox", "sleep", "100")
+    before = _bridge_snapshot(eng)
+    assert before["ifindex"] and before["ports"] and before["ipam"]
+    r = eng.run("network", "prune", "-f")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == (
+        f"Error response from daemon: network {eng.bridge} has active endpoints: holder\n"
+    )  # "offline" has no endpoint on the bridge
+    assert _bridge_snapshot(eng) == before
+    gw = eng.inspect("holder", "{{.NetworkSettings.Gateway}}")
+    assert eng.run("exec", "holder", "ping", "-c", "1", "-W", "3", gw).returncode == 0
+    eng.ok("rm", "-f", "holder")
+    assert eng.ok("network", "prune", "-f") == f"Deleted Networks:\n{eng.bridge}\n"
+    assert eng.inspect("offline", "{{.State.Status}}") == "running"
+
+
 def test_a_killed_monitor_is_repaired_by_the_next_command(eng: Eng) -> None:
     cid = eng.ok("run", "-d", "--name", "orphan", "busybox", "sleep", "100").strip()
     state = json.loads((eng.home / "containers" / cid / "state.json").read_text())

@@ -426,3 +426,85 @@ def test_create_gives_the_runtime_a_log_file_as_a_global_option():
                                     "--bundle", "/b", "--pid-file", "/p", "c1"]  # fmt: skip
     p = rt.create("c1", "/b", "/p", None, subprocess.DEVNULL, subprocess.PIPE, None)
     assert "--log" not in p.communicate()[0].decode()
+
+
+# -- network ls / prune (no root: a bridge name that no host has, the allocator file only) -------
+
+
+@pytest.fixture
+def net_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ISOPROOF_HOME", str(tmp_path))
+    monkeypatch.setenv("ISOPROOF_BRIDGE", "isoproofTnone0")  # no such interface on any host
+    monkeypatch.setenv("ISOPROOF_SUBNET", "172.31.250.0/24")
+    assert not Path("/sys/class/net/isoproofTnone0").exists()
+    return tmp_path
+
+
+def test_network_ls_is_docker_shaped(net_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["network", "ls"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    rows = [ln.split() for ln in lines[1:]]
+    assert [r[1:] for r in rows] == [["bridge", "bridge", "local"], ["host", "host", "local"],
+                                     ["none", "null", "local"]]  # fmt: skip
+    assert all(len(r[0]) == 12 for r in rows)
+    assert cli.main(["network", "ls", "-q", "--no-trunc"]) == 0
+    ids = capsys.readouterr().out.split()
+    assert [i[:12] for i in ids] == [r[0] for r in rows] and all(len(i) == 64 for i in ids)
+
+
+@pytest.mark.parametrize("argv", [["network"], ["network", "rm", "x"], ["network", "prune", "-x"]])
+def test_network_bad_argv_is_one_line_125(
+    net_home: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert cli.main(argv) == 125
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "isoproof network" in err
+
+
+def _ipam(home: Path, table: dict[str, dict[str, str]]) -> None:
+    (home / "ipam.json").write_text(json.dumps(table))
+
+
+def test_network_prune_refuses_while_a_container_holds_an_address(
+    net_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runtime.engine.home import write_json
+
+    cid = "d" * 64
+    (net_home / "containers" / cid).mkdir(parents=True)
+    write_json(net_home / "containers" / cid / "config.json", {"Id": cid, "Name": "/web"})
+    write_json(net_home / "containers" / cid / "state.json", {"Status": "exited"})
+    table = {"172.31.250.0/24": {"172.31.250.2": cid}}
+    _ipam(net_home, table)
+    assert cli.main(["network", "prune", "-f"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "Error response from daemon: network isoproofTnone0 has active "
+                              "endpoints: web\n")  # fmt: skip
+    assert json.loads((net_home / "ipam.json").read_text()) == table  # untouched
+
+
+def test_network_prune_drops_stale_addresses_and_keeps_other_subnets(
+    net_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = {"10.99.0.0/24": {"10.99.0.2": "e" * 64}}
+    _ipam(net_home, {"172.31.250.0/24": {"172.31.250.2": "gone" * 16}, **other})
+    assert cli.main(["network", "prune", "-f"]) == 0
+    assert capsys.readouterr().out == ""  # no bridge existed: nothing to report
+    assert json.loads((net_home / "ipam.json").read_text()) == other
+    _ipam(net_home, {"172.31.250.0/24": {}})
+    assert cli.main(["network", "prune", "-f"]) == 0
+    assert not (net_home / "ipam.json").exists()
+
+
+def test_network_prune_asks_first(
+    net_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ipam(net_home, {"172.31.250.0/24": {"172.31.250.2": "gone" * 16}})
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert cli.main(["network", "prune"]) == 0
+    assert "[y/N]" in capsys.readouterr().out
+    assert (net_home / "ipam.json").exists()  # declined: nothing done
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert cli.main(["network", "prune"]) == 0
+    assert not (net_home / "ipam.json").exists()
