@@ -25,6 +25,7 @@ CELL_TEXT = {
 }
 BYTE_UNITS = ("B", "B/s", "bytes", "bytes/s")
 MAX_VALUE_CHARS = 300
+PALETTE = ("#2a62b8", "#c0392b", "#1e8449", "#8e44ad", "#b9770e")
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -48,7 +49,7 @@ tr.legdiff th.r{background:#ffd27f}tr.rtdiff th.r{background:#fff0c8}
 .res.o-failed,.res.o-error,.res.o-runtime_error,.res.o-xpassed{border-color:#c33;background:#fdf0f0}
 .res h4{margin:.2em 0}.msg{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px}
 tr.bad td{background:#fdf0f0}
-.spark{vertical-align:middle;color:#2a62b8;background:#f8f8ff}
+.spark{vertical-align:middle;background:#f8f8ff}
 figure{display:inline-block;margin:.2em 1em .2em 0}figcaption{font-size:12px;color:#555}
 """
 
@@ -114,40 +115,68 @@ def humanise(row: str) -> str:
 
 
 def sparkline(
-    ys: list[float], xs: list[float] | None = None, width: int = 180, height: int = 36
+    lines: list[list[float]], xs: list[float] | None = None, width: int = 220, height: int = 40
 ) -> str:
-    """An inline SVG polyline of ``ys`` over ``xs`` (or the sample index); empty for < 2 points."""
-    if len(ys) < 2:
+    """An inline SVG with one polyline per series, all on one scale, so series recorded together
+    (two containers' CPU time under contention) compare at a glance. ``xs`` is shared (the sample
+    times); without it, or for a series of another length, the sample index is the x axis."""
+    lines = [ys for ys in lines if len(ys) >= 2]
+    if not lines:
         return ""
-    xs = xs if xs is not None and len(xs) == len(ys) else [float(i) for i in range(len(ys))]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+
+    def x_of(ys: list[float]) -> list[float]:
+        return xs if xs is not None and len(xs) == len(ys) else [float(i) for i in range(len(ys))]
+
+    all_x = [x for ys in lines for x in x_of(ys)]
+    all_y = [y for ys in lines for y in ys]
+    x0, x1, y0, y1 = min(all_x), max(all_x), min(all_y), max(all_y)
     pad = 2
     sx = (width - 2 * pad) / (x1 - x0) if x1 > x0 else 0.0
     sy = (height - 2 * pad) / (y1 - y0) if y1 > y0 else 0.0
-    pts = " ".join(
-        f"{pad + (x - x0) * sx:.1f},{(height - pad - (y - y0) * sy) if sy else height / 2:.1f}"
-        for x, y in zip(xs, ys, strict=True)
-    )
+    polys = []
+    for i, ys in enumerate(lines):
+        pts = " ".join(
+            f"{pad + (x - x0) * sx:.1f},{(height - pad - (y - y0) * sy) if sy else height / 2:.1f}"
+            for x, y in zip(x_of(ys), ys, strict=True)
+        )
+        polys.append(
+            f'<polyline fill="none" stroke="{PALETTE[i % len(PALETTE)]}" stroke-width="1.5" '
+            f'points="{pts}"/>'
+        )
     return (
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img"><polyline fill="none" stroke="currentColor" stroke-width="1.5" '
-        f'points="{pts}"/></svg>'
+        f'role="img">{"".join(polys)}</svg>'
     )
 
 
-def series_figures(m: Measurement) -> str:
+def rate(slope: float, key: str, unit: str) -> str:
+    """A counter's slope in the unit a limit is set in: CPU time in CPUs, bytes in MiB/s."""
+    if unit == "ns" or key.endswith("_ns"):
+        return f"{slope / 1e9:.3f} CPUs"
+    if unit in BYTE_UNITS:
+        return f"{human_bytes(slope)}/s"
+    return f"{fmt_value(slope)}/s"
+
+
+def series_figure(m: Measurement) -> str:
+    """The measurement's series in one sparkline, with a legend line per series: first and last
+    value and the slope, which for the cumulative counters the checks sample (CPU ns, bytes, IOs)
+    is the rate the limit allowed."""
     t = m.series.get("t")
-    out = []
-    for key, ys in m.series.items():
-        if key == "t" or len(ys) < 2:
-            continue
-        caption = f"{key}: {fmt_number(ys[0])} to {fmt_number(ys[-1])}, {len(ys)} samples"
+    names = [k for k, ys in m.series.items() if k != "t" and len(ys) >= 2]
+    if not names:
+        return ""
+    legend = []
+    for i, key in enumerate(names):
+        ys = m.series[key]
+        text = f"{key}: {fmt_number(ys[0])} to {fmt_number(ys[-1])}, {len(ys)} samples"
         if t is not None and len(t) == len(ys) and t[-1] > t[0]:
-            # Most series are cumulative counters: their slope is the rate the limit allowed.
             slope = (ys[-1] - ys[0]) / (t[-1] - t[0])
-            caption += f" over {t[-1] - t[0]:.2f} s, slope {fmt_value(slope)}/s"
-        out.append(f"<figure>{sparkline(ys, t)}<figcaption>{esc(caption)}</figcaption></figure>")
-    return "".join(out)
+            text += f" over {t[-1] - t[0]:.2f} s, slope {rate(slope, key, m.unit)}"
+        color = PALETTE[i % len(PALETTE)]
+        legend.append(f'<span style="color:{color}">&#9632;</span> {esc(text)}')
+    svg = sparkline([m.series[k] for k in names], t)
+    return f"<figure>{svg}<figcaption>{'<br>'.join(legend)}</figcaption></figure>"
 
 
 # --- verdicts --------------------------------------------------------------------------------------
@@ -357,7 +386,7 @@ def measurement_table(ms: tuple[Measurement, ...]) -> str:
             f"<td>{esc(m.unit)}</td><td>{ok}</td><td>{extra}</td></tr>"
         )
         if m.series:
-            figures.append(series_figures(m))
+            figures.append(series_figure(m))
     head = "".join(
         f"<th>{h}</th>"
         for h in ("measurement", "expected", "measured", "tolerance", "unit", "ok", "more")

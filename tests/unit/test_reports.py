@@ -285,10 +285,37 @@ def test_all_passed_is_a_pass_verdict_with_skips_named() -> None:
 
 
 def test_sparkline() -> None:
-    svg = html.sparkline([0.0, 1.0, 4.0], [0.0, 0.5, 1.0], width=100, height=20)
-    assert svg.count(",") == 3 and 'points="2.0,18.0 50.0,14.0 98.0,2.0"' in svg
-    assert 'points="2.0,10.0 98.0,10.0"' in html.sparkline([5.0, 5.0], width=100, height=20)
-    assert html.sparkline([1.0]) == ""
+    svg = html.sparkline([[0.0, 1.0, 4.0]], [0.0, 0.5, 1.0], width=100, height=20)
+    assert svg.count("<polyline") == 1 and 'points="2.0,18.0 50.0,14.0 98.0,2.0"' in svg
+    assert 'points="2.0,10.0 98.0,10.0"' in html.sparkline([[5.0, 5.0]], width=100, height=20)
+    assert html.sparkline([[1.0]]) == ""
+
+
+def test_series_recorded_together_share_one_scale() -> None:
+    # Two containers under contention: the one with twice the weight climbs twice as steeply.
+    svg = html.sparkline([[0.0, 2.0], [0.0, 1.0]], [0.0, 1.0], width=100, height=20)
+    assert 'points="2.0,18.0 98.0,2.0"' in svg and 'points="2.0,18.0 98.0,10.0"' in svg
+    assert html.PALETTE[0] in svg and html.PALETTE[1] in svg
+    fig = html.series_figure(
+        model.Measurement(
+            name="cpu", unit="ns", series={"t": [0.0, 2.0], "high": [0, 4e9], "low": [0, 2e9]}
+        )
+    )
+    assert fig.count("<svg") == 1
+    assert "high: 0 to 4000000000, 2 samples over 2.00 s, slope 2.000 CPUs" in fig
+    assert "low: 0 to 2000000000, 2 samples over 2.00 s, slope 1.000 CPUs" in fig
+
+
+@pytest.mark.parametrize(
+    ("slope", "key", "unit", "text"),
+    [
+        (5e8, "usage_ns", "s", "0.500 CPUs"),
+        (10485760.0, "write", "B/s", "10.00 MiB/s"),
+        (100.0, "write_ios", "IO/s", "100/s"),
+    ],
+)
+def test_rate_is_in_the_unit_of_the_limit(slope: float, key: str, unit: str, text: str) -> None:
+    assert html.rate(slope, key, unit) == text
 
 
 @pytest.mark.parametrize(
