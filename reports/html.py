@@ -12,7 +12,7 @@ import html
 import json
 from typing import Any
 
-from reports.model import COUNT_KEYS, NO_RUNTIME, CheckResult, Measurement, Report
+from reports.model import COUNT_KEYS, NO_RUNTIME, CheckResult, Measurement, Report, Row
 
 CELL_TEXT = {
     "passed": "pass",
@@ -47,7 +47,7 @@ tr.legdiff th.r{background:#ffd27f}tr.rtdiff th.r{background:#fff0c8}
 .res{margin:.5em 0 .5em 1em;padding:.3em .6em;border-left:4px solid #ccc}
 .res.o-passed{border-color:#4a4;background:none}.res.o-skipped{border-color:#cb4;background:none}
 .res.o-failed,.res.o-error,.res.o-runtime_error,.res.o-xpassed{border-color:#c33;background:#fdf0f0}
-.res h4{margin:.2em 0}.msg{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px}
+.res summary{cursor:pointer;font-weight:bold}.msg{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px}
 tr.bad td{background:#fdf0f0}
 .spark{vertical-align:middle;background:#f8f8ff}
 figure{display:inline-block;margin:.2em 1em .2em 0}figcaption{font-size:12px;color:#555}
@@ -200,6 +200,8 @@ def overall(report: Report) -> tuple[str, str]:
             parts.append("failures in " + ", ".join(f"{leg} / {rt}" for leg, rt in bad))
         if leaky:
             parts.append("left-behind resources in " + ", ".join(leaky))
+        if errored:
+            parts.append("legs that did not finish: " + ", ".join(errored))
         return "v-fail", "Isolation NOT shown to hold: " + "; ".join(parts)
     if errored:
         return "v-incomplete", "Incomplete: legs that did not finish: " + ", ".join(errored)
@@ -213,14 +215,14 @@ def overall(report: Report) -> tuple[str, str]:
     )
 
 
-def row_flags(report: Report, row: str) -> tuple[bool, bool, bool]:
+def row_flags(report: Report, row: Row) -> tuple[bool, bool, bool]:
     """(differs between legs for one runtime, differs between runtimes in one leg, not all passed).
 
     A check missing from a column that ran others (a leg that died half way) counts as a
     difference. Rows of runtime-less payloads (the leg self-check) are compared only among
     themselves, so they do not mark every runtime column as missing them.
     """
-    present = [r for r in report.results if r.row == row]
+    present = [r for r in report.results if r.key == row]
     selfcheck = all(r.runtime == NO_RUNTIME for r in present)
     by_runtime: dict[str, set[str]] = {}
     by_leg: dict[str, set[str]] = {}
@@ -339,14 +341,15 @@ def grid_section(report: Report) -> str:
         )
     body = []
     module = None
-    for i, (mod, row) in enumerate(report.rows()):
+    for i, row in enumerate(report.rows()):
+        mod, name = row
         if mod != module:
             module = mod
             body.append(f'<tr class="mod"><th colspan="{len(cols) + 1}">{esc(mod)}</th></tr>')
         legdiff, rtdiff, bad = row_flags(report, row)
         cls = "legdiff" if legdiff else "rtdiff" if rtdiff else ""
         tag = '<span class="tag">differs between legs</span>' if legdiff else ""
-        cells = [f'<th class="r"><a href="#{_anchor(i)}">{esc(row)}</a>{tag}</th>']
+        cells = [f'<th class="r"><a href="#{_anchor(i)}">{esc(name)}</a>{tag}</th>']
         for leg_name, rt in cols:
             r = report.cell(leg_name, rt, row)
             if r is None:
@@ -398,27 +401,34 @@ def measurement_table(ms: tuple[Measurement, ...]) -> str:
 
 
 def result_block(r: CheckResult) -> str:
+    """One column's result; open when it did not pass, so failures are what the eye meets."""
     title = f"{r.leg} / {r.runtime}: {r.outcome} ({fmt_seconds(r.duration_s)})"
-    parts = [f'<div class="res o-{esc(r.outcome)}"><h4>{esc(title)}</h4>']
+    if r.message:
+        title += f" - {r.message.splitlines()[0][:160]}"
+    is_open = " open" if r.bucket in ("failed", "error") else ""
+    parts = [f'<details class="res o-{esc(r.outcome)}"{is_open}><summary>{esc(title)}</summary>']
     parts.append(f'<div class="meta mono">{esc(r.test_id)}</div>')
     if r.message:
         label = "reason" if r.outcome == "skipped" else "message"
         parts.append(f'<div class="msg">{label}: {esc(r.message)}</div>')
     if r.measurements:
         parts.append(measurement_table(r.measurements))
-    parts.append("</div>")
+    parts.append("</details>")
     return "".join(parts)
 
 
 def checks_section(report: Report) -> str:
     parts = ["<h2>Checks</h2>"]
-    for i, (mod, row) in enumerate(report.rows()):
+    for i, row in enumerate(report.rows()):
+        mod, name = row
         results = [r for c in report.columns() if (r := report.cell(c[0], c[1], row)) is not None]
-        doc = next((r.doc for r in results if r.doc), None) or humanise(row)
+        doc = next((r.doc for r in results if r.doc), None)
         parts.append(
-            f'<section class="check" id="{_anchor(i)}"><h3>{esc(mod)}: {esc(row)}</h3>'
-            f"<p>property: {esc(doc)}</p>"
+            f'<section class="check" id="{_anchor(i)}"><h3>{esc(mod)}: {esc(humanise(name))}</h3>'
+            f'<div class="meta mono">{esc(name)}</div>'
         )
+        if doc:
+            parts.append(f"<p>property: {esc(doc)}</p>")
         parts += [result_block(r) for r in results]
         parts.append("</section>")
     return "".join(parts)

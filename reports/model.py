@@ -43,6 +43,8 @@ BUCKETS = {
     "runtime_error": "error",
 }
 COUNT_KEYS = ("passed", "failed", "skipped", "error")
+# A row of the grid: (module, check with its non-runtime parameters).
+Row = tuple[str, str]
 _MEASUREMENT_FIELDS = ("name", "expected", "measured", "tolerance", "unit", "ok", "series")
 
 
@@ -76,6 +78,10 @@ class CheckResult:
     message: str | None  # skip reason or failure message
     doc: str | None
     measurements: tuple[Measurement, ...]
+
+    @property
+    def key(self) -> Row:
+        return (self.module, self.row)
 
     @property
     def bucket(self) -> str:
@@ -113,16 +119,16 @@ class Report:
         order = {leg.name: i for i, leg in enumerate(self.legs)}
         return sorted(seen, key=lambda c: (order.get(c[0], len(order)), c[1]))
 
-    def rows(self) -> list[tuple[str, str]]:
-        """(module, row) pairs, sorted: the checks of the grid."""
-        return sorted({(r.module, r.row) for r in self.results})
+    def rows(self) -> list[Row]:
+        """The checks of the grid, sorted by module and name."""
+        return sorted({r.key for r in self.results})
 
-    def cell(self, leg: str, runtime: str, row: str) -> CheckResult | None:
+    def cell(self, leg: str, runtime: str, row: Row) -> CheckResult | None:
         return self._index.get((leg, runtime, row))
 
     @cached_property  # built on first use, after loading has finished
-    def _index(self) -> dict[tuple[str, str, str], CheckResult]:
-        return {(r.leg, r.runtime, r.row): r for r in self.results}
+    def _index(self) -> dict[tuple[str, str, Row], CheckResult]:
+        return {(r.leg, r.runtime, r.key): r for r in self.results}
 
     def counts(self, leg: str, runtime: str) -> dict[str, int]:
         c = dict.fromkeys(COUNT_KEYS, 0)

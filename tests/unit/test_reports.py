@@ -26,32 +26,38 @@ from verify.matrix import merge
 DATA = Path(__file__).parent / "data"
 RESULTS = DATA / "reports-results.json"
 HOSTILE = "<script>alert('pwned')</script>"
+CPU = ("resources", "test_cpu_shares_split[cpu-shares-2-to-1]")
+OOM = ("resources", "test_memory_limit_oom")
+UTS = ("namespaces", "test_uts_isolated")
 
-# A payload shaped like the suite: parametrised by runtime with the suite's ids, measurements
-# recorded as the plugin's Evidence does (user property "isoproof_measurement").
-PAYLOAD = """
+# A payload shaped like the suite: the same module names, parametrised by runtime with the suite's
+# ids, measurements recorded as the plugin's Evidence does (user property "isoproof_measurement").
+HEAD = """
 import os
 import pytest
 
 RT = pytest.mark.parametrize("runtime", ["oci:runc", "isoproof"], ids=["oci-runc", "isoproof"])
 M = "isoproof_measurement"
-
-
+"""
+PAYLOAD = {
+    "test_namespaces.py": """
 @RT
 def test_uts_isolated(runtime):
     pass
-
-
+""",
+    "test_resources.py": """
 @RT
 @pytest.mark.parametrize("scenario", ["cpu-shares-2-to-1"])
 def test_cpu_shares_split(runtime, scenario, record_property):
     record_property(M, {"name": "cpu time of high", "expected": 1.98, "measured": 1.97,
                         "tolerance": "values_close 10.0%", "unit": "s", "ok": True,
                         "requested_ratio": 0.6667, "written_ratio": 0.6667,
-                        "measured_ratio": 0.665,
-                        "series": {"t": [0.0, 0.5, 1.0, 1.5], "high": [0, 4e8, 9e8, 13e8]}})
+                        "measured_ratio": 0.665})
     record_property(M, {"name": "cpu time of low", "expected": 0.99, "measured": 1.0,
                         "tolerance": "values_close 10.0%", "unit": "s", "ok": True})
+    record_property(M, {"name": "cpu usage over time", "unit": "ns",
+                        "series": {"t": [0.0, 0.5, 1.0, 1.5], "high": [0, 3e8, 7e8, 1e9],
+                                   "low": [0, 2e8, 3e8, 5e8]}})
 
 
 @RT
@@ -60,22 +66,25 @@ def test_memory_limit_oom(runtime, record_property):
     record_property(M, {"name": "oom_kill count", "expected": ">=1", "measured": kills,
                         "tolerance": None, "unit": "", "ok": kills >= 1})
     assert kills >= 1, os.environ["MESSAGE"]
-"""
+""",
+}
 
 
-def _leg(base: Path, name: str, mode: str, env: dict[str, str]) -> merge.LegResult:
+def _leg(base: Path, name: str, kernel: str, mode: str, env: dict[str, str]) -> merge.LegResult:
     d = base / "legs" / name
     d.mkdir(parents=True)
-    test = base / "payload" / "test_checks.py"
-    test.parent.mkdir(exist_ok=True)
-    test.write_text(PAYLOAD)
+    checks = base / "payload" / "checks"
+    checks.mkdir(parents=True, exist_ok=True)
+    for file, body in PAYLOAD.items():
+        (checks / file).write_text(HEAD + body)
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
-            "--rootdir", str(test.parent), "-p", "verify.matrix.collect",
-            "--isoproof-matrix-json", str(d / "payload.json"), str(test)]  # fmt: skip
-    rc = subprocess.run(argv, env=os.environ | env, capture_output=True, check=False).returncode
+            "--rootdir", str(checks.parent), "-p", "verify.matrix.collect",
+            "--isoproof-matrix-json", str(d / "payload.json"), "checks"]  # fmt: skip
+    rc = subprocess.run(argv, cwd=checks.parent, env=os.environ | env, capture_output=True,
+                        check=False).returncode  # fmt: skip
     (d / "booted").write_text("")
     (d / "exit-status").write_text(f"selfcheck=0 payload={rc}\n")
-    res = merge.LegResult(leg=name, kernel=f"{name[:4]}.9-amd64", cgroup_mode=mode,
+    res = merge.LegResult(leg=name, kernel=kernel, cgroup_mode=mode,
                           runtimes=["isoproof", "oci:runc"], accel="tcg", wall_s=300.0,
                           boot_s=20.0)  # fmt: skip
     merge.read_leg(res, d, base, timed_out=False, rc=0)
@@ -86,8 +95,14 @@ def _leg(base: Path, name: str, mode: str, env: dict[str, str]) -> merge.LegResu
 def matrix_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("matrix")
     legs = [
-        _leg(base, "6.1-v1", "v1", {"OOM_KILLS": "1", "MESSAGE": "-"}),
-        _leg(base, "6.12-v2", "v2", {"OOM_KILLS": "0", "MESSAGE": f"no OOM kill {HOSTILE}"}),
+        _leg(base, "6.1-v1", "6.1.0-40-amd64", "v1", {"OOM_KILLS": "1", "MESSAGE": "-"}),
+        _leg(
+            base,
+            "6.12-v2",
+            "6.12.57+deb12-amd64",
+            "v2",
+            {"OOM_KILLS": "0", "MESSAGE": f"no OOM kill {HOSTILE}"},
+        ),  # fmt: skip
     ]
     dead = merge.LegResult(leg="6.1-v2", kernel="6.1.9-amd64", cgroup_mode="v2",
                            runtimes=["isoproof", "oci:runc"], wall_s=1500.0)  # fmt: skip
@@ -122,14 +137,14 @@ def test_results_json_becomes_one_leg_with_runtime_free_rows() -> None:
         "skipped": 1,
         "error": 0,
     }
-    skip = r.cell("host", "oci:isoproof-oci", "test_stop_sends_term_first")
+    skip = r.cell("host", "oci:isoproof-oci", ("lifecycle", "test_stop_sends_term_first"))
     assert skip is not None and skip.outcome == "skipped"
     assert skip.message and "docker-like lifecycle verbs" in skip.message
 
 
 def test_results_measurements_keep_ratios_and_series() -> None:
     r = model.load([RESULTS], [])
-    c = r.cell("host", "oci:isoproof-oci", "test_cpu_shares_split[cpu-shares-2-to-1]")
+    c = r.cell("host", "oci:isoproof-oci", CPU)
     assert c is not None
     m = c.measurements[0]
     assert m.unit == "s" and m.ok is True and m.tolerance == "values_close 10.0%"
@@ -137,7 +152,7 @@ def test_results_measurements_keep_ratios_and_series() -> None:
     assert "series" not in m.extra
     over_time = c.measurements[-1]
     assert set(over_time.series) == {"t", "high", "low"} and len(over_time.series["t"]) == 12
-    io = r.cell("host", "oci:isoproof-oci", "test_io_throttle[io-write-bps-10m]")
+    io = r.cell("host", "oci:isoproof-oci", ("resources", "test_io_throttle[io-write-bps-10m]"))
     assert io is not None and io.measurements[0].unit == "B/s"
 
 
@@ -150,20 +165,17 @@ def test_matrix_json_records_legs_and_measurements(matrix_json: Path) -> None:
     assert dead.console_log == str(matrix_json.parent / "legs/6.1-v2/console.log")
     assert ("6.1-v1", "oci:runc") in r.columns() and ("6.12-v2", "isoproof") in r.columns()
     assert not any(leg == "6.1-v2" for leg, _ in r.columns())
-    assert {row for _, row in r.rows()} == {
-        "test_uts_isolated",
-        "test_memory_limit_oom",
-        "test_cpu_shares_split[cpu-shares-2-to-1]",
-    }
-    ok = r.cell("6.1-v1", "oci:runc", "test_memory_limit_oom")
-    bad = r.cell("6.12-v2", "oci:runc", "test_memory_limit_oom")
+    assert r.rows() == [UTS, CPU, OOM]
+    ok = r.cell("6.1-v1", "oci:runc", OOM)
+    bad = r.cell("6.12-v2", "oci:runc", OOM)
     assert ok is not None and ok.outcome == "passed"
     assert bad is not None and bad.outcome == "failed" and HOSTILE in (bad.message or "")
-    cpu = r.cell("6.1-v1", "isoproof", "test_cpu_shares_split[cpu-shares-2-to-1]")
+    cpu = r.cell("6.1-v1", "isoproof", CPU)
     assert cpu is not None
-    assert [m.name for m in cpu.measurements] == ["cpu time of high", "cpu time of low"]
+    names = [m.name for m in cpu.measurements]
+    assert names == ["cpu time of high", "cpu time of low", "cpu usage over time"]
     assert cpu.measurements[0].extra["measured_ratio"] == 0.665
-    assert cpu.measurements[0].series["high"] == [0.0, 4e8, 9e8, 13e8]
+    assert cpu.measurements[2].series["high"] == [0.0, 3e8, 7e8, 1e9]
 
 
 def test_matrix_outcome_override_and_plain_properties(tmp_path: Path) -> None:
@@ -181,9 +193,9 @@ def test_matrix_outcome_override_and_plain_properties(tmp_path: Path) -> None:
     p = tmp_path / "matrix.json"
     p.write_text(json.dumps(doc))
     r = model.load([], [p])
-    a = r.cell("host", "oci:runc", "test_a")
+    a = r.cell("host", "oci:runc", ("a", "test_a"))
     assert a is not None and a.outcome == "runtime_error" and a.bucket == "error"
-    k = r.cell("host", model.NO_RUNTIME, "test_kernel")
+    k = r.cell("host", model.NO_RUNTIME, ("selfcheck", "test_kernel"))
     assert k is not None and k.measurements[0].name == "ratio"
     assert k.measurements[0].measured == 1.94
 
@@ -222,7 +234,10 @@ def test_same_matrix_leg_twice_is_an_error(matrix_json: Path) -> None:
 def test_grid_has_verdict_cells_and_marks_leg_differences(matrix_json: Path) -> None:
     page = _render([], [matrix_json])
     assert '<div class="verdict v-fail">' in page
-    assert "failures in 6.12-v2 / isoproof, 6.12-v2 / oci:runc" in page
+    assert (
+        "failures in 6.12-v2 / isoproof, 6.12-v2 / oci:runc; legs that did not finish: 6.1-v2"
+        in page
+    )
     start = page.index('<table class="grid">')
     grid = page[start : page.index("</table>", start)]
     rows = {r.split('<a href="#', 1)[1].split(">", 1)[1].split("<", 1)[0]: r
@@ -251,6 +266,24 @@ def test_details_show_measurements_ratios_and_sparklines(matrix_json: Path) -> N
     assert "reason: Skipped: needs docker-like lifecycle verbs" in page
     # The results.json host joined the matrix legs as one more leg.
     assert "<th>host<br>oci:isoproof-oci<br>" in page
+
+
+def test_same_check_lines_up_across_inputs_and_failures_open_first(
+    tmp_path: Path, matrix_json: Path
+) -> None:
+    doc = json.loads(RESULTS.read_text())
+    for e in doc["results"]:
+        if "test_uts_isolated" in e["nodeid"]:
+            e["doc"] = "the hostname set inside is not the host's"
+    p = tmp_path / "results.json"
+    p.write_text(json.dumps(doc))
+    r = model.load([p], [matrix_json])
+    assert [c for c in r.columns() if r.cell(*c, UTS) is None] == []  # 4 matrix + 1 host column
+    page = html.render(r, "PINNED")
+    assert "property: the hostname set inside is not the host&#x27;s" in page
+    assert '<details class="res o-failed" open><summary>6.12-v2 / isoproof: failed' in page
+    assert '<details class="res o-passed"><summary>6.1-v1 / isoproof: passed' in page
+    assert "slope 0.667 CPUs" in page  # the real host run: weights 2:1 on one CPU
 
 
 def test_hostile_strings_are_escaped(tmp_path: Path, matrix_json: Path) -> None:
