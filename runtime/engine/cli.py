@@ -1258,26 +1258,20 @@ def _num(v: Any) -> int:
 
 
 def _sample(e: Engine, cid: str) -> dict[str, Any] | None:
-    """One ``events --stats`` reading, in runc's shape or in isoproof-oci's flatter one."""
+    """One ``events --stats`` reading, in runc's shape (isoproof-oci prints it too)."""
     if e.store.state(cid)["Status"] not in ("running", "paused"):
         return None
     try:
         d = e.runtime(cid).stats(cid)
     except (IsoproofError, ValueError):
         return None
-    cpu = d.get("cpu") or {}
     mem = d.get("memory") or {}
-    if isinstance(mem.get("usage"), dict):  # runc: memory.usage.{usage,limit}, cache in raw
-        usage = _num(mem["usage"].get("usage"))
-        limit = _num(mem["usage"].get("limit"))
-        usage -= _num((mem.get("raw") or {}).get("total_inactive_file"))
-    else:
-        usage, limit = _num(mem.get("usage")), _num(mem.get("limit"))
-    total_cpu = (
-        _num((cpu.get("usage") or {}).get("total"))
-        if isinstance(cpu.get("usage"), dict)
-        else _num(cpu.get("usage_ns"))
-    )
+    usage = _num((mem.get("usage") or {}).get("usage"))
+    limit = _num((mem.get("usage") or {}).get("limit"))
+    # As docker's stats: page cache that can be dropped is not counted (v1 name, then v2's).
+    raw = mem.get("raw") or {}
+    usage -= _num(raw.get("total_inactive_file", raw.get("inactive_file")))
+    total_cpu = _num(((d.get("cpu") or {}).get("usage") or {}).get("total"))
     blk_r = blk_w = 0
     for ent in (d.get("blkio") or {}).get("ioServiceBytesRecursive") or []:
         if str(ent.get("op", "")).lower() == "read":

@@ -502,10 +502,13 @@ def dispatch(a: Any) -> int:
         import json
         import time
 
+        from runtime.oci.events import runc_stats
+
         c = ct.Container(root, a.id)
         while True:
             c.require("get events of", st_.CREATED, st_.RUNNING, st_.PAUSED)
-            print(json.dumps({"type": "stats", "id": a.id, "data": c.mgr.stats()}), flush=True)
+            data = runc_stats(c.mgr.stats())
+            print(json.dumps({"type": "stats", "id": a.id, "data": data}), flush=True)
             if a.stats:
                 return 0
             time.sleep(a.interval)

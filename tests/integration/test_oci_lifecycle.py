@@ -453,6 +453,14 @@ def test_update_and_events_go_through_the_cgroup_manager(oci, bundle):
         assert int(limit) == 64 << 20
     ev = oci("events", "--stats", "upd").json
     assert ev["type"] == "stats" and ev["id"] == "upd" and isinstance(ev["data"], dict)
+    # runc's shape (types/events.go), read by the engine and containerd-like tools.
+    d = ev["data"]
+    assert isinstance(d["cpu"]["usage"]["total"], int) and d["cpu"]["usage"]["total"] > 0
+    if "memory" in mounts:
+        assert d["memory"]["usage"]["limit"] == 64 << 20 and d["memory"]["usage"]["usage"] > 0
+    if "pids" in mounts:
+        assert d["pids"] == {"current": d["pids"]["current"], "limit": 42}
+        assert d["pids"]["current"] >= 1
     if oci.is_ours:  # runc accepts an empty update
         assert_error(oci("update", "upd", check=False), "nothing to change")
 

@@ -30,7 +30,11 @@ V1_FILES: dict[str, dict[str, str]] = {
         "cpu.idle": "0",
         "cpu.stat": "nr_periods 7\nnr_throttled 2\nthrottled_time 5000\n",
     },
-    "cpuacct": {"cpuacct.usage": "123456", "cpuacct.usage_percpu": "100000 23456 \n"},
+    "cpuacct": {
+        "cpuacct.usage": "123456",
+        "cpuacct.usage_percpu": "100000 23456 \n",
+        "cpuacct.stat": "user 3\nsystem 1\n",
+    },
     "cpuset": {"cpuset.cpus": "", "cpuset.mems": ""},
     "memory": {
         "memory.limit_in_bytes": "9223372036854771712",
@@ -41,6 +45,7 @@ V1_FILES: dict[str, dict[str, str]] = {
         "memory.usage_in_bytes": "4096",
         "memory.max_usage_in_bytes": "8192",
         "memory.failcnt": "1",
+        "memory.stat": "cache 8192\nrss 4096\ntotal_cache 8192\ntotal_inactive_file 1024\n",
     },
     "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm\n"},
     "freezer": {"freezer.state": "THAWED\n"},
@@ -69,7 +74,8 @@ V2_FILES: dict[str, str] = {
     "cpu.max": "max 100000",
     "cpu.max.burst": "0",
     "cpu.idle": "0",
-    "cpu.stat": "usage_usec 42\nnr_periods 3\nnr_throttled 1\nthrottled_usec 7\n",
+    "cpu.stat": "usage_usec 42\nuser_usec 30\nsystem_usec 12\nnr_periods 3\nnr_throttled 1\n"
+    "throttled_usec 7\n",
     "cpuset.cpus": "",
     "cpuset.mems": "",
     "memory.max": "max",
@@ -78,6 +84,7 @@ V2_FILES: dict[str, str] = {
     "memory.current": "4096",
     "memory.peak": "8192",
     "memory.events": "low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\n",
+    "memory.stat": "anon 2048\nfile 1024\ninactive_file 512\n",
     "pids.max": "max",
     "pids.current": "1",
     "io.weight": "default 100",
@@ -446,6 +453,8 @@ def test_v1_stats_and_oom(v1mgr: Manager) -> None:
     assert st["version"] == 1
     assert st["cpu"]["usage_ns"] == 123456 and st["cpu"]["per_cpu_ns"] == [100000, 23456]
     assert st["cpu"]["throttled_periods"] == 2
+    tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")  # cpuacct.stat counts in clock ticks
+    assert (st["cpu"]["user_ns"], st["cpu"]["kernel_ns"]) == (3 * tick, tick)
     assert st["memory"] == {
         "usage": 4096,
         "max_usage": 8192,
@@ -453,6 +462,7 @@ def test_v1_stats_and_oom(v1mgr: Manager) -> None:
         "failcnt": 1,
         "under_oom": 0,
         "oom_kill": 3,
+        "stat": {"cache": 8192, "rss": 4096, "total_cache": 8192, "total_inactive_file": 1024},
     }
     assert st["pids"] == {"current": 2, "limit": None}
     assert st["blkio"]["devices"]["254:0"] == {
@@ -722,6 +732,7 @@ def test_v2_stats(v2mgr: Manager) -> None:
     st = v2mgr.stats()
     assert st["version"] == 2
     assert st["cpu"]["usage_ns"] == 42000 and st["cpu"]["throttled_ns"] == 7000
+    assert (st["cpu"]["user_ns"], st["cpu"]["kernel_ns"]) == (30000, 12000)
     assert st["memory"] == {
         "usage": 4096,
         "max_usage": 8192,
@@ -729,6 +740,7 @@ def test_v2_stats(v2mgr: Manager) -> None:
         "failcnt": 5,
         "oom": 2,
         "oom_kill": 1,
+        "stat": {"anon": 2048, "file": 1024, "inactive_file": 512},
     }
     assert st["blkio"]["devices"]["254:0"] == {
         "read_bytes": 10,

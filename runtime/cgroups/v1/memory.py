@@ -19,6 +19,7 @@ OOM_CONTROL = "memory.oom_control"  # "oom_kill_disable 0\nunder_oom 0\noom_kill
 USAGE = "memory.usage_in_bytes"
 MAX_USAGE = "memory.max_usage_in_bytes"
 FAILCNT = "memory.failcnt"
+STAT = "memory.stat"
 
 UNLIMITED = 1 << 62  # v1 shows "no limit" as a page-rounded LONG_MAX
 
@@ -97,4 +98,5 @@ def stats(d: str) -> dict[str, Any]:
         "failcnt": fs.read_int(d, FAILCNT) or 0,
         "under_oom": oom.get("under_oom", 0),
         "oom_kill": oom.get("oom_kill", 0),
+        "stat": fs.read_keyed(d, STAT),  # cache, rss, total_inactive_file, ...
     }

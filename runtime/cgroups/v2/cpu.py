@@ -59,6 +59,8 @@ def stats(d: str) -> dict[str, Any]:
     return {
         "usage_ns": st.get("usage_usec", 0) * 1000,
         "per_cpu_ns": [],  # v2 keeps no per-CPU usage
+        "user_ns": st.get("user_usec", 0) * 1000,
+        "kernel_ns": st.get("system_usec", 0) * 1000,
         "periods": st.get("nr_periods", 0),
         "throttled_periods": st.get("nr_throttled", 0),
         "throttled_ns": st.get("throttled_usec", 0) * 1000,

@@ -22,6 +22,7 @@ SWAP_MAX = "memory.swap.max"
 CURRENT = "memory.current"
 PEAK = "memory.peak"  # 5.19+
 EVENTS = "memory.events"  # low high max oom oom_kill ...
+STAT = "memory.stat"
 
 KEYS = ("limit", "reservation", "swap", "swappiness", "disableOOMKiller", "kernel", "kernelTCP")
 
@@ -72,4 +73,5 @@ def stats(d: str) -> dict[str, Any]:
         "failcnt": ev.get("max", 0),  # times usage hit memory.max, v1's failcnt
         "oom": ev.get("oom", 0),
         "oom_kill": ev.get("oom_kill", 0),
+        "stat": fs.read_keyed(d, STAT),  # file, anon, inactive_file, ...
     }
