@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ BUCKETS = {
     "runtime_error": "error",
 }
 COUNT_KEYS = ("passed", "failed", "skipped", "error")
+# Which of two outcomes of one test wins (as in verify.matrix.collect): the worse.
+RANK = {"passed": 0, "xfailed": 1, "skipped": 1, "xpassed": 2, "failed": 3, "runtime_error": 3,
+        "error": 4}  # fmt: skip
 # A row of the grid: (module, check with its non-runtime parameters).
 Row = tuple[str, str]
 _MEASUREMENT_FIELDS = ("name", "expected", "measured", "tolerance", "unit", "ok", "series")
@@ -260,6 +263,7 @@ def load_results(path: Path, leg_name: str) -> Report:
         )
     )
     labels = list(report.runtime_versions)
+    by_id: dict[str, CheckResult] = {}
     for i, raw in enumerate(entries):
         where = f"results[{i}]"
         e = _need(path, where, raw, dict)
@@ -267,23 +271,37 @@ def load_results(path: Path, leg_name: str) -> Report:
         outcome = _need(path, f"{where}.outcome", e.get("outcome"), str)
         ms = _need(path, f"{where}.measurements", e.get("measurements") or [], list)
         runtime = runtime_from_id(test_id, labels)
-        report.results.append(
-            CheckResult(
-                leg=leg_name,
-                runtime=runtime or NO_RUNTIME,
-                row=_row(test_id, runtime),
-                module=_module(test_id),
-                test_id=test_id,
-                outcome=outcome,
-                duration_s=_duration(e.get("duration_s")),
-                message=_text(e.get("reason") or e.get("message")),
-                doc=_text(e.get("doc") or e.get("description")),
-                measurements=tuple(
-                    _measurement(path, f"{where}.measurements[{j}]", m) for j, m in enumerate(ms)
-                ),
-            )
+        result = CheckResult(
+            leg=leg_name,
+            runtime=runtime or NO_RUNTIME,
+            row=_row(test_id, runtime),
+            module=_module(test_id),
+            test_id=test_id,
+            outcome=outcome,
+            duration_s=_duration(e.get("duration_s")),
+            message=_text(e.get("reason") or e.get("message")),
+            doc=_text(e.get("doc") or e.get("description")),
+            measurements=tuple(
+                _measurement(path, f"{where}.measurements[{j}]", m) for j, m in enumerate(ms)
+            ),
         )
+        by_id[test_id] = _worse(by_id.get(test_id), result)
+    report.results = list(by_id.values())
     return report
+
+
+def _worse(old: CheckResult | None, new: CheckResult) -> CheckResult:
+    """The suite writes a second entry for a test whose teardown failed after its call passed: one
+    result per test, the worse outcome with its message. Each entry carries every measurement the
+    test had recorded by then, so the longer list is all of them."""
+    if old is None:
+        return new
+    worst = new if RANK.get(new.outcome, 4) > RANK.get(old.outcome, 4) else old
+    return replace(
+        worst,
+        duration_s=(old.duration_s or 0.0) + (new.duration_s or 0.0),
+        measurements=max(old.measurements, new.measurements, key=len),
+    )
 
 
 # --- matrix.json -----------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from verify.matrix import merge
 
 DATA = Path(__file__).parent / "data"
 RESULTS = DATA / "reports-results.json"
+# A real matrix.json whose only leg died before running anything (the matrix's own bug, since fixed).
+ERRORED_MATRIX = DATA / "reports-matrix-errored-leg.json"
 HOSTILE = "<script>alert('pwned')</script>"
 CPU = ("resources", "test_cpu_shares_split[cpu-shares-2-to-1]")
 OOM = ("resources", "test_memory_limit_oom")
@@ -178,6 +180,24 @@ def test_matrix_json_records_legs_and_measurements(matrix_json: Path) -> None:
     assert cpu.measurements[2].series["high"] == [0.0, 3e8, 7e8, 1e9]
 
 
+def test_a_failed_teardown_makes_the_test_an_error_once(tmp_path: Path) -> None:
+    doc = json.loads(RESULTS.read_text())
+    call = next(e for e in doc["results"] if "test_uts_isolated" in e["nodeid"])
+    doc["results"].append(
+        call | {"when": "teardown", "outcome": "error", "duration_s": 1.0,
+                "message": "container left running"}
+    )  # fmt: skip
+    p = tmp_path / "results.json"
+    p.write_text(json.dumps(doc))
+    r = model.load([p], [])
+    uts = r.cell("host", "oci:isoproof-oci", UTS)
+    assert uts is not None and uts.outcome == "error" and uts.message == "container left running"
+    assert uts.duration_s == pytest.approx(call["duration_s"] + 1.0)
+    assert [m.name for m in uts.measurements] == [m["name"] for m in call["measurements"]]
+    assert r.counts("host", "oci:isoproof-oci") == {"passed": 6, "failed": 0, "skipped": 1,
+                                                     "error": 1}  # fmt: skip
+
+
 def test_matrix_outcome_override_and_plain_properties(tmp_path: Path) -> None:
     doc = {
         "schema": "isoproof-matrix/1",
@@ -315,6 +335,14 @@ def test_all_passed_is_a_pass_verdict_with_skips_named() -> None:
     page = _render([RESULTS], [])
     assert '<div class="verdict v-pass">Isolation holds: 7 checks passed in 1 leg/runtime ' in page
     assert "1 skipped (see reasons)" in page
+
+
+def test_a_leg_that_never_ran_makes_the_report_incomplete() -> None:
+    r = model.load([], [ERRORED_MATRIX])
+    assert r.columns() == [] and [leg.status for leg in r.legs] == ["error"]
+    page = html.render(r, "PINNED")
+    assert '<div class="verdict v-incomplete">Incomplete: legs that did not finish: 6.12-v2' in page
+    assert "error: internal: BrokenPipeError(32, &#x27;Broken pipe&#x27;)" in page
 
 
 def test_sparkline() -> None:
