@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,32 @@ def test_hostile_strings_are_escaped(tmp_path: Path, matrix_json: Path) -> None:
     assert "<img src=x>" not in page and "<b>6.18" not in page
     assert html.esc(HOSTILE) in page
     assert 'title="AssertionError: no OOM kill &lt;script&gt;alert(&#x27;pwned&#x27;)' in page
+
+
+class _TagBalance(HTMLParser):
+    VOID = {"meta", "br", "input"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.stack and self.stack[-1] == tag:
+            self.stack.pop()
+        else:
+            self.errors.append(f"</{tag}> at {self.getpos()} inside {self.stack[-3:]}")
+
+
+def test_page_is_well_formed(matrix_json: Path) -> None:
+    for page in (_render([RESULTS], [matrix_json]), _render([], [ERRORED_MATRIX])):
+        p = _TagBalance()
+        p.feed(page)
+        assert p.errors == [] and p.stack == []
 
 
 def test_render_is_deterministic(matrix_json: Path) -> None:
