@@ -290,6 +290,24 @@ def test_guest_script_is_valid_sh(tmp_path: Path) -> None:
         subprocess.run(["sh", "-n", str(path)], check=True)
 
 
+def test_fast_paths_drop_root_missing_and_nested(tmp_path: Path) -> None:
+    (tmp_path / "repo" / ".tox" / "py").mkdir(parents=True)
+    (tmp_path / "py").mkdir()
+    got = guest.fast_paths([tmp_path / "repo" / ".tox" / "py", tmp_path / "repo", Path("/"),
+                            tmp_path / "py", tmp_path / "gone", Path("relative")])  # fmt: skip
+    assert got == [tmp_path / "py", tmp_path / "repo"]
+
+
+def test_guest_script_binds_page_cached_views_first(tmp_path: Path) -> None:
+    fast = [Path("/usr"), Path("/my repo")]
+    text = guest.render(plan(CgroupMode.V2, tmp_path, fast=fast, cache=Path("/c")))
+    assert "setup_fast ||" in text and "cache=loose" in text
+    assert "for p in /usr '/my repo'; do" in text  # quoted for the shell
+    assert "export ISOPROOF_FAST_PATHS='/usr /my repo'" in text  # the self-check verifies them
+    assert text.index("setup_fast ||") < text.index("setup_cache") < text.index("selfcheck.py")
+    assert "setup_fast" not in guest.render(plan(CgroupMode.V2, tmp_path))
+
+
 def test_vng_argv(tmp_path: Path) -> None:
     k = kernels.KernelTree(Path("/c/trees/x/boot/vmlinuz-6.1"), "6.1", Path("/c/trees/x"))
     cfg = vm.VmConfig(cpus=2, memory="2G", accel="tcg")
@@ -300,8 +318,12 @@ def test_vng_argv(tmp_path: Path) -> None:
     assert argv[argv.index("--disk") + 1] == str(tmp_path / "disk.img")
     assert f"--rodir={guest.CACHE_SHARE}=/c" in argv
     assert argv[-2:] == ["--exec", f"sh {tmp_path / guest.GUEST_SCRIPT}"]
+    assert not any(a.startswith(f"--rodir={guest.FAST_SHARE}") for a in argv)
     kvm = vm.vng_argv(k, tmp_path, vm.VmConfig(accel="kvm"), None, None, Path("/repo"))
     assert "--disable-kvm" not in kvm and "--disk" not in kvm
+    # One share of the host's root however many views: each share costs kernel boot arguments.
+    fast = vm.vng_argv(k, tmp_path, cfg, None, None, Path("/repo"), [Path("/usr"), Path("/v")])
+    assert [a for a in fast if a.startswith("--rodir=")] == [f"--rodir={guest.FAST_SHARE}=/"]
 
 
 # --- host cgroup mode ------------------------------------------------------------------------
@@ -563,7 +585,7 @@ def test_host_leg_selfcheck_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert rc == 0 and leg["status"] == "passed"
     assert leg["cgroup_mode"] == str(vm.host_cgroup_mode()) and leg["accel"] is None
     # The self-check only means something in a guest: on the host every test says why it skipped.
-    assert leg["counts"]["skipped"] == 4 and leg["counts"]["passed"] == 0
+    assert leg["counts"]["skipped"] == 5 and leg["counts"]["passed"] == 0
     assert all("ISOPROOF_IN_MATRIX_GUEST" in r["message"] for r in doc["results"])
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[0] == "leg" and "host" in out

@@ -188,6 +188,10 @@ class Matrix:
         self.accel = accel
         self.lock = threading.Lock()
         self.interrupted = False
+        self.fast: list[Path] = []
+        if any(leg.spec.is_vm for leg in legs):
+            self.fast = vm.guest_fast_paths(args.python, REPO)
+            vm.precompile(args.python, REPO)
 
     def leg_dir(self, leg: Leg) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._+-]", "_", leg.spec.name.strip("./~"))
@@ -231,7 +235,7 @@ class Matrix:
             plan = guest.GuestPlan(
                 leg=leg.spec.name, mode=leg.mode, leg_dir=d, repo=REPO, python=self.args.python,
                 payload=payload, disk=not self.args.no_disk, cache=kernels.cache_root().parent,
-                env=env,
+                env=env, fast=self.fast,
             )  # fmt: skip
             cfg = vm.VmConfig(cpus=self.args.cpus, memory=self.args.memory,
                               disk_size=self.args.disk_size, accel=self.accel,

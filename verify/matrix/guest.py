@@ -85,6 +85,51 @@ setup_cache() {
 """
 
 
+# The guest's root is the host's filesystem over 9p without a page cache (virtme-ng mounts it
+# cache=none): every exec re-reads its binary and libraries through the emulated virtio queue, every
+# import is a string of 9p round trips. Measured under TCG (6.12 guest): `python -c pass` 2.8 s,
+# `import pytest` 9.4 s, reading libpython (23 MB) 1.8 s every time. So the host's root is shared a
+# second time (``--rodir``), remounted in the guest with cache=loose, and the directories the payload
+# executes from (the interpreter, its venv, the repo, /usr for runc/crun/busybox/libc) are bound from
+# it over their host paths: the same files, read once. With that: 0.74 s, 2.9 s and 0.19 s. Loose
+# caching is safe because the guest's view is read-only and the host does not change these files
+# mid-leg. One share, not one per directory: each share costs three kernel boot arguments and the
+# kernel panics past 32 of them ("Too many boot env vars").
+FAST_SHARE = "/run/isoproof-fast"
+_FAST = r"""
+setup_fast() {
+    tag=$(awk -v m=@SHARE@ '$2 == m { print $1 }' /proc/mounts)
+    umount @SHARE@ && mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=524288,cache=loose "$tag" @SHARE@ \
+        || return 1
+    # Mounts below these paths (the leg directory under the repo, virtme's /lib/modules tmpfs under
+    # /usr) would be hidden by the bind: keep a bind of each outermost one, bind the cached view,
+    # then bind them back on top. (Not mount --move: it fails under a shared parent mount.)
+    n=0 kept=""
+    for p in @PATHS@; do
+        for m in $(awk -v p="$p/" 'index($2, p) == 1 { print $2 }' /proc/mounts); do
+            inner=0
+            for k in $kept; do case "$m/" in "${k%%=*}/"*) inner=1 ;; esac; done
+            [ $inner = 1 ] && continue
+            n=$((n + 1)); mkdir -p /run/isoproof-keep/$n
+            mount --rbind "$m" /run/isoproof-keep/$n && kept="$kept $m=$n"
+        done
+        mount --bind "@SHARE@$p" "$p" || echo "isoproof-guest: no page-cached view of $p"
+    done
+    for k in $kept; do mount --rbind /run/isoproof-keep/${k##*=} "${k%%=*}" || return 1; done
+}
+"""
+
+
+def fast_paths(paths: list[Path]) -> list[Path]:
+    """The directories to share with a page cache: absolute, existing, not ``/``, none inside another
+    (a venv under the repo rides along with the repo)."""
+    out: list[Path] = []
+    for p in sorted({Path(x) for x in paths if Path(x).is_absolute() and Path(x) != Path("/")}):
+        if p.is_dir() and not any(p.is_relative_to(o) for o in out):
+            out.append(p)
+    return out
+
+
 @dataclass
 class GuestPlan:
     """Everything the guest script needs; paths are the same in the guest and on the host."""
@@ -98,6 +143,7 @@ class GuestPlan:
     disk: bool = True
     cache: Path | None = None  # host cache root shared at CACHE_SHARE, or None when not shared
     env: dict[str, str] = field(default_factory=dict)
+    fast: list[Path] = field(default_factory=list)  # host dirs seen through FAST_SHARE
 
 
 def pytest_argv(python: str, args: list[str], json_out: str) -> list[str]:
@@ -127,6 +173,7 @@ def render(plan: GuestPlan) -> str:
         "PYTHONUNBUFFERED": "1",  # guest.log shows progress while the leg runs
         "PATH": f"{Path(plan.python).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
+        "ISOPROOF_FAST_PATHS": " ".join(str(p) for p in plan.fast),
     } | plan.env
     # Without the entry-point plugins (hypothesis, allure, xdist...) pytest starts in a third of the
     # time under TCG; the self-check needs none of them.
@@ -143,6 +190,10 @@ def render(plan: GuestPlan) -> str:
         'echo "isoproof-guest: kernel $(uname -r) up $(cut -d" " -f1 /proc/uptime)s"',
     ]
     lines += [f"export {k}={q(v)}" for k, v in env.items()]
+    if plan.fast:
+        paths = " ".join(q(str(p)) for p in plan.fast)
+        lines.append(_FAST.replace("@PATHS@", paths).replace("@SHARE@", FAST_SHARE))
+        lines.append('setup_fast || echo "isoproof-guest: page-cached shares failed"')
     if plan.cache is not None:
         lines.append(_CACHE.replace("@SHARE@", CACHE_SHARE).replace("@CACHE@", q(str(plan.cache))))
         lines.append('setup_cache || echo "isoproof-guest: cache setup failed"')

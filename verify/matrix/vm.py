@@ -70,6 +70,7 @@ def vng_argv(
     disk: Path | None,
     cache: Path | None,
     cwd: Path,
+    fast: list[Path] | None = None,
 ) -> list[str]:
     """The vng command line for one leg (pure: unit tests read it)."""
     argv = [vng_binary(), "--run", str(kernel.vmlinuz), "--cpus", str(cfg.cpus)]
@@ -82,6 +83,8 @@ def vng_argv(
         argv += ["--disk", str(disk)]
     if cache is not None:
         argv += [f"--rodir={guest.CACHE_SHARE}={cache}"]
+    if fast:
+        argv += [f"--rodir={guest.FAST_SHARE}=/"]
     argv += ["--exec", f"sh {leg_dir / guest.GUEST_SCRIPT}"]
     return argv
 
@@ -267,6 +270,26 @@ def probe_kvm(kernel: KernelTree) -> tuple[str, str]:
         return "tcg", f"KVM probe failed: {why}"
 
 
+def guest_fast_paths(python: str, repo: Path) -> list[Path]:
+    """What the guest should see through a page cache (see ``guest.FAST_SHARE``): the guest
+    interpreter's prefix and base prefix (a venv and the Python it was made from), the repo, /usr."""
+    proc = subprocess.run(
+        [python, "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise MatrixError(f"guest interpreter {python} does not run: {proc.stderr.strip()}")
+    prefixes = [Path(line) for line in proc.stdout.split()]
+    return guest.fast_paths([*prefixes, repo, Path("/usr")])
+
+
+def precompile(python: str, repo: Path) -> None:
+    """Write the repo's bytecode on the host: the guest sees the repo read-only and would otherwise
+    compile every module of ours from source in each emulated interpreter it starts."""
+    dirs = [str(repo / d) for d in ("runtime", "verify", "reports", "tests") if (repo / d).is_dir()]
+    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", *dirs], capture_output=True)
+
+
 # --- one leg --------------------------------------------------------------------------------
 
 
@@ -274,7 +297,7 @@ def run_vm_leg(plan: guest.GuestPlan, kernel: KernelTree, cfg: VmConfig) -> Outc
     """Boot the leg's kernel, run its guest script, wait (up to the timeout), clean up."""
     guest.write(plan)
     disk = make_disk(plan.leg_dir / "disk.img", cfg.disk_size) if plan.disk else None
-    argv = vng_argv(kernel, plan.leg_dir, cfg, disk, plan.cache, plan.repo)
+    argv = vng_argv(kernel, plan.leg_dir, cfg, disk, plan.cache, plan.repo, plan.fast)
     (plan.leg_dir / "vng-argv.json").write_text(json.dumps(argv) + "\n")
     try:
         out = run_group(
