@@ -36,7 +36,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = _Parser(
+        prog=PROG, description="One HTML isolation report from results.json and matrix.json."
+    )
     p.add_argument("--results", action="append", type=Path, default=[], metavar="DIR_OR_FILE",
                    help="results.json of a verification run, or its directory (repeatable)")  # fmt: skip
     p.add_argument("--matrix", action="append", type=Path, default=[], metavar="FILE",
