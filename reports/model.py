@@ -324,6 +324,27 @@ def _matrix_measurements(path: Path, where: str, raw: Any) -> tuple[str | None, 
     return override, out
 
 
+def _suite_extras(base: Path, paths: list[Any]) -> tuple[dict[str, str], tuple[str, ...] | None]:
+    """Runtime versions and the leak check from the suite's own results.json files of a leg, which
+    matrix.json lists but does not copy. They are extras: a file that is gone (the result set was
+    moved without its legs/ directory) or unreadable is passed over."""
+    versions: dict[str, str] = {}
+    leaks: list[str] | None = None
+    for rel in paths:
+        try:
+            doc = json.loads((base / str(rel)).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict) or doc.get("schema") != RESULTS_SCHEMA:
+            continue
+        if isinstance(doc.get("runtimes"), dict):
+            versions |= {str(k): str(v) for k, v in doc["runtimes"].items()}
+        leak = doc.get("leak_check")
+        if isinstance(leak, dict):
+            leaks = (leaks or []) + [str(x) for x in leak.get("leaks") or ()]
+    return versions, None if leaks is None else tuple(leaks)
+
+
 def load_matrix(path: Path) -> Report:
     doc = read_json(path)
     _check_schema(path, doc, MATRIX_SCHEMA, "--matrix")
@@ -339,6 +360,9 @@ def load_matrix(path: Path) -> Report:
         s = _need(path, f"legs[{i}]", raw, dict)
         name = _need(path, f"legs[{i}].leg", s.get("leg"), str)
         console = s.get("console_log") or None
+        versions, leaks = _suite_extras(base, s.get("suite_results") or [])
+        for label, version in versions.items():
+            report.runtime_versions.setdefault(label, version)
         facts = {
             k: s[k]
             for k in ("kernel_package", "kernel_version", "kernel_sha256", "v1_unavailable", "dir")
@@ -357,6 +381,7 @@ def load_matrix(path: Path) -> Report:
                 boot_s=_duration(s.get("boot_s")),
                 console_log=str(base / console) if console else None,
                 runtimes=tuple(str(r) for r in s.get("runtimes") or ()),
+                leaks=leaks,
                 facts=facts,
             )
         )

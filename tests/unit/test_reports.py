@@ -199,6 +199,25 @@ def test_a_failed_teardown_makes_the_test_an_error_once(tmp_path: Path) -> None:
                                                      "error": 1}  # fmt: skip
 
 
+def test_matrix_leg_takes_versions_and_leaks_from_its_suite_results(
+    tmp_path: Path, matrix_json: Path
+) -> None:
+    doc = json.loads(matrix_json.read_text())
+    suite = json.loads(RESULTS.read_text())
+    suite["runtimes"] = {"oci:runc": "runc version 1.1.5"}
+    suite["leak_check"] = {"ok": False, "leaks": ["cgroup /sys/fs/cgroup/isoproof-t1/x"]}
+    (tmp_path / "legs" / "6.1-v1" / "suite").mkdir(parents=True)
+    (tmp_path / "legs" / "6.1-v1" / "suite" / "results.json").write_text(json.dumps(suite))
+    doc["legs"][0]["suite_results"] = ["legs/6.1-v1/suite/results.json"]
+    doc["legs"][1]["suite_results"] = ["legs/6.12-v2/suite/gone.json"]  # moved away: passed over
+    (tmp_path / "matrix.json").write_text(json.dumps(doc))
+    r = model.load([], [tmp_path / "matrix.json"])
+    assert r.runtime_versions == {"oci:runc": "runc version 1.1.5"}
+    assert [leg.leaks for leg in r.legs] == [("cgroup /sys/fs/cgroup/isoproof-t1/x",), None, None]
+    cls, sentence = html.overall(r)
+    assert cls == "v-fail" and "left-behind resources in 6.1-v1" in sentence
+
+
 def test_matrix_outcome_override_and_plain_properties(tmp_path: Path) -> None:
     doc = {
         "schema": "isoproof-matrix/1",
