@@ -283,7 +283,20 @@ def summary_section(report: Report) -> str:
     table = _table(
         ["leg", "kernel", "cgroup", "accel", "runtime", *COUNT_KEYS, "verdict"], rows, "summary"
     )
-    return f"<h2>Summary</h2>{table}"
+    return f"<h2>Summary</h2>{table}{differences(report)}"
+
+
+def differences(report: Report) -> str:
+    """The checks whose outcome for one runtime is not the same on every leg, linked: with a
+    kernel matrix, these are the findings."""
+    links = [
+        f'<a href="#{_anchor(i)}">{esc(mod)}: {esc(name)}</a>'
+        for i, (mod, name) in enumerate(report.rows())
+        if row_flags(report, (mod, name))[0]
+    ]
+    if not links:
+        return ""
+    return f'<p class="diffs"><b>Differ between legs ({len(links)}):</b> {", ".join(links)}</p>'
 
 
 def legs_section(report: Report) -> str:

@@ -286,6 +286,10 @@ def test_grid_has_verdict_cells_and_marks_leg_differences(matrix_json: Path) -> 
     assert memory.count('class="c o-failed"') == 2 and memory.count('class="c o-passed"') == 2
     assert 'data-legdiff="1"' in memory and 'data-bad="1"' in memory
     assert "differs between legs" in memory
+    assert (
+        '<b>Differ between legs (1):</b> <a href="#check-2">resources: test_memory_limit_oom</a>'
+        in page
+    )
     uts = rows["test_uts_isolated"]
     assert uts.count('class="c o-passed"') == 4
     assert 'data-legdiff="0"' in uts and 'data-bad="0"' in uts
