@@ -50,3 +50,17 @@ class SyscallError(IsoproofError):
         where = f" {target}" if target else ""
         name = _errno.errorcode.get(err, str(err))
         super().__init__(f"{call}{where}: {os.strerror(err)} ({name})")
+
+
+class BpfVerifierError(CgroupError):
+    """The kernel's BPF verifier refused a program we built: a bug in the program generator.
+    The message carries the last line of the verifier's log that gives a reason (the kernel ends
+    the log with a "processed N insns" summary, which does not); ``log`` has all of it."""
+
+    def __init__(self, err: int, log: str) -> None:
+        self.errno = err
+        self.log = log
+        lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("processed ")]
+        last = lines[-1] if lines else "(empty verifier log)"
+        name = _errno.errorcode.get(err, str(err))
+        super().__init__(f"bpf(BPF_PROG_LOAD): the verifier refused the program ({name}): {last}")

@@ -18,7 +18,7 @@ import fcntl
 import os
 import resource
 
-from runtime.errors import SyscallError
+from runtime.errors import BpfVerifierError, SyscallError
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
@@ -82,6 +82,17 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # pivot_root(2) has no glibc wrapper: call it by number.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+# Nor has bpf(2).
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+
+# --- bpf(2) commands (linux/bpf.h enum bpf_cmd) -------------------------------------------------------
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_PROG_QUERY = 16
+BPF_MAX_PROGS_PER_CGROUP = 64  # the kernel's BPF_CGROUP_MAX_PROGS for one attach type
+VERIFIER_LOG_SIZE = 1 << 18
 
 
 class _CapHeader(ctypes.Structure):
@@ -93,6 +104,59 @@ class _CapData(ctypes.Structure):
         ("effective", ctypes.c_uint32),
         ("permitted", ctypes.c_uint32),
         ("inheritable", ctypes.c_uint32),
+    ]
+
+
+class _BpfProgLoad(ctypes.Structure):
+    """The BPF_PROG_LOAD part of ``union bpf_attr``, up to the fields we set."""
+
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("expected_attach_type", ctypes.c_uint32),
+    ]
+
+
+class _BpfAttach(ctypes.Structure):
+    """BPF_PROG_ATTACH / BPF_PROG_DETACH."""
+
+    _fields_ = [
+        ("target_fd", ctypes.c_uint32),
+        ("attach_bpf_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("replace_bpf_fd", ctypes.c_uint32),
+    ]
+
+
+class _BpfQuery(ctypes.Structure):
+    """BPF_PROG_QUERY."""
+
+    _fields_ = [
+        ("target_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("query_flags", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("prog_ids", ctypes.c_uint64),
+        ("prog_cnt", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class _BpfGetFdById(ctypes.Structure):
+    _fields_ = [
+        ("prog_id", ctypes.c_uint32),
+        ("next_id", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
     ]
 
 
@@ -197,12 +261,76 @@ class Sys:
         except OSError as e:
             raise SyscallError("ioctl(NS_GET_NSTYPE)", e.errno or 22) from None
 
+    # bpf(2): only what the cgroup v2 device filter needs
+    def _bpf(self, cmd: int, attr: ctypes.Structure) -> int:
+        """The raw call; returns the result or -1 with errno set (callers name the failure)."""
+        nr = _SYS_BPF.get(os.uname().machine)
+        if nr is None:
+            ctypes.set_errno(38)  # ENOSYS: unknown arch
+            return -1
+        ret: int = self._libc.syscall(
+            ctypes.c_long(nr),
+            ctypes.c_int(cmd),
+            ctypes.byref(attr),
+            ctypes.c_uint(ctypes.sizeof(attr)),
+        )
+        return ret
+
+    def bpf_prog_load(self, prog_type: int, insns: bytes, license: str) -> int:
+        """Load a program; returns its fd (close-on-exec, as every bpf fd).
+
+        Loaded first without a verifier log (a log costs time, and a too-small one is an error of
+        its own); if that fails, once more with a log, so a refusal names the verifier's reason."""
+        code = ctypes.create_string_buffer(insns, len(insns))
+        lic = ctypes.create_string_buffer(license.encode())
+        attr = _BpfProgLoad(prog_type=prog_type, insn_cnt=len(insns) // 8)
+        attr.insns = ctypes.addressof(code)
+        attr.license = ctypes.addressof(lic)
+        attr.prog_name = b"isoproof_dev"
+        fd: int = self._bpf(BPF_PROG_LOAD, attr)
+        if fd >= 0:
+            return fd
+        err = ctypes.get_errno()
+        log = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
+        attr.log_level, attr.log_size, attr.log_buf = 1, VERIFIER_LOG_SIZE, ctypes.addressof(log)
+        fd = self._bpf(BPF_PROG_LOAD, attr)
+        if fd >= 0:  # a transient failure the first time
+            return fd
+        text = log.value.decode(errors="replace")
+        if text.strip():
+            raise BpfVerifierError(ctypes.get_errno(), text)
+        raise SyscallError("bpf(BPF_PROG_LOAD)", err)
+
+    def bpf_prog_attach(self, target_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:
+        attr = _BpfAttach(target_fd, prog_fd, attach_type, flags, 0)
+        self._check(self._bpf(BPF_PROG_ATTACH, attr), "bpf(BPF_PROG_ATTACH)", f"fd {target_fd}")
+
+    def bpf_prog_detach(self, target_fd: int, prog_fd: int, attach_type: int) -> None:
+        attr = _BpfAttach(target_fd, prog_fd, attach_type, 0, 0)
+        self._check(self._bpf(BPF_PROG_DETACH, attr), "bpf(BPF_PROG_DETACH)", f"fd {target_fd}")
+
+    def bpf_prog_query(self, target_fd: int, attach_type: int) -> list[int]:
+        """IDs of the programs of ``attach_type`` attached to the cgroup itself (not inherited)."""
+        ids = (ctypes.c_uint32 * BPF_MAX_PROGS_PER_CGROUP)()
+        attr = _BpfQuery(target_fd=target_fd, attach_type=attach_type)
+        attr.prog_ids, attr.prog_cnt = ctypes.addressof(ids), BPF_MAX_PROGS_PER_CGROUP
+        self._check(self._bpf(BPF_PROG_QUERY, attr), "bpf(BPF_PROG_QUERY)", f"fd {target_fd}")
+        return list(ids[: attr.prog_cnt])
+
+    def bpf_prog_get_fd_by_id(self, prog_id: int) -> int:
+        ret: int = self._bpf(BPF_PROG_GET_FD_BY_ID, _BpfGetFdById(prog_id, 0, 0))
+        return self._check(ret, "bpf(BPF_PROG_GET_FD_BY_ID)", str(prog_id))
+
 
 class RecordingSys(Sys):
     """A fake that records every call instead of making it.
 
     ``calls`` is a list of ``(name, args)`` tuples. ``fail`` maps a call name to an errno: that call
     raises :class:`SyscallError` as the real one would. ``nstypes`` answers :meth:`nstype`.
+
+    For bpf(2) it also plays a kernel with one cgroup: ``bpf_attached`` holds the IDs of the device
+    programs attached to it, in attach order; ``bpf_programs`` maps an ID to the instructions it was
+    loaded with. A loaded program's fd is ``1000 + id``; one from GET_FD_BY_ID is ``2000 + id``.
     """
 
     def __init__(self, fail: dict[str, int] | None = None) -> None:  # noqa: D107 - no libc here
@@ -210,6 +338,9 @@ class RecordingSys(Sys):
         self.fail = dict(fail or {})
         self.nstypes: dict[int, int] = {}
         self.caps = (0, 0, 0)
+        self.bpf_attached: list[int] = []
+        self.bpf_programs: dict[int, bytes] = {}
+        self.bpf_fds: dict[int, int] = {}
 
     def _rec(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
@@ -274,3 +405,30 @@ class RecordingSys(Sys):
     def nstype(self, fd: int) -> int:
         self._rec("nstype", fd)
         return self.nstypes.get(fd, 0)
+
+    def bpf_prog_load(self, prog_type: int, insns: bytes, license: str) -> int:
+        self._rec("bpf_prog_load", prog_type, insns, license)
+        prog_id = len(self.bpf_programs) + 1
+        self.bpf_programs[prog_id] = insns
+        return self._prog_fd(prog_id)
+
+    def _prog_fd(self, prog_id: int) -> int:
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.bpf_fds[fd] = prog_id
+        return fd
+
+    def bpf_prog_attach(self, target_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:
+        self._rec("bpf_prog_attach", self.bpf_fds[prog_fd], attach_type, flags)
+        self.bpf_attached.append(self.bpf_fds[prog_fd])
+
+    def bpf_prog_detach(self, target_fd: int, prog_fd: int, attach_type: int) -> None:
+        self._rec("bpf_prog_detach", self.bpf_fds[prog_fd], attach_type)
+        self.bpf_attached.remove(self.bpf_fds[prog_fd])
+
+    def bpf_prog_query(self, target_fd: int, attach_type: int) -> list[int]:
+        self._rec("bpf_prog_query", attach_type)
+        return list(self.bpf_attached)
+
+    def bpf_prog_get_fd_by_id(self, prog_id: int) -> int:
+        self._rec("bpf_prog_get_fd_by_id", prog_id)
+        return self._prog_fd(prog_id)

@@ -18,6 +18,7 @@ import pytest
 from runtime.cgroups import Mode, cleanup_stale, convert, detect_mode, fs, new_manager
 from runtime.cgroups.base import Manager
 from runtime.errors import CgroupError
+from runtime.sys import RecordingSys
 
 V1_FILES: dict[str, dict[str, str]] = {
     "cpu": {
@@ -101,10 +102,14 @@ class FakeTree:
     mountinfo: Path
     dev_block: Path
     writes: list[tuple[str, str, str]] = field(default_factory=list)  # (dir, file, value)
+    # Plays the kernel's bpf(2) for the v2 device filter (one cgroup's attached programs).
+    sys: RecordingSys = field(default_factory=RecordingSys)
 
     def manager(self, path: str | None = "/isoproof-tfake/c1", cid: str = "c1") -> Manager:
         mgr = new_manager(path, cid, root=str(self.root), mountinfo=str(self.mountinfo))
         mgr.ctx.dev_block = str(self.dev_block)  # type: ignore[attr-defined]
+        if mgr.version == 2:
+            mgr.sys = self.sys  # type: ignore[attr-defined]  # bpf(2) for the device filter
         return mgr
 
     def written(self, name: str) -> list[str]:
@@ -689,10 +694,17 @@ def test_v2_io_weight_bfq_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     mgr.destroy()
 
 
-def test_v2_devices_are_reported_unenforced(v2mgr: Manager) -> None:
-    v2mgr.set({"devices": [{"allow": False, "access": "rwm"}]})
-    assert any("not enforced" in w for w in v2mgr.warnings)
+def test_v2_devices_without_a_filter_are_reported_unenforced(v2mgr: Manager) -> None:
     assert v2mgr.stats()["unenforced"] == ["devices"]
+
+
+def test_v2_devices_attach_a_filter_and_are_enforced(v2: FakeTree, v2mgr: Manager) -> None:
+    v2mgr.set({"devices": [{"allow": False, "access": "rwm"}]})
+    assert v2.sys.names() == ["bpf_prog_query", "bpf_prog_load", "bpf_prog_attach"]
+    assert v2mgr.warnings == []
+    assert v2mgr.stats()["unenforced"] == []
+    # A manager rebuilt from the state file reads the same answer from the "kernel".
+    assert v2.manager().stats()["unenforced"] == []
 
 
 def test_v2_unified_written_last_and_overrides(v2: FakeTree, v2mgr: Manager) -> None:

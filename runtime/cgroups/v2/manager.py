@@ -5,8 +5,10 @@ create time, never in the leaf's own: a v2 cgroup with processes cannot enable c
 children ("no internal processes"), and the leaf is where the container's processes live.
 
 Stats: the same shape as v1 (see ``v1/manager.py``), with ``memory.oom`` (v2's count of OOM
-events) instead of ``under_oom``, ``per_cpu_ns`` empty, and ``unenforced`` naming what v2 does not
-enforce here (device rules).
+events) instead of ``under_oom``, ``per_cpu_ns`` empty, and ``unenforced`` listing ``devices``
+while no BPF device filter is attached to the cgroup (v2 has no other way to restrict devices;
+see ``devices.py``). That is read from the kernel, not remembered: a manager rebuilt from the
+state file answers the same.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from runtime.cgroups.common import Context, check_shape
 from runtime.cgroups.mountinfo import CgroupMounts
 from runtime.cgroups.v2 import cpu, cpuset, devices, freezer, hugetlb, io, memory, pids
 from runtime.errors import CgroupError
+from runtime.sys import Sys
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
@@ -42,6 +45,7 @@ class V2Manager(Manager):
         self.dir = os.path.join(self.mount, relpath)
         self.ctx = Context()
         self.warnings = self.ctx.warnings
+        self.sys = Sys()  # bpf(2) for the device filter; unit tests put a RecordingSys here
 
     def paths(self) -> dict[str, str]:
         return {"": self.dir}
@@ -119,10 +123,14 @@ class V2Manager(Manager):
             self._check_controller(ctrl, f"linux.resources ({ctrl})")
         for key, ctrl in unified_ctrls.items():
             self._check_controller(ctrl, f"linux.resources.unified[{key!r}]")
+        # Compiled (so every rule is checked) before anything is written.
+        device_filter = None
+        if devices.wanted(resources.get("devices")):
+            device_filter = devices.program(resources["devices"])
         for _ctrl, module, section in plan:
             module.apply(self.dir, section, self.ctx)
-        if devices.wanted(resources.get("devices")):
-            devices.apply(resources["devices"], self.ctx)
+        if device_filter is not None:
+            devices.attach(self.dir, device_filter, self.ctx, self.sys)
         # Last, so that it overrides what the typed fields wrote (OCI: unified wins).
         for key, value in unified.items():
             fs.write(self.dir, key, str(value))
@@ -170,7 +178,7 @@ class V2Manager(Manager):
             "blkio": io.stats(self.dir),
             "frozen": self.is_frozen(),
             "warnings": list(self.warnings),
-            "unenforced": ["devices"],
+            "unenforced": [] if devices.attached(self.dir, self.sys) else ["devices"],
         }
 
     def kill_all(self, sig: int = 9) -> None:
