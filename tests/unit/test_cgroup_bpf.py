@@ -81,6 +81,28 @@ def run(code: bytes, kind: int, major: int, minor: int, access: int) -> int:
             raise BadProgram(f"opcode {i.code:#x} at {pc - 1} is not one we emit")
 
 
+def check_cfg(code: bytes) -> None:
+    """The verifier's static check (kernel/bpf/verifier.c check_cfg): every instruction must be
+    reachable, every jump must land inside the program, and the last one must not fall off."""
+    prog = bpf.decode(code)
+    seen, todo = set(), [0]
+    while todo:
+        pc = todo.pop()
+        if pc in seen:
+            continue
+        if not 0 <= pc < len(prog):
+            raise BadProgram(f"control flow leaves the program at {pc}")
+        seen.add(pc)
+        i = prog[pc]
+        if i.code != bpf.JMP_EXIT:
+            todo.append(pc + 1)
+        if i.code in (bpf.JMP_JEQ_K, bpf.JMP_JNE_K, bpf.JMP_JSET_K):
+            todo.append(pc + 1 + i.off)
+    unreachable = sorted(set(range(len(prog))) - seen)
+    if unreachable:
+        raise BadProgram(f"unreachable insn {unreachable[0]}")
+
+
 def rule(allow: bool, kind: str = "a", major: int = -1, minor: int = -1, access: str = "rwm"):
     return {"allow": allow, "type": kind, "major": major, "minor": minor, "access": access}
 
@@ -88,7 +110,9 @@ def rule(allow: bool, kind: str = "a", major: int = -1, minor: int = -1, access:
 def verdict(oci_rules: list[dict], kind: int, major: int, minor: int, access: int) -> bool:
     """Program and reference must agree; return their common answer."""
     rules = [bpf.parse_rule(r) for r in oci_rules]
-    got = run(bpf.encode(bpf.device_filter(rules)), kind, major, minor, access)
+    code = bpf.encode(bpf.device_filter(rules))
+    check_cfg(code)
+    got = run(code, kind, major, minor, access)
     assert got in (0, 1)
     want = bpf.allowed(rules, kind, major, minor, access)
     assert bool(got) == want, f"program says {got}, reference says {want}"

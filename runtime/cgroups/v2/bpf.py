@@ -185,7 +185,8 @@ def device_filter(rules: list[Rule]) -> list[Insn]:
             prog.append(Insn(JMP_JSET_K, R3, imm=rule.access, target="deny"))
         prog.append(_Label(nxt))
     prog += [_Label("deny"), Insn(ALU32_MOV_K, R0, imm=0), Insn(JMP_EXIT)]
-    prog += [_Label("allow"), Insn(ALU32_MOV_K, R0, imm=1), Insn(JMP_EXIT)]
+    if any(r.allow for r in rules):  # else nothing jumps there, and the verifier refuses
+        prog += [_Label("allow"), Insn(ALU32_MOV_K, R0, imm=1), Insn(JMP_EXIT)]
     return _link(prog)
 
 
