@@ -86,6 +86,34 @@ def test_readonly_paths(runtime: Driver) -> None:
     assert not writable, f"paths that should be read-only are writable: {writable}"
 
 
+def block_device_candidates() -> list[tuple[int, int]]:
+    """MAJ:MIN of the host's block devices: the disk behind / first (when / is on one), then
+    every one the kernel lists."""
+    out = []
+    major, minor = host.block_device_of("/")
+    if Path(f"/sys/dev/block/{major}:{minor}").exists():
+        out.append((major, minor))
+    for entry in sorted(Path("/sys/dev/block").iterdir()):
+        major, minor = (int(x) for x in entry.name.split(":"))
+        if (major, minor) not in out:
+            out.append((major, minor))
+    return out
+
+
+def node_the_host_can_open(directory: Path) -> tuple[Path, int, int]:
+    """A block device node made in ``directory`` that the host itself can open: the control.
+    (Some hosts refuse even root the root disk; a device nobody may open proves nothing.)"""
+    node = directory / f"isoproof-blk-{os.getpid()}"
+    for major, minor in block_device_candidates():
+        os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+        try:
+            os.close(os.open(node, os.O_RDONLY))
+            return node, major, minor
+        except OSError:
+            node.unlink()
+    pytest.skip("needs a block device the host can open; this host refuses every one")
+
+
 def test_no_host_block_devices(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
     dev = Path(f"/proc/{c.pid}/root/dev")
@@ -93,7 +121,8 @@ def test_no_host_block_devices(runtime: Driver, evidence) -> None:
     assert not blocks, f"block devices visible in the container's /dev: {blocks}"
     if host.layout().version == 1:
         # The kernel's own list of what the devices controller lets the container open. (On v2 it
-        # is a BPF program; there only the behaviour below is checked.)
+        # is a BPF program attached to the cgroup, with nothing to read back: the behaviour
+        # below is the proof there.)
         rules = c.read_cgroup("devices", "devices.list").split("\n")
         # "b *:* m" (mknod only) is the usual default; reading or writing a disk is not.
         open_rules = [
@@ -101,6 +130,27 @@ def test_no_host_block_devices(runtime: Driver, evidence) -> None:
         ]
         evidence.record("block-device rules in devices.list", expected=[], measured=open_rules)
         assert not open_rules, f"the devices cgroup allows block devices: {open_rules}"
+    # A node of a host block device, made by the host in the container's /dev (a tmpfs without
+    # nodev) and opened by the host first: the container's root may open it as far as file
+    # permissions go, and mknod capabilities play no part. Only the device cgroup (v1
+    # devices.list, v2 a BPF device filter) stands in the way, and its answer is EPERM.
+    node, major, minor = node_the_host_can_open(dev)
+    try:
+        _rc, out, err = runtime.exec(c, ["sh", "-c", f"head -c 512 /dev/{node.name} | wc -c"])
+    finally:
+        node.unlink()
+    evidence.record(
+        f"opening host block device {major}:{minor} through a node in the container's /dev",
+        expected="refused: Operation not permitted",
+        measured=f"{out.strip()} bytes read; {err.strip()}",
+    )
+    assert out.strip() == "0", (
+        f"the container read {out.strip()} bytes of host block device {major}:{minor}"
+    )
+    assert "Operation not permitted" in err, (
+        f"the container opened host block device {major}:{minor}, which the host could open"
+        f" too: device rules are not enforced ({err.strip() or 'no error'})"
+    )
     major, minor = host.block_device_of("/")
     script = f"mknod /tmp/isoproof-blk b {major} {minor} && head -c 512 /tmp/isoproof-blk | wc -c"
     rc, out, err = runtime.exec(c, ["sh", "-c", script])
