@@ -16,8 +16,8 @@ A Manager is rebuilt from the state file with ``new_manager(...)`` using the sam
 keeps nothing that cannot be recomputed from them. That is also why ``destroy`` works after a crash
 in the middle of ``create``: it removes whatever exists of the same paths.
 
-Settings a driver accepts but cannot enforce (v2 device rules without a BPF filter, kernel memory
-limits) are listed in ``mgr.warnings`` after ``set`` and in ``stats()["warnings"]``.
+Settings a driver accepts but cannot enforce (v2 device rules where the kernel refuses us bpf(2),
+kernel memory limits) are listed in ``mgr.warnings`` after ``set`` and in ``stats()["warnings"]``.
 """
 
 from __future__ import annotations
