@@ -497,6 +497,8 @@ def dispatch(a: Any) -> int:
         c = ct.Container(root, a.id)
         c.require("update", st_.CREATED, st_.RUNNING, st_.PAUSED)
         c.mgr.set(update_resources(a))
+        for message in c.mgr.warnings:  # e.g. new device rules where bpf(2) is refused
+            warn(message)
         return 0
     if cmd == "events":
         import json

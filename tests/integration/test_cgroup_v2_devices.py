@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import stat
 import subprocess
 import sys
 import uuid
@@ -193,3 +194,52 @@ def test_the_verifier_accepts_large_and_random_rule_sets() -> None:
     for rules in sets:
         fd = s.bpf_prog_load(bpf.BPF_PROG_TYPE_CGROUP_DEVICE, devices.program(rules), bpf.LICENSE)
         os.close(fd)
+
+
+# --- through the OCI runtime's CLI (v1 devices.allow on a hybrid host, the BPF filter on v2) -----
+
+
+def block_node_the_host_can_open(directory: Path) -> tuple[Path, int, int]:
+    """A block device node in ``directory`` that the host itself can open (the control: this host
+    refuses even root its root disk)."""
+    node = directory / "isoproof-blk"
+    for entry in sorted(Path("/sys/dev/block").iterdir()):
+        major, minor = (int(x) for x in entry.name.split(":"))
+        os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+        try:
+            os.close(os.open(node, os.O_RDONLY))
+            return node, major, minor
+        except OSError:
+            node.unlink()
+    pytest.skip("needs a block device the host can open; this host refuses every one")
+
+
+def test_container_gets_its_default_devices_and_no_other(oci, bundle) -> None:
+    script = (
+        "echo x > /dev/null && echo null-ok; head -c 1 /dev/zero | wc -c;"
+        " head -c 1 /dev/isoproof-blk 2>&1 >/dev/null"
+    )
+    b = bundle(args=["sh", "-c", script])
+    oci.create(b, "devs")
+    pid = oci.state("devs")["pid"]
+    # Made by the host after create (the container's /dev exists), before the user's process runs.
+    # (The node goes with the container's /dev.)
+    _node, major, minor = block_node_the_host_can_open(Path(f"/proc/{pid}/root/dev"))
+    oci("start", "devs")
+    oci.wait_status("devs", "stopped")
+    lines = b.out.read_text().splitlines()
+    assert lines[:2] == ["null-ok", "1"]
+    assert lines[2:] == ["head: /dev/isoproof-blk: Operation not permitted"], (
+        f"host block device {major}:{minor} was not refused: {lines[2:]}"
+    )
+
+
+def test_update_prints_the_cgroup_managers_warnings(oci, bundle) -> None:
+    """``update`` reports what it accepted but cannot enforce, as create does (new device rules
+    where bpf(2) is refused would be one)."""
+    b = bundle()
+    oci.create(b, "updw")
+    r = oci("update", "--kernel-memory", "1m", "updw")
+    if oci.is_ours:
+        assert len(r.stderr.splitlines()) == 1
+        assert r.stderr.startswith("isoproof-oci: warning: memory.kernel is ignored")
