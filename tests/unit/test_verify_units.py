@@ -222,3 +222,26 @@ def test_v2_freezer_is_core_not_a_listed_controller(monkeypatch) -> None:
     monkeypatch.setattr(host.platform, "release", lambda: "4.19.0-21-amd64")
     assert not lay.has_controller("freezer")
     assert host.kernel_at_least(5, 2, "5.2.0") and not host.kernel_at_least(5, 2, "5.1.21")
+
+
+def test_engine_driver_remove_names_a_survivor(tmp_path: Path, monkeypatch) -> None:
+    """A container still running after `rm -f` is reported by name when it is removed, not left
+    for the session's anonymous leak check (or, worse, marked removed and forgotten)."""
+    import subprocess
+
+    from verify.drivers.base import Container, RuntimeFailure
+
+    driver = make_driver("isoproof", "isoproof-t", tmp_path, "isoproof-t")
+    calls = []
+    monkeypatch.setattr(driver, "_cli", lambda *a, **kw: calls.append(a))  # rm -f does nothing
+    monkeypatch.setattr(host, "slowdown", lambda: 0.01)  # a 0.1 s wait
+    survivor = subprocess.Popen(["sleep", "30"])
+    try:
+        c = Container(driver=driver, name="isoproof-t-1", spec=ContainerSpec(), pid=survivor.pid)
+        driver.containers.append(c)
+        with pytest.raises(RuntimeFailure, match=f"isoproof-t-1 .pid {survivor.pid}. survived"):
+            driver.remove(c)
+        assert calls == [("rm", "-f", "isoproof-t-1")] and c not in driver.containers
+    finally:
+        survivor.kill()
+        survivor.wait()

@@ -214,12 +214,15 @@ class DockerLikeDriver(Driver):
         if c.removed:
             return
         self._cli("rm", "-f", c.name, check=False)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 10 * host.slowdown()
         while c.pid and c.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         c.removed = True
         if c in self.containers:
             self.containers.remove(c)
+        if c.pid and c.alive():
+            # Say so here, naming the container, rather than as an anonymous leak at session end.
+            raise RuntimeFailure("rm", None, f"container {c.name} (pid {c.pid}) survived rm -f")
 
     def cleanup(self) -> None:
         super().cleanup()

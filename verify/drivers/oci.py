@@ -166,7 +166,7 @@ class OciDriver(Driver):
         """Wait until init has exec'd the workload (argv[0] is the spec's), so probes see the
         container as it runs, not the runtime's init code."""
         want = c.spec.args[0]
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * host.slowdown()
         while time.monotonic() < deadline:
             try:
                 argv0 = Path(f"/proc/{c.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
