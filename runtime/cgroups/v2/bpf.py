@@ -48,7 +48,6 @@ ACC_MKNOD = 1
 ACC_READ = 2
 ACC_WRITE = 4
 ACCESS_BITS = {"m": ACC_MKNOD, "r": ACC_READ, "w": ACC_WRITE}
-ALL_ACCESS = ACC_MKNOD | ACC_READ | ACC_WRITE
 TYPES = {"b": DEV_BLOCK, "c": DEV_CHAR}
 MAX_NUMBER = 0x7FFFFFFF  # jump immediates are sign-extended s32; real majors/minors are far below
 
@@ -64,7 +63,9 @@ JMP_EXIT = 0x95  # return R0
 
 R0, R1, R2, R3, R4, R5 = range(6)  # R1 holds the ctx pointer on entry; R0 is the verdict
 
-_INSN = struct.Struct("<BBhi")  # struct bpf_insn: code, dst_reg:4 | src_reg:4 << 4, off, imm
+# struct bpf_insn: code, dst_reg:4 | src_reg:4 << 4, off, imm; laid out for a little-endian
+# kernel (x86_64, aarch64), where dst_reg is the low nibble.
+_INSN = struct.Struct("<BBhi")
 
 
 class Insn:
