@@ -36,9 +36,12 @@ def test_memory_limit_generated(runtime: Driver, evidence, limit_mb: int, factor
     alloc_mb = max(1, int(limit_mb * factor))
     spec = ContainerSpec(args=["sh", "-c", f"sleep 2; exec dd if=/dev/zero of=/dev/null bs={alloc_mb}M count=1"],
                          resources={"memory": {"limit": limit, "swap": limit}})  # fmt: skip
+    # Read the host-wide counter before the container exists: the workload may be OOM-killed
+    # before create returns (create takes seconds in an emulated guest, more than the sleep 2),
+    # and an engine that removes the cgroup on exit leaves only this counter to read.
+    before = measure.vmstat_oom_kills()
     c = runtime.create(spec)
     try:
-        before = measure.vmstat_oom_kills()
         status = c.wait_exit(60)
         kills, _ = measure.oom_kills_after_exit(c, before)
         if status is None and hasattr(runtime, "inspect"):

@@ -152,12 +152,12 @@ def test_memory_limit_oom(runtime: Driver, scenario: Scenario, evidence) -> None
 @pytest.mark.requires_controller("memory")
 @pytest.mark.scenario_check("page_cache")
 def test_page_cache_capped(runtime: Driver, scenario: Scenario, evidence) -> None:
+    vmstat_before = measure.vmstat_oom_kills()  # before the writer can run (see memory_generated)
     (c,) = _start_all(runtime, scenario)
     limit = scenario.containers[0].limits["memory"]
     assert measure.memory_limit(c) == limit, (
         f"memory limit written {measure.memory_limit(c)}, requested {limit}"
     )
-    vmstat_before = measure.vmstat_oom_kills()
     peak = measure.peak_while_running(c, 120)
     status = c.wait_exit(120)
     if status is None and hasattr(runtime, "inspect"):
