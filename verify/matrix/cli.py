@@ -254,6 +254,9 @@ class Matrix:
             (round(out.boot_s, 1) if out.boot_s is not None else None),
         )
         merge.read_leg(res, d, self.results, out.timed_out, out.rc)
+        if vm.stopping() and not (d / "exit-status").exists():
+            # We stopped this VM (Ctrl-C, SIGTERM), it did not die: say so. Its finished tests stay.
+            res.status, res.reason = "error", "interrupted"
         self.say(f"{leg.spec.name}: {res.status} in {res.wall_s:.0f}s"
                  + (f" ({res.reason})" if res.reason else ""))  # fmt: skip
         return res

@@ -119,6 +119,11 @@ _LIVE_LOCK = threading.Lock()
 _STOPPING = threading.Event()
 
 
+def stopping() -> bool:
+    """True once ``kill_all`` ran: legs ending now were stopped by us."""
+    return _STOPPING.is_set()
+
+
 def kill_all() -> None:
     """Stop every leg's process group now, and refuse to start new ones."""
     with _LIVE_LOCK:
