@@ -245,3 +245,43 @@ def test_engine_driver_remove_names_a_survivor(tmp_path: Path, monkeypatch) -> N
     finally:
         survivor.kill()
         survivor.wait()
+
+
+@pytest.mark.parametrize("shell", [["sh"], ["busybox", "sh"]])
+def test_engine_start_gate_holds_the_workload_until_the_host_has_looked(
+    tmp_path: Path, shell: list[str]
+) -> None:
+    """The docker-like driver's start gate: the workload does not run until the driver opens the
+    gate, and opening it waits for the shell's trap (an early SIGUSR1 would kill the shell)."""
+    import shutil
+    import subprocess
+    import time
+
+    from verify.drivers.base import Container
+    from verify.drivers.cli import GATE_MARK, DockerLikeDriver, gated
+
+    if not shutil.which(shell[0]):
+        pytest.skip(f"needs {shell[0]}; not installed here")
+    marker = tmp_path / "ran"
+    argv = gated(["sh", "-c", f"echo ran > {marker}"], max_s=30)
+    assert argv[:2] == ["sh", "-c"] and argv[3] == GATE_MARK
+    proc = subprocess.Popen([*shell, *argv[1:]])
+    try:
+        c = Container(driver=None, name="isoproof-gate-t", spec=ContainerSpec(), pid=proc.pid)  # type: ignore[arg-type]
+        time.sleep(0.5)
+        assert not marker.exists(), "the workload ran before the gate was opened"
+        DockerLikeDriver._open_gate(c)
+        assert proc.wait(10) == 0 and marker.read_text() == "ran\n"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_engine_start_gate_opens_by_itself(tmp_path: Path) -> None:
+    """A restart runs the gate again with no one to open it: it must not hang."""
+    import subprocess
+
+    from verify.drivers.cli import gated
+
+    argv = gated(["true"], max_s=0.2)
+    assert subprocess.run(argv, timeout=10).returncode == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -19,6 +20,25 @@ from verify.drivers.base import Container, Driver, RuntimeFailure, Unavailable, 
 from verify.spec import ContainerSpec
 
 SIZE_SUFFIX = "b"
+
+# The start gate. An engine's `run -d` starts the workload at once and the host learns its pid only
+# from `inspect` afterwards; a short workload (an allocation that gets OOM-killed, a fork bomb into
+# pids.max) can be over before the host has found its cgroup, which in an emulated guest, where
+# each CLI call takes seconds, it always was. So the workload first waits in a shell for SIGUSR1,
+# which the driver sends once it has looked (the OCI driver gets the same from create/start). A
+# restart runs the gate again; it opens by itself after GATE_MAX_S, so nothing can hang on it.
+GATE_MARK = "isoproof-gate"
+GATE_MAX_S = 20
+_GATE = (
+    'trap "go=1" USR1; i=0; '
+    'while [ -z "$go" ] && [ $i -lt {ticks} ]; do sleep 0.05; i=$((i+1)); done; '
+    'trap - USR1; exec "$@"'
+)
+
+
+def gated(args: list[str], max_s: float) -> list[str]:
+    """``args`` behind the start gate (pure: unit tests read it)."""
+    return ["sh", "-c", _GATE.replace("{ticks}", str(round(max_s / 0.05))), GATE_MARK, *args]
 
 
 class DockerLikeDriver(Driver):
@@ -134,7 +154,7 @@ class DockerLikeDriver(Driver):
                 a += [f"{flag}={_devnode(dev['major'], dev['minor'])}:{dev['rate']}"]
         if spec.readonly_rootfs:
             a += ["--read-only"]
-        return [*a, "busybox", *spec.args]
+        return [*a, "busybox", *gated(spec.args, GATE_MAX_S * host.slowdown())]
 
     def create(self, spec: ContainerSpec) -> Container:
         self.check_available()
@@ -150,6 +170,7 @@ class DockerLikeDriver(Driver):
                 c.cgroups = host.cgroup_dirs(c.pid)
             except FileNotFoundError:
                 c.cgroups = {}  # already exited: nothing left to observe from the host
+            self._open_gate(c)
             ip = (info.get("NetworkSettings") or {}).get("IPAddress")
             if spec.network == "veth" and ip:
                 c.net = {"addr": ip}
@@ -209,6 +230,32 @@ class DockerLikeDriver(Driver):
         c.pid = int(self.inspect(c)["State"]["Pid"])
         if c.pid:
             c.cgroups = host.cgroup_dirs(c.pid)
+            self._open_gate(c)
+
+    @staticmethod
+    def _open_gate(c: Container) -> None:
+        """Let the workload run (see GATE_MARK), and wait until it has: checks then observe the
+        workload itself, not the gate's shell."""
+        usr1 = 1 << (signal.SIGUSR1 - 1)
+        sent = False
+        deadline = time.monotonic() + 10 * host.slowdown()
+        while c.pid and time.monotonic() < deadline:
+            try:
+                if GATE_MARK.encode() not in Path(f"/proc/{c.pid}/cmdline").read_bytes():
+                    return  # through the gate (or never behind one)
+                status = Path(f"/proc/{c.pid}/status").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            # Signal only once the shell has its trap: before that, SIGUSR1 would kill it.
+            caught = int(status.split("SigCgt:", 1)[1].split()[0], 16)
+            if not sent and caught & usr1:
+                os.kill(c.pid, signal.SIGUSR1)
+                sent = True
+            time.sleep(0.01)
+        if c.pid:
+            raise RuntimeFailure(
+                "start", None, f"{c.name}: the workload did not pass the start gate"
+            )
 
     def remove(self, c: Container) -> None:
         if c.removed:
