@@ -643,3 +643,12 @@ def test_legs_find_the_repos_scenarios(tmp_path: Path) -> None:
     run_host_leg(tmp_path, "--payload", f'echo "$ISOPROOF_SCENARIOS" > {out}')  # no records: fails
     got = Path(out.read_text().strip())
     assert got == cli.REPO / "scenarios" and any(got.glob("*.toml"))
+
+
+def test_selfcheck_reads_9p_cache_options_of_both_kernels() -> None:
+    from verify.matrix.selfcheck import _cached_9p
+
+    assert _cached_9p("ro,relatime,cache=0xf,access=client,msize=512000,trans=virtio")  # 6.12
+    assert _cached_9p("ro,dirsync,loose,access=client,msize=512000,trans=virtio")  # 6.1
+    assert not _cached_9p("ro,relatime,access=any,msize=512000,trans=virtio")  # virtme's root
+    assert not _cached_9p("rw,cache=none,trans=virtio")
