@@ -71,7 +71,7 @@ class Container:
     def alive(self) -> bool:
         try:
             stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # ESRCH: it went between open and read
             return False
         return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
