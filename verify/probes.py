@@ -13,6 +13,7 @@ import ctypes
 import errno
 import json
 import os
+import stat
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -259,3 +260,34 @@ def set_child_subreaper() -> None:
     from the kernel, not from the runtime."""
     PR_SET_CHILD_SUBREAPER = 36
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def block_device_candidates() -> list[tuple[int, int]]:
+    """MAJ:MIN of the host's block devices: the disk behind / first (when / is on one), then
+    every one the kernel lists."""
+    out = []
+    major, minor = host.block_device_of("/")
+    if Path(f"/sys/dev/block/{major}:{minor}").exists():
+        out.append((major, minor))
+    for entry in sorted(Path("/sys/dev/block").iterdir()):
+        major, minor = (int(x) for x in entry.name.split(":"))
+        if (major, minor) not in out:
+            out.append((major, minor))
+    return out
+
+
+def block_node_the_host_can_open(
+    directory: Path, name: str = "isoproof-blk"
+) -> tuple[Path, int, int] | None:
+    """A block device node made in ``directory`` that the host itself can open: the control for
+    device-cgroup checks (some hosts refuse even root the root disk; a device nobody may open
+    proves nothing). None when the host can open none of them."""
+    node = directory / name
+    for major, minor in block_device_candidates():
+        os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+        try:
+            os.close(os.open(node, os.O_RDONLY))
+            return node, major, minor
+        except OSError:
+            node.unlink()
+    return None

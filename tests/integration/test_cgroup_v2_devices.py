@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import stat
 import subprocess
 import sys
 import uuid
@@ -26,6 +25,7 @@ from runtime.cgroups.base import find_mounts, mode_of
 from runtime.cgroups.testing import spawn_in, stop
 from runtime.cgroups.v2 import bpf, devices
 from runtime.sys import Sys
+from verify import probes
 
 MOUNTS = find_mounts()
 UNIFIED = MOUNTS.v2
@@ -199,21 +199,6 @@ def test_the_verifier_accepts_large_and_random_rule_sets() -> None:
 # --- through the OCI runtime's CLI (v1 devices.allow on a hybrid host, the BPF filter on v2) -----
 
 
-def block_node_the_host_can_open(directory: Path) -> tuple[Path, int, int]:
-    """A block device node in ``directory`` that the host itself can open (the control: this host
-    refuses even root its root disk)."""
-    node = directory / "isoproof-blk"
-    for entry in sorted(Path("/sys/dev/block").iterdir()):
-        major, minor = (int(x) for x in entry.name.split(":"))
-        os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
-        try:
-            os.close(os.open(node, os.O_RDONLY))
-            return node, major, minor
-        except OSError:
-            node.unlink()
-    pytest.skip("needs a block device the host can open; this host refuses every one")
-
-
 def test_container_gets_its_default_devices_and_no_other(oci, bundle) -> None:
     script = (
         "echo x > /dev/null && echo null-ok; head -c 1 /dev/zero | wc -c;"
@@ -224,7 +209,10 @@ def test_container_gets_its_default_devices_and_no_other(oci, bundle) -> None:
     pid = oci.state("devs")["pid"]
     # Made by the host after create (the container's /dev exists), before the user's process runs.
     # (The node goes with the container's /dev.)
-    _node, major, minor = block_node_the_host_can_open(Path(f"/proc/{pid}/root/dev"))
+    found = probes.block_node_the_host_can_open(Path(f"/proc/{pid}/root/dev"))
+    if found is None:
+        pytest.skip("needs a block device the host can open; this host refuses every one")
+    _node, major, minor = found
     oci("start", "devs")
     oci.wait_status("devs", "stopped")
     lines = b.out.read_text().splitlines()

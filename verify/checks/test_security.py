@@ -86,34 +86,6 @@ def test_readonly_paths(runtime: Driver) -> None:
     assert not writable, f"paths that should be read-only are writable: {writable}"
 
 
-def block_device_candidates() -> list[tuple[int, int]]:
-    """MAJ:MIN of the host's block devices: the disk behind / first (when / is on one), then
-    every one the kernel lists."""
-    out = []
-    major, minor = host.block_device_of("/")
-    if Path(f"/sys/dev/block/{major}:{minor}").exists():
-        out.append((major, minor))
-    for entry in sorted(Path("/sys/dev/block").iterdir()):
-        major, minor = (int(x) for x in entry.name.split(":"))
-        if (major, minor) not in out:
-            out.append((major, minor))
-    return out
-
-
-def node_the_host_can_open(directory: Path) -> tuple[Path, int, int]:
-    """A block device node made in ``directory`` that the host itself can open: the control.
-    (Some hosts refuse even root the root disk; a device nobody may open proves nothing.)"""
-    node = directory / f"isoproof-blk-{os.getpid()}"
-    for major, minor in block_device_candidates():
-        os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
-        try:
-            os.close(os.open(node, os.O_RDONLY))
-            return node, major, minor
-        except OSError:
-            node.unlink()
-    pytest.skip("needs a block device the host can open; this host refuses every one")
-
-
 def test_no_host_block_devices(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
     dev = Path(f"/proc/{c.pid}/root/dev")
@@ -134,7 +106,10 @@ def test_no_host_block_devices(runtime: Driver, evidence) -> None:
     # nodev) and opened by the host first: the container's root may open it as far as file
     # permissions go, and mknod capabilities play no part. Only the device cgroup (v1
     # devices.list, v2 a BPF device filter) stands in the way, and its answer is EPERM.
-    node, major, minor = node_the_host_can_open(dev)
+    found = probes.block_node_the_host_can_open(dev, f"isoproof-blk-{os.getpid()}")
+    if found is None:
+        pytest.skip("needs a block device the host can open; this host refuses every one")
+    node, major, minor = found
     try:
         _rc, out, err = runtime.exec(c, ["sh", "-c", f"head -c 512 /dev/{node.name} | wc -c"])
     finally:
