@@ -80,7 +80,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--isoproof-results", default=os.environ.get(ENV_RESULTS), metavar="DIR",
                 help=f"write results.json, junit.xml and allure results here (${ENV_RESULTS})")  # fmt: skip
     g.addoption("--isoproof-scenarios", default=None, metavar="DIR",
-                help="scenario directory (default $ISOPROOF_SCENARIOS or the repository's scenarios/)")  # fmt: skip
+                help="scenario directory (default $ISOPROOF_SCENARIOS or the scenarios isoproof ships)")  # fmt: skip
     g.addoption("--isoproof-workdir", default=os.environ.get(ENV_WORKDIR), metavar="DIR",
                 help="where bundles and state go (default /run/isoproof-verify-<session>); must be "
                      "on a block device for the I/O checks")  # fmt: skip

@@ -78,8 +78,14 @@ class Scenario:
 
 
 def default_dir() -> Path:
+    """``$ISOPROOF_SCENARIOS``, else the shipped ``scenarios`` package: the repository's
+    ``scenarios/`` in a checkout or an editable install, its copy in site-packages in a wheel."""
     env = os.environ.get(ENV_SCENARIOS)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "scenarios"
+    if env:
+        return Path(env)
+    import scenarios  # the top-level data package, not this module
+
+    return Path(scenarios.__file__).resolve().parent
 
 
 def _type_name(t: type) -> str:

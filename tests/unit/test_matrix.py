@@ -636,15 +636,6 @@ def test_sigterm_stops_legs_and_still_writes_results(tmp_path: Path) -> None:
     assert left == [], f"processes left behind: {left}"
 
 
-def test_legs_find_the_repos_scenarios(tmp_path: Path) -> None:
-    """tox -e matrix installs a wheel, which does not carry scenarios/: the leg is told where they
-    are, or the suite imported from site-packages finds none (seen in a 6.12-v2 leg)."""
-    out = tmp_path / "env.txt"
-    run_host_leg(tmp_path, "--payload", f'echo "$ISOPROOF_SCENARIOS" > {out}')  # no records: fails
-    got = Path(out.read_text().strip())
-    assert got == cli.REPO / "scenarios" and any(got.glob("*.toml"))
-
-
 def test_selfcheck_reads_9p_cache_options_of_both_kernels() -> None:
     from verify.matrix.selfcheck import _cached_9p
 

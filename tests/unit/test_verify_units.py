@@ -98,6 +98,43 @@ def test_shipped_scenarios_are_valid() -> None:
     assert any(len(s.containers) == 3 for s in found if s.check == "cpu_shares")
 
 
+def test_wheel_carries_the_scenarios(tmp_path: Path) -> None:
+    """``pip install isoproof`` (and tox -e matrix, which installs a wheel) must find the same
+    scenarios as a checkout; before they were packaged, the suite imported from site-packages found
+    none (seen in a 6.12-v2 leg)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    for tree in ("runtime", "verify", "reports", "scenarios"):
+        shutil.copytree(repo / tree, src / tree, ignore=shutil.ignore_patterns("__pycache__"))
+    # pip builds it the way tox and users do (isolated, with the build backend pyproject names).
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                        "--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(src)],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    site = tmp_path / "site"
+    (wheel,) = (tmp_path / "dist").glob("isoproof-*.whl")
+    with zipfile.ZipFile(wheel) as whl:
+        whl.extractall(site)
+    shipped = sorted(p.name for p in (repo / "scenarios").glob("*.toml"))
+    assert sorted(p.name for p in (site / "scenarios").glob("*.toml")) == shipped
+    # The suite run from the installed copy (not the checkout) loads them all by default.
+    probe = "from verify import scenarios as s; print(s.default_dir(), len(s.load_all()))"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)}
+    r = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    where, count = r.stdout.split()
+    assert Path(where) == site / "scenarios" and int(count) == len(shipped)
+
+
 GOOD = """
 check = "cpu_shares"
 [[container]]

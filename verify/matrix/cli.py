@@ -225,9 +225,6 @@ class Matrix:
                 "ISOPROOF_V1_UNAVAILABLE": " ".join(res.v1_unavailable),
                 "ISOPROOF_VERIFY_WORKDIR": f"{guest.DISK_MOUNT}/verify",
                 "ISOPROOF_CACHE": str(kernels.cache_root().parent),
-                # The repo's scenarios, also when the suite is imported from the installed wheel
-                # (tox -e matrix): the wheel does not carry scenarios/.
-                "ISOPROOF_SCENARIOS": str(REPO / "scenarios"),
                 # For the suite's own waits (probe helpers, container start): an emulated guest
                 # runs Python 5-10x slower than the host, so a 10 s wait needs scaling there.
                 "ISOPROOF_GUEST_ACCEL": self.accel,
@@ -246,8 +243,7 @@ class Matrix:
             out = vm.run_vm_leg(plan, leg.kernel, cfg)
         else:
             env = {"ISOPROOF_LEG": leg.spec.name, "ISOPROOF_LEG_DIR": str(d),
-                   "ISOPROOF_CGROUP_MODE": str(leg.mode),
-                   "ISOPROOF_SCENARIOS": str(REPO / "scenarios")}  # fmt: skip
+                   "ISOPROOF_CGROUP_MODE": str(leg.mode)}  # fmt: skip
             out = vm.run_host_leg(d, payload, REPO, self.args.timeout, env)
         res.wall_s, res.boot_s = (
             round(out.wall_s, 1),
