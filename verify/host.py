@@ -13,6 +13,8 @@ import os
 import platform
 from pathlib import Path
 
+from runtime.cgroups.mountinfo import unescape
+
 MOUNTINFO = "/proc/self/mountinfo"
 V1_CONTROLLERS = {
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio", "perf_event",
@@ -70,8 +72,8 @@ def parse_mountinfo(text: str) -> list[dict[str, str]]:
             {
                 "id": f[0],
                 "dev": f[2],
-                "root": f[3].replace("\\040", " "),
-                "mountpoint": f[4].replace("\\040", " "),
+                "root": unescape(f[3]),
+                "mountpoint": unescape(f[4]),
                 "options": f[5],
                 "fstype": r[0],
                 "source": r[1],

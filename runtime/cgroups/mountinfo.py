@@ -67,8 +67,9 @@ class CgroupMounts:
         return f"CgroupMounts(v1={self.v1!r}, v2={self.v2!r}, source={self.source!r})"
 
 
-def _unescape(path: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+def unescape(path: str) -> str:
+    """A path as /proc/*/mountinfo and /proc/mounts write it: space, tab, newline and backslash
+    escaped as \\ooo octal."""
     if "\\" not in path:
         return path  # the usual case: nothing to decode
     out, i = [], 0
@@ -92,7 +93,7 @@ def parse_mountinfo(text: str, source: str = PROC_MOUNTINFO) -> CgroupMounts:
         fstype, superopts = fields[sep + 1], fields[sep + 3] if len(fields) > sep + 3 else ""
         if fstype not in ("cgroup", "cgroup2"):
             continue
-        mountpoint = _unescape(fields[4])
+        mountpoint = unescape(fields[4])
         if fstype == "cgroup2":
             # Several cgroup2 mounts can exist (bind mounts, a hybrid's "unified"); the first wins.
             mounts.v2 = mounts.v2 or mountpoint

@@ -302,8 +302,8 @@ def test_guest_script_binds_page_cached_views_first(tmp_path: Path) -> None:
     fast = [Path("/usr"), Path("/my repo")]
     text = guest.render(plan(CgroupMode.V2, tmp_path, fast=fast, cache=Path("/c")))
     assert "setup_fast ||" in text and "cache=loose" in text
-    assert "for p in /usr '/my repo'; do" in text  # quoted for the shell
-    assert "export ISOPROOF_FAST_PATHS='/usr /my repo'" in text  # the self-check verifies them
+    assert "bind_views /run/isoproof-fast /usr '/my repo'" in text  # quoted for the shell
+    assert "export ISOPROOF_FAST_PATHS='/usr:/my repo'" in text  # the self-check verifies them
     assert text.index("setup_fast ||") < text.index("setup_cache") < text.index("selfcheck.py")
     assert "setup_fast" not in guest.render(plan(CgroupMode.V2, tmp_path))
 

@@ -96,36 +96,59 @@ setup_cache() {
 # mid-leg. One share, not one per directory: each share costs three kernel boot arguments and the
 # kernel panics past 32 of them ("Too many boot env vars").
 FAST_SHARE = "/run/isoproof-fast"
+
+# ``bind_views SHARE PATH...``: bind SHARE/PATH over each PATH. Mounts below a PATH (the leg
+# directory under the repo, virtme's /lib/modules tmpfs under /usr) would be hidden by the bind: keep
+# a bind of each outermost one, bind the view, then bind them back on top (not mount --move: it fails
+# under a shared parent mount). Paths may hold spaces: /proc/mounts writes them as octal escapes
+# (\040), which awk decodes (the path reaches awk through the environment: -v would mangle a
+# backslash), and the lists go through files read line by line, never word-split.
+# Separate from the 9p remount so that a root test can run it on the host.
+BIND_VIEWS = r"""
+bind_views() {
+    share=$1; shift
+    keep=/run/isoproof-keep; mkdir -p $keep; : > $keep/kept; n=0
+    for p in "$@"; do
+        P="$p/" awk '
+            function unescape(s,  out, i) {
+                out = ""
+                for (i = 1; i <= length(s); i++)
+                    if (substr(s, i, 1) == "\\" && substr(s, i + 1, 3) ~ /^[0-7][0-7][0-7]$/) {
+                        out = out sprintf("%c", substr(s, i + 1, 1) * 64 + substr(s, i + 2, 1) * 8 + substr(s, i + 3, 1))
+                        i += 3
+                    } else out = out substr(s, i, 1)
+                return out
+            }
+            { m = unescape($2); if (index(m, ENVIRON["P"]) == 1) print m }' /proc/mounts > $keep/below
+        while IFS= read -r m; do
+            inner=0
+            while read -r k km; do case "$m/" in "$km/"*) inner=1 ;; esac; done < $keep/kept
+            [ $inner = 1 ] && continue
+            n=$((n + 1)); mkdir -p $keep/$n
+            mount --rbind "$m" $keep/$n && printf '%s %s\n' $n "$m" >> $keep/kept
+        done < $keep/below
+        mount --bind "$share$p" "$p" || echo "isoproof-guest: no page-cached view of $p"
+    done
+    while read -r k km; do mount --rbind $keep/$k "$km" || return 1; done < $keep/kept
+}
+"""
 _FAST = r"""
 setup_fast() {
     tag=$(awk -v m=@SHARE@ '$2 == m { print $1 }' /proc/mounts)
     umount @SHARE@ && mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=524288,cache=loose "$tag" @SHARE@ \
         || return 1
-    # Mounts below these paths (the leg directory under the repo, virtme's /lib/modules tmpfs under
-    # /usr) would be hidden by the bind: keep a bind of each outermost one, bind the cached view,
-    # then bind them back on top. (Not mount --move: it fails under a shared parent mount.)
-    n=0 kept=""
-    for p in @PATHS@; do
-        for m in $(awk -v p="$p/" 'index($2, p) == 1 { print $2 }' /proc/mounts); do
-            inner=0
-            for k in $kept; do case "$m/" in "${k%%=*}/"*) inner=1 ;; esac; done
-            [ $inner = 1 ] && continue
-            n=$((n + 1)); mkdir -p /run/isoproof-keep/$n
-            mount --rbind "$m" /run/isoproof-keep/$n && kept="$kept $m=$n"
-        done
-        mount --bind "@SHARE@$p" "$p" || echo "isoproof-guest: no page-cached view of $p"
-    done
-    for k in $kept; do mount --rbind /run/isoproof-keep/${k##*=} "${k%%=*}" || return 1; done
+    bind_views @SHARE@ @PATHS@
 }
 """
 
 
 def fast_paths(paths: list[Path]) -> list[Path]:
     """The directories to share with a page cache: absolute, existing, not ``/``, none inside another
-    (a venv under the repo rides along with the repo)."""
+    (a venv under the repo rides along with the repo), no ``:`` (the list reaches the self-check
+    ``$PATH``-style; such a directory is simply read without the cache)."""
     out: list[Path] = []
     for p in sorted({Path(x) for x in paths if Path(x).is_absolute() and Path(x) != Path("/")}):
-        if p.is_dir() and not any(p.is_relative_to(o) for o in out):
+        if p.is_dir() and ":" not in str(p) and not any(p.is_relative_to(o) for o in out):
             out.append(p)
     return out
 
@@ -173,7 +196,7 @@ def render(plan: GuestPlan) -> str:
         "PYTHONUNBUFFERED": "1",  # guest.log shows progress while the leg runs
         "PATH": f"{Path(plan.python).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
-        "ISOPROOF_FAST_PATHS": " ".join(str(p) for p in plan.fast),
+        "ISOPROOF_FAST_PATHS": ":".join(str(p) for p in plan.fast),  # like $PATH: may hold spaces
     } | plan.env
     # Without the entry-point plugins (hypothesis, allure, xdist...) pytest starts in a third of the
     # time under TCG; the self-check needs none of them.
@@ -192,6 +215,7 @@ def render(plan: GuestPlan) -> str:
     lines += [f"export {k}={q(v)}" for k, v in env.items()]
     if plan.fast:
         paths = " ".join(q(str(p)) for p in plan.fast)
+        lines.append(BIND_VIEWS)
         lines.append(_FAST.replace("@PATHS@", paths).replace("@SHARE@", FAST_SHARE))
         lines.append('setup_fast || echo "isoproof-guest: page-cached shares failed"')
     if plan.cache is not None:

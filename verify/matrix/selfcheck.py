@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.cgroups.mountinfo import unescape
+
 IN_GUEST = os.environ.get("ISOPROOF_IN_MATRIX_GUEST") == "1"
 pytestmark = pytest.mark.skipif(
     not IN_GUEST, reason="runs inside a matrix VM leg (ISOPROOF_IN_MATRIX_GUEST=1); this is not one"
@@ -33,7 +35,7 @@ def _mounts() -> list[tuple[str, str, str]]:
         left, _, right = line.partition(" - ")
         fields = left.split()
         fstype, _source, superopts = right.split(maxsplit=2)
-        out.append((fields[4], fstype, superopts))
+        out.append((unescape(fields[4]), fstype, superopts))
     return out
 
 
@@ -98,7 +100,7 @@ def _cached_9p(opts: str) -> bool:
 def test_page_cached_views_and_leg_dir() -> None:
     """The interpreter, venv, repo and /usr are seen through the page-cached share (else the suite
     runs ~4x slower and may time out), and the leg directory still writes through to the host."""
-    wanted = os.environ.get("ISOPROOF_FAST_PATHS", "").split()
+    wanted = [p for p in os.environ.get("ISOPROOF_FAST_PATHS", "").split(":") if p]
     if not wanted:
         pytest.skip("the host asked for no page-cached views (ISOPROOF_FAST_PATHS is empty)")
     top = {}
