@@ -185,15 +185,7 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
             sys.sethostname(spec.hostname)
         if spec.domainname is not None:
             sys.setdomainname(spec.domainname)
-    if p.terminal and console_fd >= 0:
-        proc_.setup_terminal(console_fd, p.console_size)
-    try:
-        os.chdir(p.cwd)
-    except OSError as e:
-        raise IsoproofError(f"process.cwd: {p.cwd}: {e.strerror}") from None
-    path = proc_.lookup(p.args[0], p.env)
-    proc_.apply(sys, p, in_new_userns, cap_last)
-    proc_.close_extra_fds()
+    path = proc_.prepare(sys, p, console_fd, in_new_userns, cap_last)
     os.set_inheritable(cfd, False)
     sync.send(cfd, sync.INIT_READY)
     os.close(cfd)
@@ -230,15 +222,7 @@ def exec_init(cfd: int, process: Any, new_userns: bool, console_fd: int) -> None
     from runtime.sys import Sys
 
     sys = Sys()
-    if process.terminal and console_fd >= 0:
-        proc_.setup_terminal(console_fd, process.console_size)
-    try:
-        os.chdir(process.cwd)
-    except OSError as e:
-        raise IsoproofError(f"cwd {process.cwd}: {e.strerror}") from None
-    path = proc_.lookup(process.args[0], process.env)
-    proc_.apply(sys, process, new_userns, last_cap())
-    proc_.close_extra_fds()
+    path = proc_.prepare(sys, process, console_fd, new_userns, last_cap())
     sync.send(cfd, sync.INIT_READY)
     os.close(cfd)
     proc_.no_new_privs(sys, process)

@@ -106,6 +106,22 @@ def apply(sys: Sys, proc: Process, in_new_userns: bool, last_cap: int) -> None:
         os.umask(u.umask)
 
 
+def prepare(sys: Sys, proc: Process, console_fd: int, in_new_userns: bool, last_cap: int) -> str:
+    """The steps the container's init and an exec'd process share before their exec: terminal,
+    cwd, the binary (looked up while $PATH and the rootfs are final), limits/user/capabilities, and
+    close-on-exec for everything but stdio. Returns the path to exec."""
+    if proc.terminal and console_fd >= 0:
+        setup_terminal(console_fd, proc.console_size)
+    try:
+        os.chdir(proc.cwd)
+    except OSError as e:
+        raise IsoproofError(f"process.cwd: {proc.cwd}: {e.strerror}") from None
+    path = lookup(proc.args[0], proc.env)
+    apply(sys, proc, in_new_userns, last_cap)
+    close_extra_fds()
+    return path
+
+
 def no_new_privs(sys: Sys, proc: Process) -> None:
     if proc.no_new_privileges:
         sys.prctl(PR_SET_NO_NEW_PRIVS, 1)

@@ -82,16 +82,24 @@ def test_hostname_is_set_inside_and_host_unchanged(oci, bundle):
     assert socket.gethostname() == before
 
 
-def test_user_namespace_maps(oci, bundle, tmp_path):
-    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+def userns_bundle(bundle, tmp_path, host_id):
+    """A bundle with a user namespace that maps root to ``host_id`` (and a network namespace:
+    without one, sysfs cannot be mounted in a user namespace; we bind the host's /sys then, runc
+    fails). That uid must be able to reach the rootfs, as with runc, so pytest's private 0700
+    directories are opened for search."""
+    maps = [{"containerID": 0, "hostID": host_id, "size": 65536}]
     b = bundle(namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "user", "network")],
                uidMappings=maps, gidMappings=maps)  # fmt: skip
-    # The container's root is uid 100000 on the host: it must be able to reach its rootfs (as with
-    # runc), so open pytest's private 0700 directories for search and give it its files.
     for d in [tmp_path, *tmp_path.parents]:
         if d == Path("/tmp"):
             break
         d.chmod(d.stat().st_mode | 0o011)
+    return b
+
+
+def test_user_namespace_maps(oci, bundle, tmp_path):
+    b = userns_bundle(bundle, tmp_path, 100000)
+    # ... and root inside owns its files.
     for dirpath, dirnames, filenames in os.walk(b.rootfs):
         for n in [dirpath, *(os.path.join(dirpath, f) for f in dirnames + filenames)]:
             os.lchown(n, 100000, 100000)
@@ -550,15 +558,7 @@ def test_init_is_reparented_to_the_subreaper_that_ran_create(oci, bundle):
 
 
 def test_exec_in_user_namespace_and_log_file(oci, bundle, tmp_path):
-    maps = [{"containerID": 0, "hostID": 200000, "size": 65536}]
-    # With a network namespace too: without one, sysfs cannot be mounted in a user namespace
-    # (we bind the host's /sys then; runc fails).
-    b = bundle(namespaces=[{"type": t} for t in ("pid", "ipc", "uts", "mount", "user", "network")],
-               uidMappings=maps, gidMappings=maps)  # fmt: skip
-    for d in [tmp_path, *tmp_path.parents]:
-        if d == Path("/tmp"):
-            break
-        d.chmod(d.stat().st_mode | 0o011)
+    b = userns_bundle(bundle, tmp_path, 200000)
     started(oci, b, "uex")
     r = oci("exec", "uex", "sh", "-c", "id -u; cat /proc/self/uid_map")
     assert r.stdout.split() == ["0", "0", "200000", "65536"]
