@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection, Iterator
 
 from runtime.errors import SpecError
 from runtime.oci.caps import CAPS, DEFAULT_CAPS
@@ -315,16 +316,7 @@ def _process(v: Any) -> Process:
         ],
     )
     rlimits = []
-    seen: set[str] = set()
-    for i, r in enumerate(_list(d.get("rlimits"), "process.rlimits")):
-        name = f"process.rlimits[{i}]"
-        r = _obj(r, name)
-        kind = _str(r.get("type"), f"{name}.type")
-        if kind not in RLIMITS:
-            raise SpecError(f"{name}.type: unknown rlimit {kind!r}")
-        if kind in seen:
-            raise SpecError(f"{name}.type: duplicate rlimit {kind}")
-        seen.add(kind)
+    for name, r, kind in _typed(d.get("rlimits"), "process.rlimits", RLIMITS, "rlimit"):
         soft = _int(r.get("soft"), f"{name}.soft", 0, U64)
         hard = _int(r.get("hard"), f"{name}.hard", 0, U64)
         if soft > hard:
@@ -381,19 +373,28 @@ def _mappings(v: Any, name: str) -> list[IDMapping]:
     return out
 
 
+def _typed(
+    v: Any, where: str, known: Collection[str], what: str
+) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """The entries of a list of objects keyed by ``type`` (rlimits, namespaces), each type known
+    and at most once: yields (its name for errors, the object, the type)."""
+    seen: set[str] = set()
+    for i, e in enumerate(_list(v, where)):
+        name = f"{where}[{i}]"
+        e = _obj(e, name)
+        kind = _str(e.get("type"), f"{name}.type")
+        if kind not in known:
+            raise SpecError(f"{name}.type: unknown {what} type {kind!r}")
+        if kind in seen:
+            raise SpecError(f"{name}.type: duplicate {what} {kind}")
+        seen.add(kind)
+        yield name, e, kind
+
+
 def _linux(v: Any) -> Linux:
     d = _obj(v, "linux")
     lx = Linux()
-    seen: set[str] = set()
-    for i, n in enumerate(_list(d.get("namespaces"), "linux.namespaces")):
-        name = f"linux.namespaces[{i}]"
-        n = _obj(n, name)
-        kind = _str(n.get("type"), f"{name}.type")
-        if kind not in NAMESPACES:
-            raise SpecError(f"{name}.type: unknown namespace type {kind!r}")
-        if kind in seen:
-            raise SpecError(f"{name}.type: duplicate {kind} namespace")
-        seen.add(kind)
+    for name, n, kind in _typed(d.get("namespaces"), "linux.namespaces", NAMESPACES, "namespace"):
         path = n.get("path")
         lx.namespaces.append(
             Namespace(kind, None if path in (None, "") else _abs_path(path, f"{name}.path"))
