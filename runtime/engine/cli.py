@@ -443,23 +443,22 @@ class Engine:
 
         with self.oplock(cid):
             st = self.state(cid)
-            if st["Status"] in RUNNING:
-                if not force:
-                    raise daemon(
-                        f"You cannot remove a {st['Status']} container {cid}. Stop the container "
-                        "before attempting removal or force remove"
-                    )
+            if st["Status"] in RUNNING and not force:
+                raise daemon(
+                    f"You cannot remove a {st['Status']} container {cid}. Stop the container "
+                    "before attempting removal or force remove"
+                )
+            # Running, or created by a start that crashed before `start`: kill the init, and its
+            # monitor deletes the runtime's container (we do not: one delete per removal).
+            if st["Status"] in RUNNING or monitor_alive(st, cid):
                 self.store.update(cid, StopRequested=True, Removing=True)
                 rt = self.runtime(cid)
                 rt.kill(cid, "KILL", all_=True)
                 if st["Status"] == "paused":
                     _resume_quietly(rt, cid)
                 self.wait_exit(cid, 15)
-            elif monitor_alive(st, cid):  # created by a start that crashed before `start`
-                self.store.update(cid, StopRequested=True, Removing=True)
-                self.runtime(cid).delete(cid, force=True)
             self.wait_monitor_gone(cid)
-            lifecycle.remove(self.home, cid, volumes)
+            lifecycle.remove(self.home, cid, volumes)  # deletes only what no monitor did
 
 
 # -- flag conversion ------------------------------------------------------------------------------

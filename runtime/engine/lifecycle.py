@@ -228,10 +228,12 @@ def teardown(home: Home, cid: str) -> None:
         print(f"isoproof: teardown of {cid[:12]}: {'; '.join(errors)}", file=sys.stderr)
 
 
-def remove(home: Home, cid: str, volumes: bool = False, runtime_delete: bool = True) -> None:
+def remove(home: Home, cid: str, volumes: bool = False) -> None:
+    """Remove a container whose monitor is gone. The runtime's ``delete`` runs only if no one has
+    deleted the runtime's container yet (the monitor does, as soon as the init is dead)."""
     store = Store(home)
     cfg = store.config(cid)
-    if runtime_delete:  # the monitor has deleted it already when it removes a --rm container
+    if store.state(cid).get("OciContainer"):
         OciRuntime(cfg["Runtime"], cfg["OciRoot"]).delete(cid, force=True)
     teardown(home, cid)
     if volumes:
@@ -356,12 +358,13 @@ def repair(home: Home, store: Store, cid: str) -> dict[str, Any]:
         cfg = store.config(cid)
         rt = OciRuntime(cfg["Runtime"], cfg["OciRoot"])
         rt.kill(cid, "KILL", all_=True)
-        rt.delete(cid, force=True)
+        deleted = rt.delete(cid, force=True)
         teardown(home, cid)
         from runtime.engine.home import now
 
         st = store.update(
             cid,
+            **({"OciContainer": False} if deleted else {}),
             Status="exited",
             Running=False,
             Paused=False,

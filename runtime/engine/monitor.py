@@ -133,6 +133,8 @@ class Monitor:
         bundle = self.cdir / "bundle"
         pid_file = self.cdir / "init.pid"
         pid_file.unlink(missing_ok=True)
+        # Before create, not after: if we die halfway, rm must still ask the runtime to delete.
+        self.store.update(self.cid, OciContainer=True)
         console: socket.socket | None = None
         console_path = self.home.sock / f"{self.cid[:12]}.c"
         err_r = err_w = -1
@@ -387,6 +389,13 @@ class Monitor:
 
         return cgroupinfo.oom_kill_count(self.cfg["CgroupsPath"], self.cid, self.runtime) > 0
 
+    def delete_oci(self) -> dict[str, Any]:
+        """Delete the runtime's container (its init is dead); the state change that records it.
+
+        This is the one delete of a container the monitor ran: ``rm`` only kills the init and
+        waits for us. A failed delete leaves ``OciContainer`` set, so ``rm`` tries again."""
+        return {"OciContainer": False} if self.runtime.delete(self.cid, force=True) else {}
+
     def restart_wanted(self, code: int, st: dict[str, Any]) -> bool:
         policy = self.cfg["HostConfig"].get("RestartPolicy") or {}
         name, limit = policy.get("Name", "no"), int(policy.get("MaximumRetryCount") or 0)
@@ -464,7 +473,6 @@ class Monitor:
             self.drain_outputs()
             code = exit_code(self.exit_status)
             oom = self.oom_killed()
-            self.runtime.delete(self.cid, force=True)
             st = self.store.update(
                 self.cid,
                 ExitCode=code,
@@ -473,6 +481,7 @@ class Monitor:
                 Pid=0,
                 Running=False,
                 Paused=False,
+                **self.delete_oci(),
             )
             if not self.restart_wanted(code, st):
                 break
@@ -488,8 +497,7 @@ class Monitor:
                 except Exception as e:  # noqa: BLE001 - record any start failure and stop trying
                     err = str(e)
             if err is not None:
-                self.store.update(self.cid, Error=err)
-                self.runtime.delete(self.cid, force=True)
+                self.store.update(self.cid, Error=err, **self.delete_oci())
                 break
             st = self.store.state(self.cid)
             self.store.update(
@@ -523,7 +531,7 @@ class Monitor:
         if self.cfg["HostConfig"].get("AutoRemove") and not self.store.state(self.cid).get(
             "Removing"
         ):
-            lifecycle.remove(self.home, self.cid, volumes=True, runtime_delete=False)
+            lifecycle.remove(self.home, self.cid, volumes=True)
         else:
             self.store.update(self.cid, MonitorPid=0)
         return 0

@@ -39,6 +39,11 @@ def initial_state() -> dict[str, Any]:
         "RestartCount": 0,
         "StopRequested": False,
         "Network": {},
+        # The OCI runtime may hold this container: set by the monitor before each ``create``,
+        # cleared by whoever deleted it successfully (the monitor, or ``repair`` for a dead
+        # monitor). ``rm`` runs the runtime's ``delete`` only while it is set, so a removal
+        # deletes once, and a monitor that died before its delete still gets it done.
+        "OciContainer": False,
     }
 
 

@@ -553,6 +553,46 @@ def test_rm_of_paused_container_with_force(eng: Eng) -> None:
     assert eng.ok("ps", "-aq") == ""
 
 
+def _log_runtime_calls(eng: Eng, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make containers created from here on use a wrapper of the runtime that appends its
+    arguments to a file, one call a line (a container keeps the runtime it was created with)."""
+    log = tmp_path / "runtime-calls"
+    wrapper = tmp_path / "isoproof-logging-runtime"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {eng.runtime} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setitem(eng.env, "ISOPROOF_OCI_RUNTIME", str(wrapper))
+    return log
+
+
+def _deletes(log: Path, cid: str) -> list[str]:
+    return [ln for ln in log.read_text().splitlines() if " delete " in ln and ln.endswith(cid)]
+
+
+@pytest.mark.parametrize(
+    ("run_args", "rm_args"),
+    [
+        (["-d", "busybox", "sleep", "100"], ["rm", "-f"]),  # the monitor deletes after the kill
+        (["busybox", "true"], ["rm"]),  # the monitor deleted it when it exited
+        (["--rm", "busybox", "true"], []),  # ... and removed it: no rm at all
+    ],
+    ids=["rm-f-running", "rm-exited", "auto-remove"],
+)
+def test_a_removal_deletes_the_runtime_container_once(
+    eng: Eng,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_args: list[str],
+    rm_args: list[str],
+) -> None:
+    log = _log_runtime_calls(eng, tmp_path, monkeypatch)
+    eng.ok("run", "--network", "none", *run_args)
+    (cid,) = [ln.split()[-1] for ln in log.read_text().splitlines() if " create " in ln]
+    if rm_args:
+        eng.ok(*rm_args, cid)
+    assert eng.ok("ps", "-aq") == ""
+    assert len(_deletes(log, cid)) == 1, log.read_text()
+
+
 def test_restart_on_failure_three_times(eng: Eng) -> None:
     eng.ok(
         "run",
@@ -1012,7 +1052,10 @@ HALF_START = (
 )
 
 
-def test_a_start_that_died_halfway_is_repaired(eng: Eng) -> None:
+def test_a_start_that_died_halfway_is_repaired(
+    eng: Eng, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _log_runtime_calls(eng, tmp_path, monkeypatch)
     for name in ("halfway", "halfgone"):
         eng.ok("create", "--name", name, "busybox", "echo", "hi")
         cp = subprocess.run(
@@ -1022,8 +1065,10 @@ def test_a_start_that_died_halfway_is_repaired(eng: Eng) -> None:
         assert eng.inspect(name, "{{.State.Status}}") == "created"
     assert eng.ok("start", "-a", "halfway") == "hi\n"
     eng.ok("rm", "halfway")
+    gone = eng.inspect("halfgone", "{{.Id}}")
     eng.ok("rm", "halfgone")
     assert eng.ok("ps", "-aq") == ""
+    assert len(_deletes(log, gone)) == 1, log.read_text()  # rm kills the init, its monitor deletes
 
 
 # -- images --------------------------------------------------------------------------------------
