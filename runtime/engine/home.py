@@ -38,12 +38,14 @@ def home() -> Path:
     return Path(os.environ.get(ENV_HOME, DEFAULT_HOME))
 
 
+def own_runtime() -> str:
+    """Our OCI runtime: the ``isoproof-oci`` console script pip put beside this interpreter."""
+    return str(Path(sys.executable).parent / "isoproof-oci")
+
+
 def default_runtime() -> str:
     """The OCI runtime binary: ``$ISOPROOF_OCI_RUNTIME`` or the ``isoproof-oci`` beside Python."""
-    env = os.environ.get(ENV_RUNTIME)
-    if env:
-        return env
-    return str(Path(sys.executable).parent / "isoproof-oci")
+    return os.environ.get(ENV_RUNTIME) or own_runtime()
 
 
 def cgroup_parent() -> str:

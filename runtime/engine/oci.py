@@ -3,6 +3,10 @@
 The engine never reaches into a runtime's internals: everything it needs (create, start, state,
 kill, delete, pause, resume, exec, ps, update, events --stats) goes through this class, so any
 runtime that speaks runc's CLI can be swapped in with ``$ISOPROOF_OCI_RUNTIME``.
+
+When that runtime is our own ``isoproof-oci``, a call forks and runs its ``main`` with the same
+argv instead of exec'ing a new interpreter (see :mod:`runtime.engine.forkrun`): the same process
+boundary, arguments, stdio and exit status, without the interpreter start.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import subprocess
 from typing import IO, Any
 
+from runtime.engine import forkrun
 from runtime.errors import IsoproofError
 
 
@@ -23,29 +28,45 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no message)"
 
 
+def _oci_main(args: list[str]) -> int:
+    """isoproof-oci's program, run in a forked child. Imported there, not here: the monitor's
+    memory stays what it was, and the engine calls the runtime only once or twice per command."""
+    from runtime.oci.cli import main
+
+    return main(args)
+
+
 class OciRuntime:
     def __init__(self, binary: str, root: str) -> None:
         self.binary = binary
         self.root = root
+        self.own = forkrun.is_own_runtime(binary)
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", self.root, *args]
 
+    def _fork(self) -> bool:
+        """Fork rather than exec: our own runtime, in a process without threads (checked at each
+        call; the engine CLI and the monitor have none, and fork with threads is unsafe)."""
+        return self.own and forkrun.single_threaded()
+
     def _run(
         self, *args: str, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
+        argv = self.argv(*args)
         try:
-            cp = subprocess.run(
-                self.argv(*args),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-            )
+            if self._fork():
+                cp = forkrun.run(_oci_main, argv, timeout)
+            else:
+                cp = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+                )
         except FileNotFoundError:
             raise RuntimeError_(f"OCI runtime {self.binary} not found") from None
         except subprocess.TimeoutExpired:
             raise RuntimeError_(f"OCI runtime {args[0]} timed out") from None
+        except OSError as e:  # fork or pipe failed (EAGAIN, EMFILE)
+            raise RuntimeError_(f"OCI runtime {args[0]}: {e.strerror or e}") from None
         if check and cp.returncode != 0:
             raise RuntimeError_(f"{args[0]}: {_last_line(cp.stderr or cp.stdout)}")
         return cp
@@ -60,7 +81,7 @@ class OciRuntime:
         stdout: int | IO[Any] | None,
         stderr: int | IO[Any] | None,
         log: str | None = None,
-    ) -> subprocess.Popen[bytes]:
+    ) -> subprocess.Popen[bytes] | forkrun.Child:
         """Start ``create``; the caller waits (it owns the stdio the container inherits).
 
         ``log`` is given to the runtime as ``--log``: its warnings (settings it accepts but cannot
@@ -71,7 +92,10 @@ class OciRuntime:
             args += ["--console-socket", console_socket]
         if log:
             args = ["--log", log, *args]  # a global option: before the verb
-        return subprocess.Popen(self.argv(*args, cid), stdin=stdin, stdout=stdout, stderr=stderr)
+        argv = self.argv(*args, cid)
+        if self._fork():
+            return forkrun.spawn(_oci_main, argv, stdin, stdout, stderr)
+        return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
 
     def start(self, cid: str) -> None:
         self._run("start", cid)
