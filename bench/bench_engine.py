@@ -4,12 +4,17 @@
   ``runc run`` of a plain busybox bundle measured in the same run (the floor an engine adds to) and,
   where podman is installed, ``podman run --rm --network none`` of the same rootfs on the same runc;
 * the monitor's memory per detached container (RSS and PSS from ``/proc/PID/smaps_rollup``);
-* the time to start 50 detached containers one after another, and to remove them with one ``rm -f``.
+* the time to start 50 detached containers one after another, and to remove them with one ``rm -f``;
+* one verification check's engine work, ``run -d busybox sleep 60; inspect; rm -f``: median wall
+  time and the number of Python interpreter starts (counted with ``strace -f -e execve``), for
+  isoproof-oci forked by the engine (the default), the same exec'd (``ISOPROOF_OCI_FORK=0``, the
+  peer) and runc, interleaved in the same run. Interpreter starts are what TCG makes expensive.
 
 Each figure is measured for every OCI runtime given (default: runc and isoproof-oci). Private home,
 bridge, subnet and cgroup parent, all removed at the end.
 
     /work/venv/bin/python bench/bench_engine.py [--runs 20] [--many 50] [--runtime PATH ...]
+                                                [--check-only] [--check-runs 10]
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from pathlib import Path
 ISOPROOF = str(Path(sys.executable).parent / "isoproof")
 
 
-def env_for(runtime: str, tag: str) -> dict[str, str]:
+def env_for(runtime: str, tag: str, octet: int = 250) -> dict[str, str]:
+    """A private engine; engines that exist at the same time need different ``octet``s (each has
+    its own bridge, and two bridges must not hold the same subnet)."""
     return {
         **os.environ,
         "ISOPROOF_HOME": f"/tmp/ipb-{tag}",
         "ISOPROOF_OCI_RUNTIME": runtime,
         "ISOPROOF_BRIDGE": f"isoproofB{tag[:6]}",
-        "ISOPROOF_SUBNET": "172.31.250.0/24",
+        "ISOPROOF_SUBNET": f"172.31.{octet}.0/24",
         "ISOPROOF_CGROUP_PARENT": f"isoproof-b{tag}",
     }
 
@@ -170,6 +177,81 @@ def monitor_memory(env: dict[str, str], count: int) -> tuple[float, float]:
     return statistics.median(rss), statistics.median(pss)
 
 
+CHECK = 'id=$("$0" run -d busybox sleep 60) && "$0" inspect "$id" >/dev/null && "$0" rm -f "$id"'
+
+
+def check_cycle(env: dict[str, str], strace_log: str | None = None) -> None:
+    """What a verification check asks of the engine (``sh`` costs the same in every variant)."""
+    argv = ["sh", "-c", CHECK, ISOPROOF]
+    if strace_log:
+        argv = ["strace", "-f", "-qq", "-e", "trace=execve", "-o", strace_log, *argv]
+    cp = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if cp.returncode != 0:
+        raise SystemExit(f"check cycle failed: {cp.stderr.strip()}")
+
+
+def python_starts(env: dict[str, str]) -> int | None:
+    """Python interpreters started by one check cycle: execve calls that succeeded on a Python
+    binary or on a script whose ``#!`` line names one (the console scripts). None without strace."""
+    if not shutil.which("strace"):
+        return None
+    with tempfile.NamedTemporaryFile(prefix="isoproof-bench-strace-") as log:
+        check_cycle(env, log.name)
+        lines = Path(log.name).read_text().splitlines()
+    started = [ln.split('"') for ln in lines if "execve(" in ln and ln.rstrip().endswith("= 0")]
+    # A program that re-execs itself through /proc/self/exe (runc init) is named by its argv[0].
+    return sum(_is_python(f[3] if f[1] == "/proc/self/exe" else f[1]) for f in started)
+
+
+def _is_python(path: str) -> bool:
+    if Path(os.path.realpath(path)).name.startswith("python"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            first = f.readline()
+    except OSError:
+        return False
+    return first.startswith(b"#!") and b"python" in first
+
+
+def check_figures(runtimes: list[str], runs: int) -> None:
+    """Fork vs exec of our runtime (and runc), one check cycle per variant per round."""
+    variants: dict[str, dict[str, str]] = {}
+    for octet, rt in enumerate(runtimes, start=250):
+        env = env_for(rt, uuid.uuid4().hex[:8], octet)
+        if Path(rt).name == "isoproof-oci":
+            variants["isoproof-oci, exec'd (ISOPROOF_OCI_FORK=0)"] = {
+                **env,
+                "ISOPROOF_OCI_FORK": "0",
+            }
+            variants["isoproof-oci, forked (default)"] = env
+        else:
+            variants[f"{Path(rt).name}, exec'd"] = env
+    try:
+        for env in variants.values():
+            check_cycle(env)  # warm: bridge, image record, page cache
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(runs):
+            for name, env in variants.items():
+                times[name] += timed(lambda env=env: check_cycle(env), 1)
+        peer = None
+        for name, env in variants.items():
+            med = statistics.median(times[name]) * 1000
+            starts = python_starts(env)
+            counted = "strace missing" if starts is None else f"{starts} Python starts"
+            rel = f"  (x{med / peer:.2f} of the exec'd)" if peer and "forked" in name else ""
+            peer = med if "ISOPROOF_OCI_FORK=0" in name else peer
+            print(
+                f"check cycle (run -d; inspect; rm -f) [{name}]: median {med:7.1f} ms, "
+                f"{counted}{rel}"
+            )
+        print(f"  ({runs} rounds, variants interleaved in each round)")
+    finally:
+        for env in variants.values():
+            if "ISOPROOF_OCI_FORK" not in env:
+                cleanup(env)
+
+
 def cleanup(env: dict[str, str]) -> None:
     ids = subprocess.run(
         [ISOPROOF, "ps", "-aq"], env=env, capture_output=True, text=True
@@ -190,11 +272,16 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--many", type=int, default=50)
     ap.add_argument("--runtime", action="append")
+    ap.add_argument("--check-runs", type=int, default=10)
+    ap.add_argument("--check-only", action="store_true", help="only the check-cycle figures")
     a = ap.parse_args()
     runtimes = a.runtime or [
         shutil.which("runc") or "runc",
         str(Path(sys.executable).parent / "isoproof-oci"),
     ]
+    check_figures(runtimes, a.check_runs)
+    if a.check_only:
+        return 0
     floor = statistics.median(runc_floor(a.runs)) * 1000
     print(f"runc run (bare bundle, no engine)          median {floor:7.1f} ms  ({a.runs} runs)")
     podman = podman_latency(a.runs)
