@@ -21,7 +21,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +82,26 @@ class Eng:
         kw.setdefault("text", True)
         return subprocess.Popen([ISOPROOF, *args], env=self.env, **kw)
 
+    def on_pty(self, *args: str, stdin: bool = True) -> tuple[subprocess.Popen[bytes], int]:
+        """``isoproof ARGS`` with a new pty as its terminal (stdout, stderr and, with ``stdin``,
+        stdin). Returns the process and the pty's master; read it with :func:`pty_output`."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen(
+            [ISOPROOF, *args],
+            env=self.env,
+            stdin=slave if stdin else subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)  # the child has it: EIO on the master once the child's side is gone
+        return p, master
+
     def inspect(self, ref: str, fmt: str) -> str:
         return self.ok("inspect", "-f", fmt, ref).strip()
+
+    def state(self, cid: str) -> dict[str, Any]:
+        """The engine's own record (state.json), with what inspect does not show (MonitorPid)."""
+        return dict(json.loads((self.home / "containers" / cid / "state.json").read_text()))
 
     def note_ids(self) -> None:
         d = self.home / "containers"
@@ -91,14 +109,18 @@ class Eng:
             self.seen.update(p.name for p in d.iterdir() if not p.name.startswith("."))
 
     def wait_status(self, ref: str, status: str, timeout: float = 15) -> None:
+        self.wait_for(
+            ref, lambda: self.inspect(ref, "{{.State.Status}}") == status, status, timeout
+        )
+
+    def wait_for(self, ref: str, done: Callable[[], bool], what: str, timeout: float) -> None:
+        """Poll ``done`` until it holds; else fail with the container's state."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.inspect(ref, "{{.State.Status}}") == status:
+            if done():
                 return
             time.sleep(0.05)
-        raise AssertionError(
-            f"{ref} never reached {status}: {self.inspect(ref, '{{json .State}}')}"
-        )
+        raise AssertionError(f"{ref} never reached {what}: {self.inspect(ref, '{{json .State}}')}")
 
     # -- leak checks ------------------------------------------------------------------------------
 
@@ -207,6 +229,30 @@ def eng(engine_env: Eng) -> Iterator[Eng]:
     assert not leaks, f"left behind: {leaks}"
 
 
+def pty_output(proc: subprocess.Popen[bytes], master: int, timeout: float = 15) -> bytes:
+    """What the pty shows until ``proc`` is done with it (EOF or EIO on the master, or quiet for
+    0.5 s after ``proc`` exited), at most ``timeout`` s; then reap ``proc`` and close the master."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: no process holds the pty's other side any more
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=10)
+    finally:
+        os.close(master)
+    return out
+
+
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
@@ -312,31 +358,8 @@ def test_run_interactive_stdin_eof_ends_container(eng: Eng) -> None:
 
 def test_exec_it_gets_a_pty(eng: Eng) -> None:
     eng.ok("run", "-d", "--name", "shell", "busybox", "sleep", "100")
-    master, slave = pty.openpty()
-    p = subprocess.Popen(
-        [ISOPROOF, "exec", "-it", "shell", "sh", "-c", "tty; echo $TERM; exit 5"],
-        env=eng.env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-    )
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([master], [], [], 0.5)
-        if r:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif p.poll() is not None:
-            break
-    p.wait(timeout=10)
-    os.close(master)
+    p, master = eng.on_pty("exec", "-it", "shell", "sh", "-c", "tty; echo $TERM; exit 5")
+    out = pty_output(p, master)
     assert p.returncode == 5
     assert b"/dev/pts/" in out and b"xterm" in out
 
@@ -355,75 +378,30 @@ def test_exec_flags_env_workdir_user_stdin(eng: Eng) -> None:
 
 
 def test_run_tty_allocates_a_terminal(eng: Eng) -> None:
-    master, slave = pty.openpty()
-    p = subprocess.Popen(
-        [ISOPROOF, "run", "--rm", "-t", "busybox", "tty"],
-        env=eng.env,
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-    )
-    os.close(slave)
-    out = b""
-    while True:
-        r, _, _ = select.select([master], [], [], 10)
-        if not r:
-            break
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    p.wait(timeout=10)
-    os.close(master)
+    p, master = eng.on_pty("run", "--rm", "-t", "busybox", "tty", stdin=False)
+    out = pty_output(p, master)
     assert p.returncode == 0
     assert b"/dev/pts/0" in out
 
 
 def test_run_it_is_an_interactive_terminal(eng: Eng) -> None:
-    master, slave = pty.openpty()
-    p = subprocess.Popen(
-        [
-            ISOPROOF,
-            "run",
-            "--rm",
-            "-it",
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "read x; echo got $x; exit 6",
-        ],
-        env=eng.env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
+    p, master = eng.on_pty(
+        "run",
+        "--rm",
+        "-it",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got $x; exit 6",
     )
-    os.close(slave)
     deadline = time.monotonic() + 15
     while not eng.ok("ps", "-q") and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.3)
     os.write(master, b"hello\r")
-    out = b""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([master], [], [], 0.5)
-        if r:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif p.poll() is not None:
-            break
-    p.wait(timeout=10)
-    os.close(master)
+    out = pty_output(p, master)
     assert p.returncode == 6
     assert b"got hello" in out
 
@@ -606,11 +584,7 @@ def test_restart_on_failure_three_times(eng: Eng) -> None:
         "-c",
         "echo attempt; exit 2",
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if eng.inspect("flaky", "{{.State.Status}}") == "exited":
-            break
-        time.sleep(0.1)
+    eng.wait_status("flaky", "exited", timeout=30)
     assert (
         eng.inspect("flaky", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}")
         == "exited 3 2"
@@ -631,10 +605,9 @@ def test_restart_always_is_not_triggered_by_user_stop(eng: Eng) -> None:
         "-c",
         "sleep 0.2; exit 0",
     )
-    deadline = time.monotonic() + 20
-    while int(eng.inspect("phoenix", "{{.RestartCount}}")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert int(eng.inspect("phoenix", "{{.RestartCount}}")) >= 2
+    eng.wait_for(
+        "phoenix", lambda: int(eng.inspect("phoenix", "{{.RestartCount}}")) >= 2, "2 restarts", 20
+    )
     eng.ok("stop", "-t", "1", "phoenix")
     count = eng.inspect("phoenix", "{{.RestartCount}}")
     time.sleep(1.5)
@@ -1034,8 +1007,7 @@ def test_network_prune_refuses_while_a_container_is_attached(eng: Eng) -> None:
 
 def test_a_killed_monitor_is_repaired_by_the_next_command(eng: Eng) -> None:
     cid = eng.ok("run", "-d", "--name", "orphan", "busybox", "sleep", "100").strip()
-    state = json.loads((eng.home / "containers" / cid / "state.json").read_text())
-    os.kill(state["MonitorPid"], 9)
+    os.kill(eng.state(cid)["MonitorPid"], 9)
     time.sleep(0.2)
     assert eng.inspect("orphan", "{{.State.Status}}") == "exited"
     eng.ok("rm", "orphan")
@@ -1417,8 +1389,7 @@ def test_inspect_right_after_init_dies_reports_the_real_exit(eng: Eng) -> None:
         "sleep 1; exit 7",
     ).strip()
     pid = int(eng.ok("inspect", "-f", "{{.State.Pid}}", "diesoon"))
-    state_file = eng.home / "containers" / cid / "state.json"
-    monitor = int(json.loads(state_file.read_text())["MonitorPid"])
+    monitor = int(eng.state(cid)["MonitorPid"])
     os.kill(monitor, signal.SIGSTOP)
     try:
         deadline = time.monotonic() + 30
