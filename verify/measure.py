@@ -124,6 +124,26 @@ def pids_events_max(c: Any) -> int:
     return parse_flat_keyed(c.read_cgroup("pids", "pids.events")).get("max", 0)
 
 
+def until_all_advance(
+    read: Callable[[], list[int]], min_s: float = 0.5, timeout: float = 10.0, interval: float = 0.1
+) -> list[int]:
+    """Warm-up before a contention window: wait at least ``min_s``, then until one ``interval`` in
+    which every counter of ``read()`` (e.g. each container's CPU usage) grew, i.e. all of them are
+    running. A fixed pause was not enough in an emulated guest: a container started while its
+    neighbour had run alone for seconds got no CPU for the next ~0.5 s (6.1, crun, shares 1:4),
+    which a 3 s window cannot average away. Gives up after ``timeout`` (scaled) and returns the last
+    reading; the check then judges what it sees."""
+    time.sleep(min_s)
+    deadline = time.monotonic() + timeout * host.slowdown()
+    prev = read()
+    while True:
+        time.sleep(interval)
+        cur = read()
+        if all(b > a for a, b in zip(prev, cur, strict=True)) or time.monotonic() >= deadline:
+            return cur
+        prev = cur
+
+
 class Sampler:
     """Sample ``fn()`` every ``interval`` seconds: a time series for the evidence."""
 

@@ -322,3 +322,22 @@ def test_engine_start_gate_opens_by_itself(tmp_path: Path) -> None:
 
     argv = gated(["true"], max_s=0.2)
     assert subprocess.run(argv, timeout=10).returncode == 0
+
+
+def test_warm_up_waits_until_every_counter_grows() -> None:
+    # The second container gets no CPU for its first three readings (seen in a TCG guest).
+    readings = iter([[10, 5], [20, 5], [30, 5], [40, 5], [50, 9], [60, 12]])
+    got = measure.until_all_advance(lambda: next(readings), min_s=0, interval=0)
+    assert got == [50, 9]
+    assert next(readings) == [60, 12]  # it stopped at the first interval where both grew
+
+
+def test_warm_up_gives_up_on_a_stalled_counter() -> None:
+    calls = []
+
+    def read() -> list[int]:
+        calls.append(1)
+        return [len(calls), 0]  # the second never runs
+
+    got = measure.until_all_advance(read, min_s=0, timeout=0.2, interval=0.01)
+    assert got[1] == 0 and len(calls) >= 2  # returned (the check judges what it sees), no hang

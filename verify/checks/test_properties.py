@@ -78,8 +78,7 @@ def test_cpu_shares_generated(runtime: Driver, evidence, shares: list[int]) -> N
                                        resources={"cpu": {"shares": s, "cpus": "0"}})) for s in shares]  # fmt: skip
     try:
         written = [measure.cpu_weight_written(c) for c in cs]
-        time.sleep(0.5)
-        a = [measure.cpu_usage_ns(c) for c in cs]
+        a = measure.until_all_advance(lambda: [measure.cpu_usage_ns(c) for c in cs])
         time.sleep(2.0)
         used = [measure.cpu_usage_ns(c) - x for c, x in zip(cs, a, strict=True)]
     finally:

@@ -21,8 +21,6 @@ from verify.spec import ContainerSpec
 
 pytestmark = pytest.mark.root
 
-WARMUP_S = 0.5
-
 
 def _start_all(
     runtime: Driver, scenario: Scenario, device: tuple[int, int] | None = None
@@ -44,7 +42,7 @@ def test_cpu_shares_split(runtime: Driver, scenario: Scenario, evidence) -> None
     # so only the ratio is judged there).
     if host.layout().version == 1:
         assert written == requested, f"cpu.shares written {written}, requested {requested}"
-    time.sleep(WARMUP_S)
+    measure.until_all_advance(lambda: [measure.cpu_usage_ns(c) for c in cs])
     sampler = measure.Sampler(lambda: [measure.cpu_usage_ns(c) for c in cs])
     sampler.run_for(scenario.duration_s)
     first, last = sampler.values[0], sampler.values[-1]
@@ -82,7 +80,7 @@ def test_cpu_quota(runtime: Driver, scenario: Scenario, evidence) -> None:
     assert (quota, period) == (lim["cpu_quota"], lim.get("cpu_period", 100000)), (
         f"quota/period written {quota}/{period}, requested {lim['cpu_quota']}/{lim.get('cpu_period', 100000)}"
     )
-    time.sleep(WARMUP_S)
+    measure.until_all_advance(lambda: [measure.cpu_usage_ns(c)])
     throttle0 = measure.throttle_stats(c)
     sampler = measure.Sampler(lambda: measure.cpu_usage_ns(c))
     sampler.run_for(scenario.duration_s)
