@@ -118,21 +118,22 @@ class Engine:
             if sock is not None:
                 sock.close()
 
-    def wait_monitor_gone(self, cid: str, timeout: float = 15) -> None:
+    def wait_monitor_gone(self, cid: str, timeout: float = 15, monitor: int = 0) -> None:
+        """Wait until the monitor is done and its process has exited. It writes MonitorPid 0 (or
+        removes a --rm container, then deletes the files it moved aside) just before it exits:
+        wait for the process too, so that ``rm`` leaves no monitor behind, not even one that is
+        still exiting. ``monitor``: its pid if the caller saw it before it could be cleared."""
         deadline = time.monotonic() + timeout
-        monitor = 0
         while time.monotonic() < deadline:
             try:
                 st = self.store.state(cid)
             except NotFoundError:
-                # Removed (--rm) by the monitor itself, which may still be deleting the files it
-                # moved aside: like docker's wait for "removed", return once it is gone too.
-                while pid_alive(monitor, cid) and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                return
+                break
             if not monitor_alive(st, cid):
-                return
+                break
             monitor = int(st.get("MonitorPid") or 0)
+            time.sleep(0.02)
+        while pid_alive(monitor, cid) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def _connect(self, cid: str, flags: int) -> socket.socket | None:
@@ -457,7 +458,7 @@ class Engine:
                 if st["Status"] == "paused":
                     _resume_quietly(rt, cid)
                 self.wait_exit(cid, 15)
-            self.wait_monitor_gone(cid)
+            self.wait_monitor_gone(cid, monitor=int(st.get("MonitorPid") or 0))
             lifecycle.remove(self.home, cid, volumes)  # deletes only what no monitor did
 
 
