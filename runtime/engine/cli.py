@@ -1535,8 +1535,6 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch("verify.cli", rest)
     if verb == "matrix":
         return _dispatch("verify.matrix.cli", rest)
-    if verb == "ps" and rest[:1] == ["-a"] and False:
-        pass
     fn = COMMANDS.get(verb)
     if fn is None:
         print(

@@ -144,17 +144,21 @@ class Monitor:
             console.bind(str(console_path))
             console.listen(1)
             err_r, err_w = os.pipe()  # the runtime's own messages (the container has the pty)
-            proc = self.runtime.create(
-                self.cid,
-                str(bundle),
-                str(pid_file),
-                str(console_path),
-                subprocess_devnull(),
-                err_w,
-                err_w,
-                str(self.cdir / RUNTIME_LOG),
-            )
-            os.close(err_w)
+            null = os.open(os.devnull, os.O_RDONLY)
+            try:
+                proc = self.runtime.create(
+                    self.cid,
+                    str(bundle),
+                    str(pid_file),
+                    str(console_path),
+                    null,
+                    err_w,
+                    err_w,
+                    str(self.cdir / RUNTIME_LOG),
+                )
+            finally:
+                os.close(null)  # the runtime has its copy; one leaked per restart otherwise
+                os.close(err_w)
         else:
             in_r, out_w, err_w2 = self.child_fds
             proc = self.runtime.create(
@@ -171,8 +175,9 @@ class Monitor:
                 except OSError:
                     master = -1
                 if master >= 0:
-                    if self.master >= 0:
-                        self.sel.unregister(self.master)
+                    if self.master >= 0:  # the last run's pty (a restart)
+                        with contextlib.suppress(KeyError):  # unregistered already at its EOF
+                            self.sel.unregister(self.master)
                         os.close(self.master)
                     self.master = master
                     os.set_blocking(master, False)
@@ -539,10 +544,6 @@ class Monitor:
 
 def _ignore(*_: object) -> None:
     pass
-
-
-def subprocess_devnull() -> int:
-    return os.open(os.devnull, os.O_RDONLY)
 
 
 def main(argv: list[str] | None = None) -> int:

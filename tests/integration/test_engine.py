@@ -614,6 +614,25 @@ def test_restart_always_is_not_triggered_by_user_stop(eng: Eng) -> None:
     assert eng.inspect("phoenix", "{{.State.Status}} {{.RestartCount}}") == f"exited {count}"
 
 
+def test_tty_restarts_leak_no_monitor_fds(eng: Eng) -> None:
+    """Each create of a -t container gives the runtime a /dev/null for stdin; the monitor used to
+    keep its copy, one more open file per restart for the container's whole life."""
+    cid = eng.ok("run", "-d", "-t", "--name", "ttyloop", "--restart", "always",
+                 "busybox", "sh", "-c", "sleep 0.2; exit 0").strip()  # fmt: skip
+
+    def restarts() -> int:
+        return int(eng.inspect("ttyloop", "{{.RestartCount}}"))
+
+    def monitor_fds() -> int:
+        return len(os.listdir(f"/proc/{eng.state(cid)['MonitorPid']}/fd"))
+
+    eng.wait_for("ttyloop", lambda: restarts() >= 1, "1 restart", 20)
+    before, at = monitor_fds(), restarts()
+    eng.wait_for("ttyloop", lambda: restarts() >= at + 3, "3 more restarts", 30)
+    assert monitor_fds() <= before, f"monitor fds {before} -> {monitor_fds()} over 3 restarts"
+    eng.ok("rm", "-f", "ttyloop")
+
+
 def test_memory_hog_is_oom_killed(eng: Eng) -> None:
     cp = eng.run(
         "run",
