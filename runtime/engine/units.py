@@ -278,24 +278,22 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def _scaled(n: float, base: int, units: list[str], digits: int) -> str:
+    i = 0
+    while n >= base and i < len(units) - 1:
+        n /= base
+        i += 1
+    return f"{n:.{digits}g}{units[i]}"
+
+
 def human_size(n: float) -> str:
     """docker's ``HumanSize`` (decimal units, 3 significant digits): 4.5MB."""
-    units = ["B", "kB", "MB", "GB", "TB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000
-        i += 1
-    return f"{n:.3g}{units[i]}"
+    return _scaled(n, 1000, ["B", "kB", "MB", "GB", "TB"], 3)
 
 
 def bytes_size(n: float) -> str:
-    """docker's ``BytesSize`` (binary units): 31.9MiB."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024
-        i += 1
-    return f"{n:.4g}{units[i]}"
+    """docker's ``BytesSize`` (binary units, 4 significant digits): 31.9MiB."""
+    return _scaled(n, 1024, ["B", "KiB", "MiB", "GiB", "TiB"], 4)
 
 
 def human_duration(seconds: float) -> str:

@@ -11,14 +11,8 @@ from runtime.cgroups.base import mode_of
 from runtime.cgroups.mountinfo import parse_mountinfo
 from runtime.errors import CgroupError
 
-HYBRID_APART = """\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-"""
+# This machine's layout: v1 controllers, cpu and cpuacct mounted apart, an empty cgroup2.
+HYBRID_APART = (Path(__file__).parent / "data" / "hybrid-cpu-cpuacct-apart.mountinfo").read_text()
 
 LEGACY_JOINED = """\
 25 24 0:22 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:9 - cgroup cgroup rw,cpu,cpuacct
