@@ -208,8 +208,6 @@ def resources(limits: dict[str, Any], device: tuple[int, int] | None = None) -> 
     if "cpu_quota" in limits:
         cpu["quota"] = limits["cpu_quota"]
         cpu["period"] = limits.get("cpu_period", 100000)
-    if "cpus" in limits:
-        cpu["cpus"] = limits["cpus"]
     if cpu:
         r["cpu"] = cpu
     if "memory" in limits:
@@ -254,6 +252,7 @@ def workload_args(c: ContainerScenario) -> list[str]:
 
 
 def container_spec(c: ContainerScenario, device: tuple[int, int] | None = None) -> ContainerSpec:
-    return ContainerSpec(
+    spec = ContainerSpec(
         args=workload_args(c), resources=resources(c.limits, device), hostname=f"isoproof-{c.name}"
     )
+    return spec.pinned(c.limits["cpus"]) if "cpus" in c.limits else spec

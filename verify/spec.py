@@ -52,6 +52,22 @@ class ContainerSpec:
     readonly_rootfs: bool = False
     env: list[str] = dataclasses.field(default_factory=list)
 
+    def pinned(self, cpus: str, cpuset: bool | None = None) -> ContainerSpec:
+        """Run only on ``cpus`` (the contention checks put their containers on one CPU): a cpuset
+        limit where the cgroup layout has that controller, else the workload's own affinity
+        (``taskset``; an unprivileged process may narrow its own). Debian's 6.12 kernel has no v1
+        cpuset (``CONFIG_CPUSETS_V1`` off), and what those checks prove is the CPU split, not the
+        cpuset write. ``cpuset``: whether the controller is there (default: ask the host)."""
+        if cpuset is None:
+            from verify import host
+
+            cpuset = host.layout().has_controller("cpuset")
+        if cpuset:
+            self.resources.setdefault("cpu", {})["cpus"] = cpus
+        else:
+            self.args = ["taskset", "-c", cpus, *self.args]
+        return self
+
     def with_user_ns(self, host_base: int = 100000, size: int = 65536) -> ContainerSpec:
         self.uid_map = [(0, host_base, size)]
         self.gid_map = [(0, host_base, size)]

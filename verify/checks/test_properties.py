@@ -75,7 +75,7 @@ def test_memory_limit_generated(runtime: Driver, evidence, limit_mb: int, factor
 def test_cpu_shares_generated(runtime: Driver, evidence, shares: list[int]) -> None:
     tol = 10
     cs = [runtime.create(ContainerSpec(args=["sh", "-c", "while :; do :; done"],
-                                       resources={"cpu": {"shares": s, "cpus": "0"}})) for s in shares]  # fmt: skip
+                                       resources={"cpu": {"shares": s}}).pinned("0")) for s in shares]  # fmt: skip
     try:
         written = [measure.cpu_weight_written(c) for c in cs]
         a = measure.until_all_advance(lambda: [measure.cpu_usage_ns(c) for c in cs])

@@ -291,9 +291,7 @@ def test_pids_limit(runtime: Driver, scenario: Scenario, evidence) -> None:
 
 @pytest.mark.requires_controller("freezer")
 def test_pause_resume(runtime: Driver, evidence) -> None:
-    c = runtime.create(
-        ContainerSpec(args=["sh", "-c", "while :; do :; done"], resources={"cpu": {"cpus": "0"}})
-    )
+    c = runtime.create(ContainerSpec(args=["sh", "-c", "while :; do :; done"]).pinned("0"))
     time.sleep(0.2)
     runtime.pause(c)
     state = measure.freezer_state(c)
