@@ -40,7 +40,7 @@ def env_for(runtime: str, tag: str, octet: int = 250) -> dict[str, str]:
     its own bridge, and two bridges must not hold the same subnet)."""
     return {
         **os.environ,
-        "ISOPROOF_HOME": f"/tmp/ipb-{tag}",
+        "ISOPROOF_HOME": os.path.join(tempfile.gettempdir(), f"ipb-{tag}"),
         "ISOPROOF_OCI_RUNTIME": runtime,
         "ISOPROOF_BRIDGE": f"isoproofB{tag[:6]}",
         "ISOPROOF_SUBNET": f"172.31.{octet}.0/24",

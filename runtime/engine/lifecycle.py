@@ -9,6 +9,7 @@ by running it again.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -16,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runtime.cgroups.mountinfo import unescape
 from runtime.engine import ocispec
 from runtime.engine.home import Home, cgroup_parent, write_json
 from runtime.engine.oci import OciRuntime
 from runtime.engine.store import LIVE, Store, monitor_alive, pid_alive, remove_tree
-from runtime.errors import IsoproofError, NetworkError, StateError
+from runtime.errors import IsoproofError, NetworkError, StateError, SyscallError
 from runtime.sys import MNT_DETACH, Sys
 
 MONITOR_READY_TIMEOUT = 60
@@ -126,13 +128,25 @@ def _prepare(home: Home, store: Store, cid: str, cfg: dict[str, Any]) -> dict[st
         os.chown(upper, st.st_uid, st.st_gid)
         os.chmod(upper, st.st_mode & 0o7777)
     if not is_mountpoint(str(rootfs)):
-        Sys().mount(
-            "overlay",
-            str(rootfs),
-            "overlay",
-            0,
-            f"lowerdir={lower},upperdir={upper},workdir={work}",
-        )
+        try:
+            Sys().mount(
+                "overlay",
+                str(rootfs),
+                "overlay",
+                0,
+                f"lowerdir={lower},upperdir={upper},workdir={work}",
+            )
+        except SyscallError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            # EINVAL alone does not say why; the usual reason is a home on a filesystem that
+            # cannot hold an upper layer (another overlay, 9p: a VM's shared root), so name it.
+            with open("/proc/self/mountinfo") as f:
+                kind = fs_type(str(upper), f.read())
+            raise IsoproofError(
+                f"mount overlay {rootfs}: the kernel refused (EINVAL); the upper directory is on "
+                f"{kind}{OVERLAY_UPPER_HINT if kind in NO_OVERLAY_UPPER else ''}"
+            ) from None
 
     peers: dict[str, int] = {}
     for kind, key in (
@@ -326,11 +340,28 @@ def is_mountpoint(path: str) -> bool:
     """True if ``path`` is the mount point of some mount (looked up in /proc/self/mountinfo)."""
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].encode().decode("unicode_escape")
-            if point == real:
-                return True
-    return False
+        return any(unescape(line.split()[4]) == real for line in f)
+
+
+# Filesystems overlayfs refuses as an upper layer (no d_type, xattrs, or tmpfile support).
+NO_OVERLAY_UPPER = frozenset({"overlay", "9p", "virtiofs", "nfs", "nfs4", "vfat", "fuse", "cifs"})
+OVERLAY_UPPER_HINT = ", which overlayfs cannot write to; set ISOPROOF_HOME to a directory on ext4, xfs, btrfs or tmpfs"
+
+
+def fs_type(path: str, mountinfo: str) -> str:
+    """The type of the filesystem holding ``path`` (an absolute, resolved path), from the text of
+    a mountinfo: the mount with the longest mount point above it; of several on the same point,
+    the last, which hides the others. Pure: unit tests feed it a fixture."""
+    best, kind = -1, "an unknown filesystem"
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        point = unescape(fields[4])
+        above = path == point or path.startswith(point.rstrip("/") + "/")
+        if above and len(point) >= best:
+            best, kind = len(point), fields[fields.index("-") + 1]
+    return kind
 
 
 EXIT_RECORD_WAIT = 10.0  # seconds a reader waits for a live monitor to record a death it saw

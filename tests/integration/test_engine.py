@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,9 +41,11 @@ def _runtimes() -> list[str]:
 class Eng:
     """Runs ``isoproof`` with a private environment and collects what it created."""
 
-    def __init__(self, runtime: str, tag: str, subnet_octet: int) -> None:
+    def __init__(self, runtime: str, tag: str, subnet_octet: int, home: Path | None = None) -> None:
         self.runtime = runtime
-        self.home = Path(f"/tmp/ipt-{tag}")
+        # TMPDIR, not /tmp: a VM leg's /tmp is an overlay, which cannot hold the containers' upper
+        # layers; the matrix points TMPDIR at the guest's disk.
+        self.home = home or Path(tempfile.gettempdir()) / f"ipt-{tag}"
         self.bridge = f"isoproofT{tag[:6]}"
         self.cgroup_parent = f"isoproof-t{tag}"
         self.subnet = f"172.31.{subnet_octet}.0/24"
@@ -1277,6 +1280,27 @@ def test_bad_input_is_one_line_and_leaves_nothing(
     _one_line_error(eng.run(*args), code, starts)
     assert eng.ok("ps", "-aq") == ""
     assert not eng.leaks()
+
+
+def test_a_home_that_cannot_hold_an_overlay_upper_is_named(eng: Eng, tmp_path: Path) -> None:
+    """A home on another overlay (a VM's /tmp) makes the kernel refuse the rootfs mount with a
+    bare EINVAL: the error names the filesystem and the fix, and the failed run leaves nothing."""
+    layers = [tmp_path / d for d in ("lower", "upper", "work", "mnt")]
+    for d in layers:
+        d.mkdir()
+    lower, upper, work, mnt = layers
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(mnt)], check=True)
+    other = Eng(eng.runtime, uuid.uuid4().hex[:8], _free_octet(), home=mnt / "home")
+    try:
+        cp = other.run("run", "--rm", "--network", "none", "busybox", "true")
+        _one_line_error(cp, 125, "Error response from daemon: mount overlay")
+        assert "upper directory is on overlay" in cp.stderr and "ISOPROOF_HOME" in cp.stderr
+        assert other.ok("ps", "-aq") == ""
+        assert not other.leaks()
+    finally:
+        _teardown_env(other)
+        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_name_clash(eng: Eng) -> None:

@@ -508,3 +508,21 @@ def test_network_prune_asks_first(
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     assert cli.main(["network", "prune"]) == 0
     assert not (net_home / "ipam.json").exists()
+
+
+def test_fs_type_is_the_deepest_mount_above_the_path() -> None:
+    from runtime.engine.lifecycle import fs_type
+
+    mountinfo = (
+        "22 1 0:21 / / rw - 9p /dev/root rw\n"
+        "30 22 0:40 / /tmp rw - overlay overlay rw,lowerdir=/tmp,upperdir=/run/u\n"
+        "31 22 0:41 / /tmp/my\\040disk rw - ext4 /dev/vda rw\n"
+        "32 30 0:42 / /tmp rw - tmpfs tmpfs rw\n"
+        "33 22 0:43 / /tmpx rw - xfs /dev/vdb rw\n"
+    )
+    assert fs_type("/tmp/ipb/containers/x/upper", mountinfo) == "tmpfs"  # the later /tmp hides
+    assert fs_type("/tmp/my disk/home", mountinfo) == "ext4"  # mountinfo escapes the space
+    assert fs_type("/tmpx/home", mountinfo) == "xfs"
+    assert fs_type("/tmpxy", mountinfo) == "9p"  # a prefix of the name is not a parent
+    assert fs_type("/tmp", mountinfo) == "tmpfs"
+    assert fs_type("/", "") == "an unknown filesystem"

@@ -349,3 +349,26 @@ def test_pinning_uses_cpuset_where_there_is_one_else_affinity() -> None:
     without = ContainerSpec(args=list(busy), resources={"cpu": {"shares": 512}}).pinned("0", False)
     assert without.resources["cpu"] == {"shares": 512}
     assert without.args == ["taskset", "-c", "0", *busy]
+
+
+def test_engine_probe_runs_once_per_binary(tmp_path: Path) -> None:
+    """Every check makes a fresh driver; the engine's `version` probe must not run for each one
+    (a CLI start costs about a second in an emulated guest). Its verdict, good or bad, is kept."""
+    from verify.drivers.base import Unavailable
+    from verify.drivers.cli import DockerLikeDriver
+
+    def fake(name: str, rc: int) -> Path:
+        exe = tmp_path / name
+        exe.write_text(
+            f'#!/bin/sh\necho "$@" >> {tmp_path}/{name}.calls\necho "no daemon" >&2\nexit {rc}\n'
+        )
+        exe.chmod(0o755)
+        return exe
+
+    good, bad = fake("good-engine", 0), fake("bad-engine", 1)
+    for _ in range(3):
+        DockerLikeDriver("podman", str(good), "isoproof-t", tmp_path, "x").check_available()
+        with pytest.raises(Unavailable, match="says: no daemon"):
+            DockerLikeDriver("podman", str(bad), "isoproof-t", tmp_path, "x").check_available()
+    assert (tmp_path / "good-engine.calls").read_text() == "version\n"
+    assert (tmp_path / "bad-engine.calls").read_text() == "version\n"

@@ -36,6 +36,11 @@ _GATE = (
 )
 
 
+# Whether an engine works, asked once per process: every check makes a fresh driver, and in an
+# emulated guest each probe is a CLI start of about a second (47 checks, 47 seconds per leg).
+_PROBED: dict[tuple[str, str], str] = {}  # (label, binary) -> "" or why it does not work
+
+
 def gated(args: list[str], max_s: float) -> list[str]:
     """``args`` behind the start gate (pure: unit tests read it)."""
     return ["sh", "-c", _GATE.replace("{ticks}", str(round(max_s / 0.05))), GATE_MARK, *args]
@@ -50,7 +55,6 @@ class DockerLikeDriver(Driver):
     ) -> None:
         super().__init__(label, prefix, workdir)
         self.binary = find_binary(binary)
-        self._checked: str | None = None
         self.env = dict(os.environ)
         if label == "isoproof":
             # A private engine home: the suite's containers, images and state never mix with a
@@ -75,7 +79,8 @@ class DockerLikeDriver(Driver):
     def check_available(self) -> None:
         if not os.path.exists(self.binary):
             raise Unavailable(f"needs the {self.label} CLI; not installed on this host")
-        if self._checked is None:
+        key = (self.label, self.binary)
+        if key not in _PROBED:
             try:
                 # docker/podman: `version` talks to the daemon; our engine has none, `ps` reads its home.
                 probe = "ps" if self.label == "isoproof" else "version"
@@ -89,14 +94,14 @@ class DockerLikeDriver(Driver):
                     r = subprocess.run(
                         [self.binary, probe], capture_output=True, text=True, timeout=20, env=env
                     )
-                self._checked = (
+                _PROBED[key] = (
                     "" if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
                 )
             except (OSError, subprocess.TimeoutExpired) as e:
-                self._checked = str(e)
-        if self._checked:
+                _PROBED[key] = str(e)
+        if _PROBED[key]:
             raise Unavailable(
-                f"needs a working {self.label} engine; `{self.label} {'ps' if self.label == 'isoproof' else 'version'}` says: {self._checked}"
+                f"needs a working {self.label} engine; `{self.label} {'ps' if self.label == 'isoproof' else 'version'}` says: {_PROBED[key]}"
             )
 
     def version(self) -> str:
