@@ -263,8 +263,8 @@ def spawn_monitor(home: Home, cid: str) -> int:
     Exec'd, not forked from this CLI as the OCI runtime is (``forkrun``): the monitor is known by
     its command line (``monitor_alive`` checks the container ID in it against PID reuse; ``ps``
     and the tests' leak checks look for ``runtime.engine.monitor``), and it lives as long as the
-    container, so it must stay small: ``-S``, no argparse, no pyroute2, which this CLI has loaded
-    by now and a fork would keep for the container's whole life."""
+    container, so it must stay small: ``-S``, no argparse or image code, which this CLI has
+    loaded by now and a fork would keep for the container's whole life."""
     r, w = os.pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = PACKAGE_ROOT

@@ -1303,6 +1303,17 @@ def test_a_home_that_cannot_hold_an_overlay_upper_is_named(eng: Eng, tmp_path: P
         subprocess.run(["umount", str(mnt)], check=True)
 
 
+def test_a_home_with_blanks_in_its_path_runs_a_bridged_container(eng: Eng, tmp_path: Path) -> None:
+    """The veth's peer is moved into the container's namespace by path inside an ``ip -batch``
+    line, which splits on blanks: the path must survive whatever the home is called."""
+    other = Eng(eng.runtime, uuid.uuid4().hex[:8], _free_octet(), home=tmp_path / "my home")
+    try:
+        out = other.ok("run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0")
+        assert f" {other.subnet.rsplit('.', 2)[0]}." in out, out
+    finally:
+        _teardown_env(other)
+
+
 def test_name_clash(eng: Eng) -> None:
     cid = eng.ok("create", "--name", "taken", "busybox", "true").strip()
     cp = eng.run("run", "--name", "taken", "busybox", "true")
