@@ -340,13 +340,13 @@ def _safe_extract(tar: tarfile.TarFile, dest: Path, owners: bool) -> None:
 def _extract(
     tar: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path, owners: bool
 ) -> None:
+    import tarfile
+
     for m in members:
         if m.isdev() and os.geteuid() != 0:
             continue
         if m.islnk():
             _inside(dest, m.linkname)
-    import tarfile
-
     kwargs: dict[str, Any] = {"numeric_owner": owners}
     if hasattr(tarfile, "fully_trusted_filter"):
         # Layers legitimately hold absolute symlinks and device nodes: check names ourselves.

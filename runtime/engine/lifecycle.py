@@ -142,7 +142,7 @@ def _prepare(home: Home, store: Store, cid: str, cfg: dict[str, Any]) -> dict[st
             # EINVAL alone does not say why; the usual reason is a home on a filesystem that
             # cannot hold an upper layer (another overlay, 9p: a VM's shared root), so name it.
             with open("/proc/self/mountinfo") as f:
-                kind = fs_type(str(upper), f.read())
+                kind = fs_type(os.path.realpath(upper), f.read())
             raise IsoproofError(
                 f"mount overlay {rootfs}: the kernel refused (EINVAL); the upper directory is on "
                 f"{kind}{OVERLAY_UPPER_HINT if kind in NO_OVERLAY_UPPER else ''}"
