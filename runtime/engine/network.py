@@ -7,10 +7,10 @@ inside its network namespace with the next free address and a default route via 
 Nothing here enables ``ip_forward`` or NAT: containers reach each other and the host, not beyond.
 
 The links are made by ``ip -batch``: one ``ip`` on the host and one inside the namespace, whatever
-the number of steps. Why not netlink from Python (pyroute2): importing it and entering the namespace
-costs ~0.1 s per ``run`` on the host and ~2.5 s in an emulated VM, where the two short C processes
-cost ~0.1 s. The steps are pure functions (:func:`host_steps`, :func:`netns_steps`) so unit tests
-read exactly what is asked of the kernel.
+the number of steps (:func:`host_steps`, :func:`netns_steps` list them). Why not netlink from
+Python (pyroute2): importing it and entering the namespace made ``isoproof run -d`` take 308 ms on
+the host against 175 ms with the two short C processes, and bridged runs in an emulated VM took
+~2.5 s longer than ``--network none`` ones.
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ def connect(home: Home, cid: str, netns_path: str, hostname: str) -> dict[str, A
     ip = allocate(home, cid, net)
     mac = mac_for(ip)
     veth, peer = host_veth(cid), peer_veth(cid)
+    failed = f"network setup for {cid[:12]} failed"
     try:
         with locked(home.ipam_lock):
             _ensure_bridge(bridge)
@@ -221,17 +222,17 @@ def connect(home: Home, cid: str, netns_path: str, hostname: str) -> dict[str, A
                 steps = host_steps(
                     bridge, str(gateway), net.prefixlen, veth, peer, f"/proc/self/fd/{fd}"
                 )
-                _ip(["ip"], f"network setup for {cid[:12]} failed", steps, fds=(fd,))
+                _ip(["ip"], failed, steps, fds=(fd,))
             finally:
                 os.close(fd)
         steps = netns_steps(peer, str(ip), net.prefixlen, mac, str(gateway))
-        _ip(["nsenter", f"--net={netns_path}", "ip"], f"network setup for {cid[:12]} failed", steps)
+        _ip(["nsenter", f"--net={netns_path}", "ip"], failed, steps)
     except NetworkError:
         release(home, cid)
         raise
     except OSError as e:
         release(home, cid)
-        raise NetworkError(f"network setup for {cid[:12]} failed: {e}") from None
+        raise NetworkError(f"{failed}: {e}") from None
     return {
         "Bridge": bridge,
         "IPAddress": str(ip),

@@ -1299,8 +1299,10 @@ def test_a_home_that_cannot_hold_an_overlay_upper_is_named(eng: Eng, tmp_path: P
         assert other.ok("ps", "-aq") == ""
         assert not other.leaks()
     finally:
-        _teardown_env(other)
-        subprocess.run(["umount", str(mnt)], check=True)
+        try:
+            _teardown_env(other)
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)  # also when teardown found leaks
 
 
 def test_a_home_with_blanks_in_its_path_runs_a_bridged_container(eng: Eng, tmp_path: Path) -> None:
