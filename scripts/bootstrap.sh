@@ -4,7 +4,9 @@
 # the busybox rootfs is built from busybox-static (see runtime/busybox.py).
 set -eu
 
-PKGS="python3-venv busybox-static runc crun iproute2 util-linux kmod e2fsprogs procps"
+PKGS="python3-venv busybox-static runc crun iproute2 util-linux kmod e2fsprogs procps libseccomp2"
+# Real clients for tests/clients: podman and docker drive isoproof-oci as their runtime there.
+PKGS="$PKGS podman docker.io"
 # The kernel matrix needs qemu; ask for it with ISOPROOF_BOOTSTRAP_VM=1 (tox -e matrix does).
 if [ "${ISOPROOF_BOOTSTRAP_VM:-0}" = 1 ]; then
     PKGS="$PKGS qemu-system-x86 busybox-static cpio zstd"
