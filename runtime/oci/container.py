@@ -194,7 +194,6 @@ def _create(
             config=_config_for_state(spec),
         )
         st_.save(root, state)
-        os.unlink(os.path.join(sdir, CREATOR_FILE))
         if pid_file:
             write_pid_file(pid_file, init_pid)
         return state, mgr
@@ -222,29 +221,53 @@ CREATOR_FILE = "creator.json"
 
 
 def _write_creator(sdir: str, cgroups_path: str | None) -> None:
-    import json
+    """Who is creating the container and which cgroup it is given. Atomic (a kill -9 mid-write
+    used to leave a 0-byte record that kept the container "creating" forever), and kept after
+    create: once state.json exists it is still the record of the cgroup, should state.json ever
+    be damaged."""
+    from runtime import statefile
 
     me = st_.read_proc_stat(os.getpid())
-    with open(os.path.join(sdir, CREATOR_FILE), "w") as f:
-        json.dump({"pid": os.getpid(), "start_time": me[1] if me else 0,
-                   "cgroups_path": cgroups_path}, f)  # fmt: skip
+    rec = {"pid": os.getpid(), "start_time": me[1] if me else 0, "cgroups_path": cgroups_path}
+    statefile.write(os.path.join(sdir, CREATOR_FILE), rec, sync_dir=True)
 
 
-def _abandoned_create(sdir: str) -> dict[str, Any] | None:
-    """The creator record of a create whose process is gone, else None."""
-    import json
+def _creator_record(sdir: str) -> dict[str, Any] | None:
+    from runtime import statefile
 
     try:
-        with open(os.path.join(sdir, CREATOR_FILE)) as f:
-            rec = json.load(f)
-        alive = st_.init_alive(int(rec["pid"]), int(rec["start_time"]), st_.read_proc_stat)
-    except (OSError, ValueError, KeyError, TypeError):
+        return statefile.read(os.path.join(sdir, CREATOR_FILE))
+    except (FileNotFoundError, statefile.Damaged):
         return None
+
+
+def _abandoned_create(sdir: str, force: bool = False) -> dict[str, Any] | None:
+    """The creator record of a create whose process is gone, else None. With ``force``, a
+    missing or damaged record counts as abandoned too (``{}``): the creator was killed before
+    its record was in place, so it had made nothing but the directory."""
+    rec = _creator_record(sdir)
+    if rec is None:
+        return {} if force else None
+    try:
+        alive = st_.init_alive(int(rec["pid"]), int(rec["start_time"]), st_.read_proc_stat)
+    except (KeyError, TypeError, ValueError):
+        return {} if force else None
     return None if alive else rec
 
 
-def remove_state_dir(sdir: str) -> None:
-    """The state dir holds only files we made (state.json, exec.fifo, a temp file): no rmtree."""
+def remove_state_dir(sdir: str, destroy_cgroup: bool = False) -> None:
+    """The state dir holds only files we made (state.json, creator.json, exec.fifo, temp files):
+    no rmtree. ``destroy_cgroup``: kill what runs in the cgroup the creator record names and
+    remove it first (a container whose state.json is damaged: its init's pid is unknown)."""
+    if destroy_cgroup:
+        rec = _creator_record(sdir)
+        if rec is not None:
+            from runtime.cgroups import new_manager
+
+            mgr = new_manager(rec.get("cgroups_path"), os.path.basename(sdir))
+            if mgr.exists():
+                mgr.kill_all(signal.SIGKILL)
+                mgr.destroy()
     try:
         names = os.listdir(sdir)
     except FileNotFoundError:
@@ -418,14 +441,21 @@ def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
-    _delete(Container(root, cid), force)
+    try:
+        c = Container(root, cid)
+    except st_.Damaged:
+        if not force:
+            raise
+        remove_state_dir(st_.state_dir(root, cid), destroy_cgroup=True)
+        return
+    _delete(c, force)
 
 
 def _delete(c: Container, force: bool) -> None:
     cid = c.id
     status = c.status()
     if status == st_.CREATING:
-        rec = _abandoned_create(c.dir)
+        rec = _abandoned_create(c.dir, force)
         if rec is None:
             raise StateError(f"cannot delete container {cid}: it is still being created")
         # Its create was killed before it could roll back: do that for it.

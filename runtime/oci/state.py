@@ -10,17 +10,21 @@ config); the *status* is never trusted from it. :func:`derive_status` asks the k
 * otherwise                                                                    -> ``running``
 
 A state directory without ``state.json`` is a container that ``create`` is still making:
-``creating``.
+``creating`` (its ``creator.json`` says who makes it). Both files are written by
+:mod:`runtime.statefile` (temp file, fsync, rename); a file that is there but empty, torn or of an
+unknown format is :class:`Damaged`, a one-line error, and ``delete --force`` removes such a
+container.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
+from runtime import statefile
 from runtime.errors import NotFoundError, StateError
 from runtime.oci.record import Record
+from runtime.statefile import Damaged
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
@@ -72,30 +76,30 @@ def state_dir(root: str, cid: str) -> str:
 
 
 def save(root: str, st: State) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of one."""
-    d = state_dir(root, st.id)
-    tmp = os.path.join(d, f".{STATE_FILE}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(st.to_dict(), f)
-    os.rename(tmp, os.path.join(d, STATE_FILE))
+    """Write atomically and durably (temp file, fsync, rename, fsync of the directory): a reader
+    sees the old file or the new one, never half of one, and a crash never leaves a torn file."""
+    statefile.write(os.path.join(state_dir(root, st.id), STATE_FILE), st.to_dict(), sync_dir=True)
 
 
 def load(root: str, cid: str) -> State | None:
-    """The recorded state; None while the container is being created. NotFoundError if unknown."""
+    """The recorded state; None while the container is being created. NotFoundError if unknown,
+    :class:`Damaged` (a StateError, one line) if the file is empty, torn or not ours."""
     d = state_dir(root, cid)
+    path = os.path.join(d, STATE_FILE)
     try:
-        with open(os.path.join(d, STATE_FILE)) as f:
-            doc = json.load(f)
+        doc = statefile.read(path)
     except FileNotFoundError:
         if os.path.isdir(d):
             return None
         raise NotFoundError(f"container {cid} does not exist") from None
-    except (OSError, ValueError) as e:
-        raise StateError(f"container {cid}: unreadable state: {e}") from None
+    except Damaged as e:
+        raise Damaged(path, e.reason, f"container {cid}: damaged state ({e.reason})") from None
     try:
         return State(**doc)
     except TypeError:
-        raise StateError(f"container {cid}: state file has unexpected fields") from None
+        raise Damaged(
+            path, "unexpected fields", f"container {cid}: damaged state (unexpected fields)"
+        ) from None
 
 
 def read_proc_stat(pid: int, proc: str = "/proc") -> tuple[str, int] | None:

@@ -614,8 +614,6 @@ def test_delete_cleans_up_after_a_killed_create(oci, bundle):
     "creating" container (its creator is gone) and remove what it made."""
     if not oci.is_ours:
         pytest.skip("the creator record is isoproof-oci's own")
-    import json as _json
-
     b = bundle()
     # The abandoned state: a state dir and a cgroup, with the creator record of a dead process.
     d = Path(oci.root, "half")
@@ -623,8 +621,10 @@ def test_delete_cleans_up_after_a_killed_create(oci, bundle):
     from runtime.cgroups import new_manager
 
     new_manager(b.cgroup, "half").create()
-    (d / "creator.json").write_text(_json.dumps({"pid": 999999999, "start_time": 1,
-                                                 "cgroups_path": b.cgroup}))  # fmt: skip
+    from runtime import statefile
+
+    statefile.write(d / "creator.json", {"pid": 999999999, "start_time": 1,
+                                         "cgroups_path": b.cgroup})  # fmt: skip
     oci.created.append("half")
     assert oci.status("half") == "creating"
     assert_error(oci("start", "half", check=False))

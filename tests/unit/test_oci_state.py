@@ -50,8 +50,68 @@ def test_save_is_atomic_and_load_round_trips(tmp_path: Path):
     with pytest.raises(NotFoundError):
         st.load(str(tmp_path), "c3")
     (tmp_path / "c2" / "state.json").write_text("{")
-    with pytest.raises(StateError, match="unreadable"):
+    with pytest.raises(StateError, match=r"^container c2: damaged state \(torn or not JSON\)$"):
         st.load(str(tmp_path), "c2")
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty"),
+        ("{}", "no format version"),
+        ("\x00\x17garbage", "torn or not JSON"),
+        ('{"isoproofFormat": 1, "id": "c1", "pid": 1', "torn or not JSON"),
+        ('{"isoproofFormat": 99, "id": "c1"}', "unknown format version 99"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"isoproofFormat": 1, "bogus": 1}', "unexpected fields"),
+    ],
+)
+def test_damaged_state_is_one_typed_error(tmp_path: Path, text: str, reason: str):
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1" / "state.json").write_text(text)
+    with pytest.raises(st.Damaged) as e:
+        st.load(str(tmp_path), "c1")
+    assert str(e.value) == f"container c1: damaged state ({reason})"
+    assert isinstance(e.value, StateError) and "\n" not in str(e.value)
+
+
+def test_saved_state_carries_the_format_version(tmp_path: Path):
+    import json
+
+    (tmp_path / "c1").mkdir()
+    st.save(str(tmp_path), sample())
+    assert json.loads((tmp_path / "c1" / "state.json").read_text())["isoproofFormat"] == 1
+
+
+# -- the creator record of an OCI create (runtime/oci/container.py) -------------------------------
+
+
+def test_creator_record_is_atomic_and_names_a_live_creator(tmp_path: Path):
+    from runtime.oci import container as ct
+
+    ct._write_creator(str(tmp_path), "/isoproof-x/c1")
+    assert sorted(os.listdir(tmp_path)) == ["creator.json"]
+    assert ct._abandoned_create(str(tmp_path)) is None  # we are alive: a create at work
+    assert ct._abandoned_create(str(tmp_path), force=True) is None  # even with --force
+
+
+@pytest.mark.parametrize("text", ["", "{", "{}", '{"isoproofFormat": 1}'])
+def test_an_empty_or_torn_creator_record_is_abandoned_with_force(tmp_path: Path, text: str):
+    """A create killed before its record was complete: delete --force may remove it."""
+    from runtime.oci import container as ct
+
+    (tmp_path / "creator.json").write_text(text)
+    assert ct._abandoned_create(str(tmp_path)) is None
+    assert ct._abandoned_create(str(tmp_path), force=True) == {}
+
+
+def test_a_dead_creators_record_is_abandoned(tmp_path: Path):
+    from runtime import statefile
+    from runtime.oci import container as ct
+
+    rec = {"pid": 999999999, "start_time": 1, "cgroups_path": "/isoproof-x/c1"}
+    statefile.write(tmp_path / "creator.json", rec)
+    assert ct._abandoned_create(str(tmp_path)) == rec
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a b", "x\n"])
