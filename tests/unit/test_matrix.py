@@ -97,6 +97,7 @@ APT = {
         "Size: 70550672\nSHA256: ABCDEF0123\n\nPackage: linux-image-6.1.0-56-amd64\nVersion: 0-old\n"
     ),
     ("apt-cache", "policy", "linux-image-none"): "linux-image-none:\n  Candidate: (none)\n",
+    ("apt-get", "update", "-qq"): "",
 }
 
 
@@ -126,6 +127,45 @@ def test_resolve_unknown_package_is_an_error() -> None:
         kernels.resolve_package("linux-image-none", fake_apt())
     with pytest.raises(MatrixError, match="failed"):
         kernels.resolve_package("linux-image-missing", fake_apt())
+
+
+def test_resolve_refreshes_empty_apt_lists_once() -> None:
+    """A fresh machine's apt lists are empty: no candidate until ``apt-get update`` ran."""
+    calls: list[list[str]] = []
+    updated = False
+    base = fake_apt(calls)
+
+    def run(argv: list[str], cwd: Path | None) -> str:
+        nonlocal updated
+        if argv[:2] == ["apt-get", "update"]:
+            updated = True
+        if argv[:2] == ["apt-cache", "policy"] and not updated:
+            calls.append(argv)
+            return f"{argv[2]}:\n  Candidate: (none)\n"
+        return base(argv, cwd)
+
+    ref = kernels.resolve_package("linux-image-amd64", run)
+    assert ref.package == "linux-image-6.1.0-56-amd64"
+    assert calls.count(["apt-get", "update", "-qq"]) == 1
+    calls.clear()
+    with pytest.raises(MatrixError, match="even after apt-get update"):
+        kernels.resolve_package("linux-image-none", fake_apt(calls))
+    assert calls.count(["apt-get", "update", "-qq"]) == 1  # refreshed once, not in a loop
+
+
+def test_preflight_names_every_missing_tool_and_its_package() -> None:
+    from verify.matrix import preflight
+
+    have = {"qemu-system-x86_64", "busybox", "vng"}
+    gone = preflight.missing(lambda tool: f"/usr/bin/{tool}" if tool in have else None)
+    assert [tool for tool, _ in gone] == ["depmod", "cpio", "zstd"]
+    with pytest.raises(MatrixError) as err:
+        preflight.check(lambda tool: f"/usr/bin/{tool}" if tool in have else None)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for package in ("kmod", "cpio", "zstd"):
+        assert f"Debian package {package}" in msg
+    preflight.check(lambda tool: "/x")  # everything present: no error
 
 
 def test_parsers_ignore_virtual_and_take_first_stanza() -> None:
@@ -643,3 +683,10 @@ def test_selfcheck_reads_9p_cache_options_of_both_kernels() -> None:
     assert _cached_9p("ro,dirsync,loose,access=client,msize=512000,trans=virtio")  # 6.1
     assert not _cached_9p("ro,relatime,access=any,msize=512000,trans=virtio")  # virtme's root
     assert not _cached_9p("rw,cache=none,trans=virtio")
+
+
+def test_matrix_help_is_plain_text_with_help_for_every_option() -> None:
+    text = cli.build_parser().format_help()
+    assert "``" not in text  # reStructuredText markup does not belong in a terminal
+    options = [a for a in cli.build_parser()._actions if a.option_strings and a.dest != "help"]
+    assert [a.dest for a in options if not a.help] == []

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runtime.errors import IsoproofError
-from verify.matrix import guest, kernels, merge, vm
+from verify.matrix import guest, kernels, merge, preflight, vm
 from verify.matrix.legs import CgroupMode, LegSpec, MatrixError, parse_legs, runtimes_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,8 +44,12 @@ class _Parser(argparse.ArgumentParser):
         raise MatrixError(f"{message} (see --help)")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="isoproof matrix", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="isoproof matrix",
+        description="Run the verification suite across a kernel matrix of VMs (cgroup v1 and v2).",
+        epilog="Exit status: 0 when every leg passed, 1 when one failed or errored, 2 on bad usage.",
+    )
     p.add_argument("--leg", action="append", metavar="LEG",
                    help="host, 6.1-v1, 6.1-v2, 6.12-v1, 6.12-v2, PACKAGE-vN or PATH-vN "
                         "(repeatable; default: the five default legs)")  # fmt: skip
@@ -55,10 +59,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--payload", default=os.environ.get("ISOPROOF_MATRIX_PAYLOAD", "auto"),
                    help="verify (the verification suite), tests (pytest tests -m root), selfcheck "
                         "(leg self-check only), auto (verify when present), or a shell command")  # fmt: skip
-    p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR")
+    p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
+                   help=f"where legs and matrix.json go (default {DEFAULT_RESULTS})")  # fmt: skip
     p.add_argument("--jobs", type=int, default=0, help="legs at once (default: fit cores/memory)")
     p.add_argument("--timeout", type=float, default=1500.0, help="seconds per leg (default 1500)")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="kvm when /dev/kvm runs a guest, else tcg emulation (default: probe)")  # fmt: skip
     p.add_argument("--cpus", type=int, default=2, help="vCPUs per VM (default 2)")
     p.add_argument("--memory", default="2G", help="memory per VM (default 2G)")
     p.add_argument("--disk-size", default="2G", help="guest I/O disk, sparse (default 2G)")
@@ -70,7 +76,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "boots nothing (repeatable)")  # fmt: skip
     p.add_argument("suite_args", nargs="*", metavar="-- PYTEST_ARGS",
                    help="after --: passed to the payload's pytest (e.g. -- -m 'not timing')")  # fmt: skip
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 # --- planning --------------------------------------------------------------------------------
@@ -375,6 +385,8 @@ def run(args: argparse.Namespace) -> int:
     specs = parse_legs(args.leg)
     if any(s.is_vm for s in specs) and not args.list and os.geteuid() != 0:
         raise MatrixError("VM legs need root (apt-get download, qemu, cgroup mounts in guest)")
+    if any(s.is_vm for s in specs) and not args.list:
+        preflight.check()
     legs = plan_legs(specs, args.runtime)
     accel, why = "none", "no VM legs"
     first = next((leg.kernel for leg in legs if leg.kernel is not None), None)

@@ -113,10 +113,19 @@ class PackageRef:
 def resolve_package(name: str, apt: AptRunner = run_apt) -> PackageRef:
     """Follow metapackages down to the versioned ``linux-image`` package that ships a kernel."""
     current = name
+    refreshed = False
     for _ in range(MAX_METAPACKAGE_DEPTH):
         candidate = parse_candidate(apt(["apt-cache", "policy", current], None))
+        if candidate is None and not refreshed:
+            # A fresh machine's apt lists are empty: refresh them once, then ask again.
+            apt(["apt-get", "update", "-qq"], None)
+            refreshed = True
+            candidate = parse_candidate(apt(["apt-cache", "policy", current], None))
         if candidate is None:
-            raise MatrixError(f"apt has no candidate for {current!r} (is the package name right?)")
+            raise MatrixError(
+                f"apt has no candidate for {current!r} even after apt-get update "
+                "(is the package name right, and is Debian's archive in apt's sources?)"
+            )
         images = [d for d in parse_depends(apt(["apt-cache", "depends", current], None))]
         images = [d for d in images if d.startswith("linux-image-")]
         if not images:  # a real image package depends on kmod, initramfs-tools... not on an image
