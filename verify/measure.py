@@ -3,6 +3,9 @@ over time, and the tolerance rule the checks share."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -216,3 +219,114 @@ def peak_while_running(c: Any, timeout: float) -> int:
             break
         time.sleep(0.05)
     return peak
+
+
+# --- what a CPU weight request should become ----------------------------------------------------
+#
+# The suite's own copies of the shares -> weight conversions (GUIDE.md section 2), deliberately not
+# imported from runtime/: the oracle must not share code with a runtime under test.
+
+
+def weight_log(shares: int) -> int:
+    """runc >= 1.3.2, crun >= 1.23 (and isoproof): l = log2(s), ceil(10^((l^2 + 125 l)/612 - 7/34)),
+    clamped to 1..10000; 1024 -> 100 (v2's default), 2048 -> 174, 512 -> 59."""
+    if shares <= 2:
+        return 1
+    if shares >= 262144:
+        return 10000
+    lg = math.log2(shares)
+    return max(1, min(10000, math.ceil(10 ** ((lg * lg + 125 * lg) / 612.0 - 7.0 / 34.0))))
+
+
+def weight_linear(shares: int) -> int:
+    """runc <= 1.3.1, crun <= 1.22: 1 + (s - 2) * 9999 / 262142 (integer); 1024 -> 39."""
+    shares = max(2, min(262144, shares))
+    return 1 + (shares - 2) * 9999 // 262142
+
+
+def shares_identity(shares: int) -> int:
+    """cgroup v1: cpu.shares takes the request itself (the kernel clamps it to 2..262144)."""
+    return max(2, min(262144, shares))
+
+
+CONVERSIONS: dict[str, tuple[str, Callable[[int], int]]] = {
+    "identity": ("cgroup v1 cpu.shares, the value asked for", shares_identity),
+    "log": ("cpu.weight by the log-scale formula (runc >= 1.3.2, crun >= 1.23)", weight_log),
+    "linear": ("cpu.weight by the linear formula (runc <= 1.3.1, crun <= 1.22)", weight_linear),
+}
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(x) for x in m.groups() if x is not None) if m else None
+
+
+def claimed_conversion(version: str) -> str | None:
+    """The v2 conversion a runtime's version says it uses, or None when the suite does not know
+    (engines that delegate to some OCI runtime, runtimes it has no table for)."""
+    words = version.split()
+    name = words[0] if words else ""
+    v = _version_tuple(version)
+    if name.startswith("isoproof"):
+        return "log"
+    if v is None:
+        return None
+    if name == "runc":
+        return "log" if v >= (1, 3, 2) else "linear"
+    if name == "crun":
+        return "log" if v >= (1, 23) else "linear"
+    return None
+
+
+def split(values: list[int] | list[float]) -> list[float]:
+    total = sum(values)
+    return [v / total for v in values] if total else [0.0 for _ in values]
+
+
+def fmt_split(values: list[int] | list[float]) -> str:
+    return ":".join(f"{round(100 * x)}" for x in split(values))
+
+
+@dataclasses.dataclass
+class WeightVerdict:
+    """Whether the CPU weights the kernel was given are what was asked for."""
+
+    ok: bool
+    conversion: str | None  # key of CONVERSIONS that explains the written weights
+    claimed: str | None  # what the runtime's version says it uses (v2)
+    expected: list[int]  # the weights the request becomes through that conversion
+    message: str  # one sentence: why it passed or failed
+    finding: str | None  # the conversion itself distorts the requested ratio (not a failure)
+
+
+def judge_cpu_weights(
+    requested: list[int], written: list[int], cgroup_version: int, version: str = ""
+) -> WeightVerdict:
+    """Judge the written weights against the *requested* shares. v1 takes the shares themselves;
+    v2 a conversion, the one the runtime's version claims when the suite knows it, else any known
+    one. A runtime that ignores the request writes the default weight everywhere, which no
+    conversion of an unequal request gives: it fails here, before any CPU is measured."""
+    claimed = None
+    if cgroup_version == 1:
+        candidates = ["identity"]
+    else:
+        claimed = claimed_conversion(version)
+        candidates = [claimed] if claimed else ["log", "linear"]
+    tries = {k: [CONVERSIONS[k][1](s) for s in requested] for k in candidates}
+    match = next((k for k, want in tries.items() if want == written), None)
+    file = "cpu.shares" if cgroup_version == 1 else "cpu.weight"
+    if match is None:
+        options = "; ".join(f"{CONVERSIONS[k][0]} gives {want}" for k, want in tries.items())
+        msg = (f"{file} written {written} for requested shares {requested}: not what was asked "
+               f"for ({options})")  # fmt: skip
+        return WeightVerdict(False, None, claimed, tries[candidates[0]], msg, None)
+    expected = tries[match]
+    msg = f"{file} written {written} = requested shares {requested} through {CONVERSIONS[match][0]}"
+    finding = None
+    asked, given = split(requested), split(expected)
+    # One percentage point of the split: what a user reading "33:67" would call a different ratio.
+    if max(abs(a - g) for a, g in zip(asked, given, strict=True)) >= 0.01:
+        finding = (f"the conversion distorts the ratio: shares {requested} ask for a split of "
+                   f"{fmt_split(requested)}, the weights {expected} give the kernel "
+                   f"{fmt_split(expected)}; the split is judged against the weights")  # fmt: skip
+    return WeightVerdict(True, match, claimed, expected, msg, finding)

@@ -1,11 +1,13 @@
 """The isoproof verification suite as a pytest plugin.
 
-Load it with ``-p verify.plugin`` and point pytest at the checks::
+Installed, it is registered through the ``pytest11`` entry point (as ``verify.plugin``, so an
+explicit ``-p verify.plugin`` is the same plugin, not a second copy), and a runtime's own repository
+runs the suite with::
 
-    python -m pytest -p verify.plugin --pyargs verify.checks --runtime oci:/usr/sbin/runc \\
-        --isoproof-results DIR
+    pytest -p no:cacheprovider --runtime oci:/usr/bin/crun --pyargs verify.checks
 
-It parametrizes every check by ``--runtime``, applies the ``requires_*`` markers against host facts,
+It stays inert in every other pytest run of the environment: it acts only when the suite's checks
+are collected or one of its options is given. It parametrizes every check by ``--runtime``, applies the ``requires_*`` markers against host facts,
 serialises timing-sensitive checks with a host-wide file lock, records evidence into
 ``DIR/results.json`` (plus JUnit XML and allure results), adds container state, runtime stderr and
 cgroup files to failed reports, and fails the run if anything the suite made is left behind.
@@ -20,7 +22,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,10 @@ DEFAULT_RUNTIME = "oci:runc"
 LOCK_FILE = "/run/isoproof-verify.lock"
 MEASUREMENT = "isoproof_measurement"
 OUTCOME = "isoproof_outcome"
+FINDING = "isoproof_finding"  # worth knowing, not a verdict (e.g. a conversion distorts a ratio)
+DEVIATION = "isoproof_deviation"  # the declared deviation a check was run under
+FAILURE_EVIDENCE = "isoproof_evidence"  # what the suite knew when a check failed
+CHECKS_PACKAGE = "verify.checks"
 
 MARKERS = [
     "requires_cgroup_v1: needs a host whose controllers are on cgroup v1 (legacy or hybrid)",
@@ -84,6 +90,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--isoproof-workdir", default=os.environ.get(ENV_WORKDIR), metavar="DIR",
                 help="where bundles and state go (default /run/isoproof-verify-<session>); must be "
                      "on a block device for the I/O checks")  # fmt: skip
+    g.addoption("--isoproof-deviations", default=None, metavar="DIR",
+                help="known-deviation files (default $ISOPROOF_DEVIATIONS or the ones isoproof "
+                     "ships in verify/deviations/)")  # fmt: skip
+    g.addoption("--isoproof-progress", action="store_true", default=False,
+                help="one line per check (outcome, name, runtime, duration, done/total) instead "
+                     "of pytest's dots")  # fmt: skip
+
+
+def active(config: pytest.Config) -> bool:
+    """Whether this run is the suite's. Installed through pytest11, the plugin is loaded by every
+    pytest run of its environment (the project's own unit tests too), where it must do nothing."""
+    if config.getoption("isoproof_runtimes", None) or config.getoption("isoproof_results", None):
+        return True
+    args = [str(a) for a in config.invocation_params.args]
+    return any(CHECKS_PACKAGE in a or "verify/checks" in a for a in args)
+
+
+def is_check(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    return module is not None and module.__name__.startswith(CHECKS_PACKAGE)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -112,7 +138,13 @@ def runtimes(config: pytest.Config) -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     for m in MARKERS:
         config.addinivalue_line("markers", m)
+    if not active(config):
+        return
     _evidence_paths(config)
+    if config.getoption("isoproof_progress"):
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.showfspath = False  # the per-check lines name the check; no bare file names
     if not _is_worker(config):
         uid = getattr(config.option, "testrunuid", None) or uuid.uuid4().hex
         if hasattr(config.option, "testrunuid"):
@@ -125,6 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
             except ValueError as e:  # a bad label: one clear line, no traceback
                 raise pytest.UsageError(str(e)) from None
         _scenarios(config)  # a malformed scenario stops the run before anything is made
+        _deviations(config)  # so does a malformed deviations file
 
 
 def _evidence_paths(config: pytest.Config) -> None:
@@ -151,6 +184,8 @@ def cgroup_parent(config: pytest.Config) -> str:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not active(config):
+        return []
     f = host.facts()
     lines = [
         f"isoproof: kernel {f['kernel']} ({f['machine']}), {f['cpus']} CPUs, cgroup mode "
@@ -177,7 +212,53 @@ def _scenarios(config: pytest.Config) -> list[Any]:
         raise pytest.UsageError(f"bad scenario: {e}") from None
 
 
+def _deviations(config: pytest.Config) -> list[Any]:
+    from verify.deviations import DeviationError, load_all
+
+    d = config.getoption("isoproof_deviations")
+    try:
+        return load_all(Path(d) if d else None)
+    except DeviationError as e:
+        raise pytest.UsageError(f"bad deviations file: {e}") from None
+
+
+_VERSIONS: dict[str, str] = {}  # label -> the runtime's version line, asked once per process
+
+
+def runtime_version(config: pytest.Config, label: str) -> str:
+    if label not in _VERSIONS:
+        _VERSIONS[label] = _version_of(config, label)
+    return _VERSIONS[label]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Checks a runtime is declared to fail (verify/deviations/*.toml) run as strict xfails: only an
+    assertion failing is the declared deviation (a runtime error stays an error), and a pass
+    fails the run, so a stale declaration is noticed."""
+    if not active(config):
+        return
+    declared = _deviations(config)
+    if not declared:
+        return
+    from verify.deviations import matching
+
+    for item in items:
+        label = getattr(getattr(item, "callspec", None), "params", {}).get("runtime")
+        if not is_check(item) or label is None:
+            continue
+        name = getattr(item, "originalname", None) or item.name.split("[")[0]
+        dev = matching(declared, runtime_version(config, label)).get(name)
+        if dev is None:
+            continue
+        item.add_marker(pytest.mark.xfail(
+            reason=f"deviates as declared in {Path(dev.file).name}: {dev.why}", strict=True,
+            raises=AssertionError))  # fmt: skip
+        item.user_properties.append((DEVIATION, dev.as_dict()))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if not metafunc.module.__name__.startswith(CHECKS_PACKAGE):
+        return
     if "scenario" in metafunc.fixturenames:
         marker = metafunc.definition.get_closest_marker("scenario_check")
         if marker is None:
@@ -209,6 +290,8 @@ def skip_reason(item: pytest.Item) -> str | None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not is_check(item):
+        return
     reason = skip_reason(item)
     if reason:
         pytest.skip(reason)
@@ -217,11 +300,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, None]:
     """Timing checks hold the CPUs and the disk alone: they take a host-wide file lock
     exclusively, every other check takes it shared. So no other xdist worker (or concurrent suite)
     creates containers or burns CPU while a CPU split or a throughput is measured."""
-    if item.get_closest_marker("root") is None:
+    if item.get_closest_marker("root") is None or not is_check(item):
         yield
         return
     mode = fcntl.LOCK_EX if item.get_closest_marker("timing") else fcntl.LOCK_SH
@@ -234,7 +317,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     """A driver that cannot express what a check asks for (Unavailable) skips it, with its reason."""
     outcome = yield
     exc = outcome.exception
@@ -291,6 +374,11 @@ class Evidence:
         self.item.user_properties.append((MEASUREMENT, m))
         return m
 
+    def finding(self, text: str, **data: Any) -> None:
+        """Something worth knowing beside the verdict, which it does not change: a plain sentence
+        plus the numbers behind it. Listed under ``findings`` in results.json."""
+        self.item.user_properties.append((FINDING, {"text": text, **data}))
+
 
 @pytest.fixture
 def evidence(request: pytest.FixtureRequest) -> Evidence:
@@ -299,35 +387,121 @@ def evidence(request: pytest.FixtureRequest) -> Evidence:
 
 # --- reports --------------------------------------------------------------------------------------
 
+# /proc/PID/status fields of the init worth keeping beside a failure.
+STATUS_FIELDS = ("Name", "State", "Pid", "PPid", "NSpid", "Uid", "Gid", "Groups", "CapInh", "CapPrm",
+                 "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Cpus_allowed_list",
+                 "VmRSS", "Threads")  # fmt: skip
 
-def _cgroup_section(c: Any) -> str:
-    lines = []
+
+def cgroup_files(c: Any) -> dict[str, str]:
+    """The container's cgroup files that bear on limits, by path (absent ones left out)."""
+    out = {}
     v2 = host.layout().version == 2
     for ctrl, v1name, v2name in REPORT_CGROUP_FILES:
         try:
             p = c.cgroup_file(ctrl, v2name if v2 else v1name)
-            lines.append(f"{p}: {p.read_text().strip()}")
+            out[str(p)] = p.read_text().strip()
         except (KeyError, OSError):
             continue
-    return "\n".join(lines) or "(no cgroup files readable)"
+    return out
+
+
+def init_status(pid: int) -> dict[str, str]:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError as e:
+        return {"error": f"/proc/{pid}/status: {e.strerror}"}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {k: fields[k].strip() for k in STATUS_FIELDS if k in fields}
+
+
+def namespaces_compared(pid: int) -> dict[str, dict[str, Any]]:
+    """Each namespace of the init against the suite's own (the host's): inode numbers and whether
+    they are the same namespace."""
+    out: dict[str, dict[str, Any]] = {}
+    for ns in ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts"):
+        try:
+            mine = os.stat(f"/proc/{pid}/ns/{ns}").st_ino
+            hosts = os.stat(f"/proc/self/ns/{ns}").st_ino
+        except OSError:
+            continue
+        out[ns] = {"container": mine, "host": hosts, "shared_with_host": mine == hosts}
+    return out
+
+
+def failure_evidence(drivers: list[Driver]) -> dict[str, Any]:
+    """What the suite knows at a failure, as data: per container its state, the cgroup files, the
+    init's /proc status and namespaces against the host's; per runtime the command transcript."""
+    containers = []
+    transcript = []
+    for d in drivers:
+        for c in d.containers:
+            entry: dict[str, Any] = {"name": c.name, "runtime": d.label, "init_pid": c.pid,
+                                     "state": d.describe(c), "cgroup_files": cgroup_files(c)}  # fmt: skip
+            if c.pid and c.alive():
+                entry["init_status"] = init_status(c.pid)
+                entry["namespaces"] = namespaces_compared(c.pid)
+            containers.append(entry)
+        transcript += [{"runtime": d.label, **x} for x in d.log[-20:]]
+    return {"containers": containers, "transcript": transcript}
+
+
+def _text_of(evidence: dict[str, Any]) -> list[tuple[str, str]]:
+    """The same evidence as console sections."""
+    out = []
+    for c in evidence["containers"]:
+        out.append((f"container {c['name']} state", str(c["state"])))
+        files = "\n".join(f"{k}: {v}" for k, v in c["cgroup_files"].items())
+        out.append((f"container {c['name']} cgroup files", files or "(no cgroup files readable)"))
+        if "namespaces" in c:
+            shared = [ns for ns, v in c["namespaces"].items() if v["shared_with_host"]]
+            out.append((f"container {c['name']} namespaces",
+                        f"shared with the host: {', '.join(shared) or 'none'}"))  # fmt: skip
+    if evidence["transcript"]:
+        out.append(
+            ("runtime commands", "\n".join(format_command(x) for x in evidence["transcript"]))
+        )
+    return out
+
+
+def format_command(x: dict[str, Any]) -> str:
+    rc = "timed out" if x.get("exit") is None else f"exit {x['exit']}"
+    head = f"$ {' '.join(x.get('argv', []))}  ({rc}, {x.get('duration_s', '?')}s)"
+    return head + (f"\n  {x['stderr']}" if x.get("stderr") else "")
+
+
+def plain_message(text: str) -> str:
+    """A failure message as a sentence: the check's own words, without pytest's assertion
+    introspection (``assert 1 != 1`` + ``where 1 = <function ns_inode at 0x...>``)."""
+    text = text.removeprefix("AssertionError: ").strip()
+    lines = text.splitlines()
+    keep = [lines[0]] if lines else []
+    for line in lines[1:]:
+        if line.startswith(("assert ", "+", " +", "where ")) or line.strip().startswith("+"):
+            break
+        keep.append(line)
+    return "\n".join(keep).strip()
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    if not is_check(item):
+        return
+    # Travels with the report to an xdist controller (extra attributes are serialised with it).
+    report.isoproof_check = True  # type: ignore[attr-defined]
     if call.excinfo is not None and call.excinfo.errisinstance(RuntimeFailure):
         report.user_properties.append((OUTCOME, "runtime_error"))
         report.sections.append(
             ("runtime error", str(call.excinfo.value.stderr or call.excinfo.value))
         )
-    if report.failed and report.when == "call":
-        for d in item.stash.get(_DRIVERS, []):
-            for c in d.containers:
-                report.sections.append((f"container {c.name} state", d.describe(c)))
-                report.sections.append((f"container {c.name} cgroup files", _cgroup_section(c)))
-            if d.log:
-                report.sections.append((f"runtime {d.label} commands", "\n".join(d.log[-12:])))
+    deviated = call.when == "call" and hasattr(report, "wasxfail")
+    if (report.failed or deviated) and call.when == "call":
+        ev = failure_evidence(item.stash.get(_DRIVERS, []))
+        report.user_properties.append((FAILURE_EVIDENCE, ev))
+        report.sections += _text_of(ev)
+        _attach_allure_evidence(ev)
     if report.failed or report.when == "call":
         _attach_allure(item, report)
 
@@ -344,36 +518,135 @@ def _attach_allure(item: pytest.Item, report: pytest.TestReport) -> None:
                           attachment_type=allure.attachment_type.JSON)  # fmt: skip
 
 
+def _attach_allure_evidence(ev: dict[str, Any]) -> None:
+    try:
+        import allure
+    except ImportError:
+        return
+    with contextlib.suppress(Exception):  # allure may not be active for this run
+        allure.attach(json.dumps(ev, indent=2, default=str), name="isoproof failure evidence",
+                      attachment_type=allure.attachment_type.JSON)  # fmt: skip
+        for c in ev["containers"]:
+            files = "\n".join(f"{k}: {v}" for k, v in c["cgroup_files"].items())
+            allure.attach(files, name=f"cgroup files of {c['name']}",
+                          attachment_type=allure.attachment_type.TEXT)  # fmt: skip
+        if ev["transcript"]:
+            allure.attach("\n".join(format_command(x) for x in ev["transcript"]),
+                          name="runtime commands", attachment_type=allure.attachment_type.TEXT)  # fmt: skip
+
+
+def _props(report: pytest.TestReport, key: str) -> list[Any]:
+    return [v for k, v in report.user_properties if k == key]
+
+
+def result_entry(report: pytest.TestReport) -> dict[str, Any]:
+    """One check's record in results.json (pure: unit tests build it from a recorded report)."""
+    outcome = (_props(report, OUTCOME) or [report.outcome])[-1]
+    deviation = (_props(report, DEVIATION) or [None])[-1]
+    xpassed = (report.failed and deviation is not None
+               and str(report.longrepr).startswith("[XPASS(strict)]"))  # fmt: skip
+    if report.when == "teardown" and report.failed:
+        outcome = "error"
+    elif hasattr(report, "wasxfail") and report.skipped:
+        outcome = "xfailed"
+    elif xpassed:
+        outcome = "xpassed"
+    entry: dict[str, Any] = {
+        "nodeid": report.nodeid,
+        "check": report.nodeid.split("::")[-1].split("[")[0],
+        "params": report.nodeid.partition("[")[2].rstrip("]"),
+        "when": report.when,
+        "outcome": outcome,
+        "duration_s": round(report.duration, 3),
+        "measurements": _props(report, MEASUREMENT),
+    }
+    if _props(report, FINDING):
+        entry["findings"] = _props(report, FINDING)
+    if deviation is not None:
+        entry["deviation"] = deviation
+    if _props(report, FAILURE_EVIDENCE):
+        entry["evidence"] = _props(report, FAILURE_EVIDENCE)[-1]
+    if xpassed:
+        entry["message"] = (f"declared deviation did not happen: the check passed; remove it from "
+                            f"{deviation['file']}")  # fmt: skip
+    elif report.skipped and isinstance(report.longrepr, tuple):
+        entry["reason"] = report.longrepr[2]
+    elif report.failed or outcome == "xfailed":
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else report.longreprtext.strip()
+        entry["message"] = plain_message(text)[:800]
+    return entry
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Collect one result per test (on the controller when running under xdist)."""
     config = _CONFIG.get("config")
-    if config is None or _is_worker(config):
+    if config is None or _is_worker(config) or not _is_check_report(report):
         return
     if (
         report.when == "call"
         or (report.when == "setup" and not report.passed)
         or (report.when == "teardown" and report.failed)
     ):
-        props = dict((k, v) for k, v in report.user_properties if k == OUTCOME)
-        outcome = props.get(OUTCOME) or report.outcome
-        if report.when == "teardown" and report.failed:
-            outcome = "error"
-        entry = {
-            "nodeid": report.nodeid,
-            "check": report.nodeid.split("::")[-1].split("[")[0],
-            "params": report.nodeid.partition("[")[2].rstrip("]"),
-            "when": report.when,
-            "outcome": outcome,
-            "duration_s": round(report.duration, 3),
-            "measurements": [v for k, v in report.user_properties if k == MEASUREMENT],
-        }
-        if report.skipped and isinstance(report.longrepr, tuple):
-            entry["reason"] = report.longrepr[2]
-        elif report.failed:
-            crash = getattr(report.longrepr, "reprcrash", None)
-            text = crash.message if crash is not None else report.longreprtext.strip()
-            entry["message"] = text[:800]
+        entry = result_entry(report)
         config.stash[_RESULTS].append(entry)
+        if config.getoption("isoproof_progress"):
+            _progress_line(config, report, entry)
+
+
+def _is_check_report(report: pytest.TestReport) -> bool:
+    return bool(getattr(report, "isoproof_check", False))
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+_TOTAL = pytest.StashKey[int]()
+_DONE = pytest.StashKey[int]()
+PROGRESS_WORDS = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED", "error": "ERROR",
+                  "runtime_error": "RUNTIME-ERROR", "xfailed": "DEVIATES (declared)",
+                  "xpassed": "FAILED (declared deviation did not happen)"}  # fmt: skip
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_TOTAL] = len(session.items)
+
+
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    config = _CONFIG.get("config")
+    if config is not None:
+        config.stash[_TOTAL] = max(config.stash.get(_TOTAL, 0), len(ids))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Generator[None, Any, None]:
+    """With --isoproof-progress the suite writes its own line per check: pytest's letter goes."""
+    outcome = yield
+    if config.getoption("isoproof_progress", False) and _is_check_report(report):
+        category, _letter, _word = outcome.get_result()
+        outcome.force_result((category, "", ""))
+
+
+def _progress_line(config: pytest.Config, report: pytest.TestReport, entry: dict[str, Any]) -> None:
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None:
+        return
+    if report.when != "teardown":
+        config.stash[_DONE] = config.stash.get(_DONE, 0) + 1
+    total = config.stash.get(_TOTAL, 0)
+    done = config.stash.get(_DONE, 0)
+    ids = {label_id(x): x for x in runtimes(config)}
+    p = entry["params"]
+    label = next((lab for i, lab in ids.items()
+                  if p == i or p.startswith(i + "-") or p.endswith("-" + i)), "-")  # fmt: skip
+    word = PROGRESS_WORDS.get(entry["outcome"], entry["outcome"])
+    if report.when == "teardown":
+        word = "ERROR at teardown"
+    name = entry["nodeid"].split("::")[-1]
+    line = f"[{done:>{len(str(total))}}/{total}] {word:<8} {name}  ({label}, {entry['duration_s']:.1f}s)"
+    markup = {"passed": {"green": True}, "xfailed": {"yellow": True}, "skipped": {"yellow": True}}
+    tr.write_line(line, **markup.get(entry["outcome"], {"red": True}))
+    if entry["outcome"] in ("failed", "error", "runtime_error", "xpassed") and entry.get("message"):
+        tr.write_line(f"      {entry['message'].splitlines()[0][:160]}")
 
 
 _CONFIG: dict[str, pytest.Config] = {}
@@ -381,12 +654,11 @@ _CONFIG: dict[str, pytest.Config] = {}
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _CONFIG["config"] = session.config
+    if not active(session.config):
+        return
     if not _is_worker(session.config) and os.geteuid() == 0:
         workdir(session.config).mkdir(parents=True, exist_ok=True)
-        from verify.probes import set_child_subreaper
-
-        set_child_subreaper()
-    elif os.geteuid() == 0:
+    if os.geteuid() == 0:
         from verify.probes import set_child_subreaper
 
         set_child_subreaper()
@@ -497,6 +769,8 @@ def _reap_zombies() -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
+    if not active(config):
+        return
     if os.geteuid() == 0:
         _reap_zombies()
     if _is_worker(config):
@@ -526,7 +800,7 @@ def write_results(config: pytest.Config, d: Path, leaks: list[str]) -> Path:
     doc = {
         "schema": "isoproof-results/1",
         "host": host.facts(),
-        "runtimes": {label: _version_of(config, label) for label in runtimes(config)},
+        "runtimes": {label: runtime_version(config, label) for label in runtimes(config)},
         "session": session_id(config),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "summary": summary,
@@ -559,10 +833,33 @@ def html_report(results_json: Path) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if active(config) and not _is_worker(config):
+        _summary_of_deviations(terminalreporter, config)
     # Called after our sessionfinish and before the final "N passed" line: the last thing read.
     line = config.stash.get(_REPORT_LINE, None)
     if line:
         terminalreporter.write_line(line)
+
+
+def _summary_of_deviations(tr: Any, config: pytest.Config) -> None:
+    """Declared deviations apart from failures: what deviated as declared, and which declarations
+    no longer hold."""
+    entries = config.stash.get(_RESULTS, [])
+    seen = [e for e in entries if e["outcome"] == "xfailed"]
+    stale = [e for e in entries if e["outcome"] == "xpassed"]
+    if seen:
+        tr.write_sep("-", f"isoproof: {len(seen)} check(s) deviate as declared", yellow=True)
+        for e in seen:
+            d = e["deviation"]
+            tr.write_line(
+                f"  {e['nodeid'].split('::')[-1]}: {d['why']} ({Path(d['file']).name}; {d['spec']})"
+            )
+    if stale:
+        tr.write_sep("-", f"isoproof: {len(stale)} declared deviation(s) did not happen", red=True)
+        for e in stale:
+            tr.write_line(
+                f"  {e['nodeid'].split('::')[-1]}: passed; remove it from {e['deviation']['file']}"
+            )
 
 
 def _version_of(config: pytest.Config, label: str) -> str:

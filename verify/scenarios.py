@@ -157,7 +157,7 @@ def parse(path: Path, text: str | None = None) -> Scenario:
             t = LIMIT_KEYS[k]
             if not isinstance(v, t) or isinstance(v, bool):
                 raise bad(f"{f}.limits.{k}", f"must be {_type_name(t)}, got {v!r}")
-            if t is int and v <= 0:
+            if isinstance(v, int) and v <= 0:
                 raise bad(f"{f}.limits.{k}", f"must be positive, got {v}")
         for k in required:
             if k not in limits:

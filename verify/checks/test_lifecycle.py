@@ -101,9 +101,10 @@ def test_logs_and_exec(engine: Driver) -> None:
             hostname="isoproof-logs", args=["sh", "-c", "echo isoproof-hello; sleep 3600"]
         )
     )
-    assert wait_for(lambda: "isoproof-hello" in engine.logs(c), 10), (
+    logs = engine.logs  # type: ignore[attr-defined]
+    assert wait_for(lambda: "isoproof-hello" in logs(c), 10), (
         "logs do not show the container's output"
-    )  # type: ignore[attr-defined]
+    )
     rc, out, _ = engine.exec(c, ["hostname"])
     assert rc == 0 and out.strip() == "isoproof-logs"
     rc, out, _ = engine.exec(c, ["sh", "-c", "echo $$; cat /proc/self/status | grep NSpid"])

@@ -131,6 +131,7 @@ def _host_path_of_rootfs(c) -> Path:  # type: ignore[no-untyped-def]
     if c.bundle is not None:
         return c.bundle / "rootfs"
     pytest.skip(f"needs the rootfs path on the host; driver {c.driver.label} does not expose one")
+    raise AssertionError("unreachable: pytest.skip raises")
 
 
 def test_rootfs_confinement(runtime: Driver) -> None:

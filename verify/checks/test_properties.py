@@ -16,7 +16,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from verify import host, measure
+from verify import measure
+from verify.checks.test_resources import judge_weights
 from verify.drivers import Driver, RuntimeFailure
 from verify.spec import ContainerSpec
 
@@ -77,7 +78,11 @@ def test_cpu_shares_generated(runtime: Driver, evidence, shares: list[int]) -> N
     cs = [runtime.create(ContainerSpec(args=["sh", "-c", "while :; do :; done"],
                                        resources={"cpu": {"shares": s}}).pinned("0")) for s in shares]  # fmt: skip
     try:
-        written = [measure.cpu_weight_written(c) for c in cs]
+        # Judged against the request: the weights must be the shares through the runtime's
+        # conversion (fails here, before any CPU is measured, when the request was ignored).
+        weights = judge_weights(
+            runtime, shares, [measure.cpu_weight_written(c) for c in cs], evidence
+        )
         a = measure.until_all_advance(lambda: [measure.cpu_usage_ns(c) for c in cs])
         time.sleep(2.0)
         used = [measure.cpu_usage_ns(c) - x for c, x in zip(cs, a, strict=True)]
@@ -85,16 +90,15 @@ def test_cpu_shares_generated(runtime: Driver, evidence, shares: list[int]) -> N
         for c in cs:
             runtime.remove(c)
     total = sum(used)
-    expected = [total * w / sum(written) for w in written]
-    evidence.record(f"shares {shares}", expected=[round(e / total, 3) for e in expected],
+    expected = [total * w / sum(weights) for w in weights]
+    ok = all(measure.values_close(u, e, tol) for u, e in zip(used, expected, strict=True))
+    evidence.record(f"split for shares {shares}", expected=[round(e / total, 3) for e in expected],
                     measured=[round(u / total, 3) for u in used], tolerance=f"values_close {tol}%",
-                    written=written)  # fmt: skip
-    if host.layout().version == 1:
-        assert written == shares
-    for u, e in zip(used, expected, strict=True):
-        assert measure.values_close(u, e, tol), (
-            f"shares {shares}: split {[round(x / total, 3) for x in used]}"
-        )
+                    ok=ok, weights=weights)  # fmt: skip
+    assert ok, (
+        f"shares {shares}: the CPU split was {measure.fmt_split(used)}, the weights {weights} ask "
+        f"for {measure.fmt_split(weights)} (within {tol}%)"
+    )
 
 
 # --- the lifecycle as a state machine --------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Resource limits and contention, measured from the host's cgroup counters (guide section 2).
 
-Each check is driven by the TOML scenarios of its kind (``scenarios/*.toml``). Expectations come
-from the values the kernel was *given* (read back from the cgroup files), with the requested values
-recorded beside them, so a runtime that converts or rounds a value is judged on what it wrote and
-a runtime that writes the wrong value is caught by the comparison of written vs requested.
+Each check is driven by the TOML scenarios of its kind (``scenarios/*.toml``) and judged against
+what the scenario *asked for*: the value the runtime wrote into the cgroup file is evidence, read
+back and compared with the request (through the shares -> weight conversion the runtime claims on
+cgroup v2), and the behaviour measured (CPU split, OOM, throughput, tasks) is compared with the
+request too. A runtime that ignores a limit, or writes the default, fails on every cgroup version.
 """
 
 from __future__ import annotations
@@ -37,11 +38,9 @@ def _start_all(
 def test_cpu_shares_split(runtime: Driver, scenario: Scenario, evidence) -> None:
     cs = _start_all(runtime, scenario)
     requested = [c.limits["cpu_shares"] for c in scenario.containers]
-    written = [measure.cpu_weight_written(c) for c in cs]
-    # The runtime must hand the kernel what was asked for (v1: the same number; v2: a conversion,
-    # so only the ratio is judged there).
-    if host.layout().version == 1:
-        assert written == requested, f"cpu.shares written {written}, requested {requested}"
+    weights = judge_weights(
+        runtime, requested, [measure.cpu_weight_written(c) for c in cs], evidence
+    )
     measure.until_all_advance(lambda: [measure.cpu_usage_ns(c) for c in cs])
     sampler = measure.Sampler(lambda: [measure.cpu_usage_ns(c) for c in cs])
     sampler.run_for(scenario.duration_s)
@@ -52,22 +51,37 @@ def test_cpu_shares_split(runtime: Driver, scenario: Scenario, evidence) -> None
     elapsed = sampler.times[-1] - sampler.times[0]
     ok = True
     for i, c in enumerate(scenario.containers):
-        expected = total * written[i] / sum(written)
+        # The weights the request becomes (verified equal to the written ones above).
+        expected = total * weights[i] / sum(weights)
         close = measure.values_close(used[i], expected, scenario.tolerance_pct)
         ok &= close
         evidence.record(f"cpu time of {c.name}", expected=round(expected / 1e9, 4), measured=round(used[i] / 1e9, 4),
                         tolerance=f"values_close {scenario.tolerance_pct}%", unit="s", ok=close,
                         requested_ratio=round(requested[i] / sum(requested), 4),
-                        written_ratio=round(written[i] / sum(written), 4),
+                        written_ratio=round(weights[i] / sum(weights), 4),
                         measured_ratio=round(used[i] / total, 4))  # fmt: skip
     evidence.record("cpu usage over time", unit="ns", measured=None, elapsed_s=elapsed,
                     series={"t": sampler.times, **{c.name: [v[i] for v in sampler.values]
                                                    for i, c in enumerate(scenario.containers)}})  # fmt: skip
-    split = [round(u / total, 3) for u in used]
-    want = [round(w / sum(written), 3) for w in written]
     assert ok, (
-        f"CPU split {split}, expected {want} from the written weights {written} (±{scenario.tolerance_pct}%)"
+        f"the CPU split was {measure.fmt_split(used)}; shares {requested} ask the kernel for "
+        f"{measure.fmt_split(weights)} (within {scenario.tolerance_pct}%)"
     )
+
+
+def judge_weights(runtime: Driver, requested: list[int], written: list[int], evidence) -> list[int]:  # type: ignore[no-untyped-def]
+    """Fail unless the weights written are the requested shares through the conversion the runtime
+    claims; record which conversion it was, and say so when that conversion distorts the ratio.
+    Returns the weights the request becomes: the expectation for the measured split."""
+    v = measure.judge_cpu_weights(requested, written, host.layout().version, runtime.version())
+    evidence.record("cpu weights written", expected=v.expected, measured=written, ok=v.ok,
+                    requested_shares=requested, conversion=v.conversion,
+                    claimed_conversion=v.claimed, requested_split=measure.fmt_split(requested),
+                    kernel_split=measure.fmt_split(v.expected))  # fmt: skip
+    if v.finding:
+        evidence.finding(v.finding, requested_shares=requested, weights=v.expected)
+    assert v.ok, v.message
+    return v.expected
 
 
 @pytest.mark.timing
@@ -76,10 +90,15 @@ def test_cpu_shares_split(runtime: Driver, scenario: Scenario, evidence) -> None
 def test_cpu_quota(runtime: Driver, scenario: Scenario, evidence) -> None:
     (c,) = _start_all(runtime, scenario)
     lim = scenario.containers[0].limits
-    quota, period = measure.cpu_quota_written(c)
-    assert (quota, period) == (lim["cpu_quota"], lim.get("cpu_period", 100000)), (
-        f"quota/period written {quota}/{period}, requested {lim['cpu_quota']}/{lim.get('cpu_period', 100000)}"
+    want: tuple[int, int] = (lim["cpu_quota"], lim.get("cpu_period", 100000))
+    written = measure.cpu_quota_written(c)
+    evidence.record("cpu quota/period written", expected=list(want), measured=list(written),
+                    unit="us", ok=written == want)  # fmt: skip
+    assert written == want, (
+        f"quota/period written {written[0]}/{written[1]}, requested {want[0]}/{want[1]}"
     )
+    # Judged against the request from here on (equal to what was written, checked above).
+    quota, period = want[0], want[1]
     measure.until_all_advance(lambda: [measure.cpu_usage_ns(c)])
     throttle0 = measure.throttle_stats(c)
     sampler = measure.Sampler(lambda: measure.cpu_usage_ns(c))

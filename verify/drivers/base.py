@@ -108,7 +108,9 @@ class Driver(abc.ABC):
         self.counter = 0
         self.containers: list[Container] = []
         self.created: list[Container] = []  # every container ever made, for the leak check
-        self.log: list[str] = []  # runtime commands and their stderr, for failure reports
+        # The transcript of runtime commands for failure evidence: argv, exit (None: timed out),
+        # stderr, duration_s.
+        self.log: list[dict[str, Any]] = []
 
     def new_name(self) -> str:
         self.counter += 1
@@ -162,7 +164,7 @@ class Driver(abc.ABC):
             try:
                 self.remove(c)
             except Exception as e:  # noqa: BLE001 - keep cleaning; the leak check reports leftovers
-                self.log.append(f"cleanup {c.name}: {e}")
+                self.log.append({"argv": ["(cleanup)", c.name], "exit": None, "stderr": str(e)})
 
     def leftovers(self) -> list[str]:
         """What is left of this driver's containers after cleanup: live init processes and cgroup
@@ -177,6 +179,11 @@ class Driver(abc.ABC):
             left = [p for p in set(c.cgroups.values()) - ours if p.exists()]
             out += [f"cgroup {p} of container {c.name}" for p in sorted(left)]
         return out
+
+    def record(self, argv: list[str], rc: int | None, stderr: str, t0: float) -> None:
+        """Add one runtime command to the transcript (``t0``: its time.monotonic() start)."""
+        self.log.append({"argv": list(argv), "exit": rc, "stderr": stderr.strip()[-2000:],
+                         "duration_s": round(time.monotonic() - t0, 3)})  # fmt: skip
 
     def describe(self, c: Container) -> str:
         """Container state for a failure report."""

@@ -65,13 +65,15 @@ class DockerLikeDriver(Driver):
         self, *args: str, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         cmd = [self.binary, *args]
+        t0 = time.monotonic()
         try:
             timeout *= host.slowdown()
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                stdin=subprocess.DEVNULL, env=self.env)  # fmt: skip
         except subprocess.TimeoutExpired as e:
+            self.record(cmd, None, f"timed out after {timeout}s", t0)
             raise RuntimeFailure(args[0], None, f"timed out after {timeout}s") from e
-        self.log.append(f"$ {' '.join(cmd)}\nexit {r.returncode}\n{r.stderr.strip()}")
+        self.record(cmd, r.returncode, r.stderr, t0)
         if check and r.returncode != 0:
             raise RuntimeFailure(args[0], r.returncode, r.stderr)
         return r

@@ -8,6 +8,7 @@ end in a second "peer" netns, so no traffic or route ever touches the host's own
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -55,14 +56,18 @@ class OciDriver(Driver):
     def _run(self, verb: str, *args: str, timeout: float = 30, check: bool = True, **kw):  # type: ignore[no-untyped-def]
         cmd = [self.binary, "--root", str(self.state_root), verb, *args]
         kw.setdefault("capture_output", "stdout" not in kw)
+        t0 = time.monotonic()
         try:
             timeout *= host.slowdown()
             r = subprocess.run(cmd, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
         except subprocess.TimeoutExpired as e:
-            self.log.append(f"$ {' '.join(cmd)}\n(timed out after {timeout}s)")
+            self.record(cmd, None, f"timed out after {timeout}s", t0)
             raise RuntimeFailure(verb, None, f"timed out after {timeout}s") from e
         err = r.stderr or ""
-        self.log.append(f"$ {' '.join(cmd)}\nexit {r.returncode}\n{err.strip()}")
+        if verb == "create" and "stderr" in kw:  # create's stderr went to a file (see create)
+            with contextlib.suppress(OSError):
+                err = Path(kw["stderr"].name).read_text()
+        self.record(cmd, r.returncode, err, t0)
         if check and r.returncode != 0:
             raise RuntimeFailure(verb, r.returncode, err)
         return r
