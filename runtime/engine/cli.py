@@ -23,10 +23,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from runtime import statefile
 from runtime.engine import units
-from runtime.engine.home import Home, default_runtime, locked, now, parse_time, write_json
+from runtime.engine.home import Home, default_runtime, locked, now, parse_time
 from runtime.engine.images import ImageStore, NoSuchImage
-from runtime.engine.store import Store, initial_state, monitor_alive, pid_alive
+from runtime.engine.store import (
+    DamagedContainer,
+    NoSuchContainer,
+    Store,
+    initial_state,
+    monitor_alive,
+    pid_alive,
+)
 from runtime.errors import IsoproofError, NotFoundError
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -68,9 +76,12 @@ class Parser(argparse.ArgumentParser):
 
 class Engine:
     def __init__(self) -> None:
+        from runtime.engine.damage import register_home
+
         self.home = Home().ensure()
         self.store = Store(self.home)
         self.images = ImageStore(self.home)
+        register_home(self.home)
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -78,9 +89,17 @@ class Engine:
         return self.store.resolve(ref)
 
     def state(self, cid: str) -> dict[str, Any]:
+        """The container's state, made honest (a dead monitor); a ``--rm`` container that nobody
+        is left to remove is removed here, and reported gone."""
+        from runtime.engine import damage
         from runtime.engine.lifecycle import repair
 
-        return repair(self.home, self.store, cid)
+        st = repair(self.home, self.store, cid)
+        cfg = self.store.config(cid)
+        if damage.abandoned_autoremove(self.store, cid, cfg, st):
+            damage.scrub(self.home, cid, cfg)
+            raise NoSuchContainer(cid)
+        return st
 
     def runtime(self, cid: str) -> Any:
         from runtime.engine.oci import OciRuntime
@@ -149,7 +168,9 @@ class Engine:
 
     # -- create / start ------------------------------------------------------------------------------
 
-    def create(self, a: argparse.Namespace) -> str:
+    def create(self, a: argparse.Namespace, owner: bool = False) -> str:
+        """Record a new container. ``owner``: the caller will start it (``run``); if it dies
+        first, a ``--rm`` container is removed by the next command that sees it."""
         hc = host_config(a)
         try:
             img = self.images.get(a.image)
@@ -252,10 +273,17 @@ class Engine:
                 "HostConfig": hc,
             }
             cdir = self.store.dir(cid)
-            tmp = self.home.containers / f".new-{cid}"
+            # Made aside and renamed into place: a kill -9 leaves a whole container or none,
+            # plus at most this directory, which `system prune` sweeps once its pid is dead.
+            tmp = self.home.containers / f".new-{os.getpid()}-{cid}"
             tmp.mkdir(parents=True)
-            write_json(tmp / "config.json", cfg)
-            write_json(tmp / "state.json", initial_state())
+            statefile.write(tmp / "config.json", cfg)
+            st = initial_state()
+            if owner:
+                from runtime.engine.damage import me_as_owner
+
+                st["Owner"] = me_as_owner()
+            statefile.write(tmp / "state.json", st)
             os.rename(tmp, cdir)
         return cid
 
@@ -274,7 +302,11 @@ class Engine:
                 self.runtime(cid).delete(cid, force=True)
             self.wait_monitor_gone(cid)  # a previous run's monitor may still be tearing down
             cfg = self.store.config(cid)
-            self.store.update(cid, StopRequested=False, Error="", OOMKilled=False)
+            from runtime.engine.damage import me_as_owner
+
+            self.store.update(
+                cid, StopRequested=False, Error="", OOMKilled=False, Owner=me_as_owner()
+            )
             try:
                 network = lifecycle.prepare(self.home, self.store, cid)
             except IsoproofError as e:
@@ -284,44 +316,51 @@ class Engine:
                 self.store.update(cid, Error=msg)
                 raise Fail(msg) from None
             try:
-                pid = lifecycle.spawn_monitor(self.home, cid)
+                pid, ready = lifecycle.spawn_monitor(self.home, cid)
             except IsoproofError as e:
                 lifecycle.teardown(self.home, cid)
                 raise Fail(str(e), exec_code(str(e))) from None
-            sock = None
-            if attach:
-                flags = 0
-                if stdin and cfg["Config"].get("OpenStdin"):
-                    flags = 1 | 2  # send stdin; our EOF closes the container's stdin
-                sock = self._connect(cid, flags)
-            self.store.update(
-                cid,
-                Status="running",
-                Running=True,
-                Paused=False,
-                Pid=pid,
-                StartedAt=now(),
-                ExitCode=0,
-                Network=network,
-            )
-            rt = self.runtime(cid)
+            # Until we say "started" on ``ready``, the monitor takes our end closing (we died) for
+            # a start that will never come: it kills the created container and winds it up.
             try:
-                rt.start(cid)
-            except IsoproofError as e:
-                # A process that exits at once can be reaped and deleted by the monitor while the
-                # runtime's `start` still looks at it, and then `start` fails although it worked:
-                # give the monitor a moment to record such an exit before calling it a failure.
-                self.wait_exit(cid, START_RACE_GRACE)
-                if self._ran_anyway(cid):
-                    if sock is None:
-                        return None
-                    return self.stream(cid, sock, False, bool(cfg["Config"].get("Tty")))
-                with contextlib.suppress(NotFoundError):
-                    self.store.update(cid, StopRequested=True)
-                    rt.kill(cid, "KILL")
-                    self.wait_monitor_gone(cid)
-                    self.store.update(cid, Status="exited", Running=False, Error=str(e))
-                raise Fail(f"Error response from daemon: {e}", exec_code(str(e))) from None
+                sock = None
+                if attach:
+                    flags = 0
+                    if stdin and cfg["Config"].get("OpenStdin"):
+                        flags = 1 | 2  # send stdin; our EOF closes the container's stdin
+                    sock = self._connect(cid, flags)
+                self.store.update(
+                    cid,
+                    Status="running",
+                    Running=True,
+                    Paused=False,
+                    Pid=pid,
+                    StartedAt=now(),
+                    ExitCode=0,
+                    Network=network,
+                )
+                rt = self.runtime(cid)
+                try:
+                    rt.start(cid)
+                    with contextlib.suppress(OSError):
+                        ready.send(b"s")
+                except IsoproofError as e:
+                    # A process that exits at once can be reaped and deleted by the monitor while the
+                    # runtime's `start` still looks at it, and then `start` fails although it worked:
+                    # give the monitor a moment to record such an exit before calling it a failure.
+                    self.wait_exit(cid, START_RACE_GRACE)
+                    if self._ran_anyway(cid):
+                        if sock is None:
+                            return None
+                        return self.stream(cid, sock, False, bool(cfg["Config"].get("Tty")))
+                    with contextlib.suppress(NotFoundError):
+                        self.store.update(cid, StopRequested=True)
+                        rt.kill(cid, "KILL")
+                        self.wait_monitor_gone(cid)
+                        self.store.update(cid, Status="exited", Running=False, Error=str(e))
+                    raise Fail(f"Error response from daemon: {e}", exec_code(str(e))) from None
+            finally:
+                ready.close()
         if sock is None:
             return None
         return self.stream(
@@ -443,7 +482,17 @@ class Engine:
         from runtime.engine import lifecycle
 
         with self.oplock(cid):
-            st = self.state(cid)
+            try:
+                st = self.state(cid)
+            except DamagedContainer:
+                if not force:
+                    raise
+                from runtime.engine import damage
+
+                # Its records cannot say what it holds: ask every other source (monitor, OCI
+                # state, cgroup, netns and its processes, lease, mounts) and remove it all.
+                damage.scrub(self.home, cid, damage.config_or_none(self.store, cid))
+                return
             if st["Status"] in RUNNING and not force:
                 raise daemon(
                     f"You cannot remove a {st['Status']} container {cid}. Stop the container "
@@ -682,7 +731,7 @@ def cmd_run(e: Engine, argv: list[str]) -> int:
     p = Parser(prog="isoproof run", add_help=False)
     add_container_flags(p)
     a = parse_container_args(p, argv)
-    cid = e.create(a)
+    cid = e.create(a, owner=True)
     try:
         if a.detach:
             e.start(cid)
@@ -940,15 +989,38 @@ def cmd_rm(e: Engine, argv: list[str]) -> int:
     a = p.parse_args(argv)
 
     def one(ref: str) -> None:
-        cid = e.resolve(ref)
+        try:
+            cid = e.resolve(ref)
+        except NoSuchContainer:
+            if not (a.force and _remove_leftovers(e, ref)):
+                raise
+            print(ref)
+            return
         e.remove(cid, ref, a.force, a.volumes)
         print(ref)
 
     return each(a.containers, one)
 
 
+def _remove_leftovers(e: Engine, ref: str) -> bool:
+    """``rm -f ID`` of a container whose directory is gone: remove what still holds its ID (a
+    unique prefix of at least 12 characters names it, as the netns does)."""
+    from runtime.engine import damage
+
+    if len(ref) < 12 or not all(ch in "0123456789abcdef" for ch in ref):
+        return False
+    hits = [cid for cid in damage.orphans(e.home, e.store) if cid.startswith(ref[:64])]
+    hits += [c for c in damage.orphans(e.home, e.store) if ref.startswith(c) and c not in hits]
+    if len(hits) != 1:
+        return False
+    damage.scrub(e.home, hits[0])
+    return True
+
+
 def status_text(st: dict[str, Any]) -> str:
     s = st["Status"]
+    if s == "dead":
+        return f"Dead ({st.get('Error') or 'damaged'})"
     if s == "created":
         return "Created"
     if s in ("running", "paused"):
@@ -1013,6 +1085,10 @@ def cmd_ps(e: Engine, argv: list[str]) -> int:
             cfg, st = e.store.config(cid), e.state(cid)
         except NotFoundError:
             continue
+        except DamagedContainer as err:
+            from runtime.engine import damage
+
+            cfg, st = damage.view(e.home, e.store, cid, err)
         if not a.all and st["Status"] not in RUNNING:
             continue
         entries.append((cfg, st))
@@ -1063,7 +1139,12 @@ def cmd_ps(e: Engine, argv: list[str]) -> int:
 
 
 def inspect_container(e: Engine, cid: str) -> dict[str, Any]:
-    cfg, st = e.store.config(cid), e.state(cid)
+    try:
+        cfg, st = e.store.config(cid), e.state(cid)
+    except DamagedContainer as err:
+        from runtime.engine import damage
+
+        cfg, st = damage.view(e.home, e.store, cid, err)
     net = st.get("Network") or {}
     hc = {k: v for k, v in cfg["HostConfig"].items() if k not in ("UsernsRemap",)}
     return {
@@ -1077,7 +1158,7 @@ def inspect_container(e: Engine, cid: str) -> dict[str, Any]:
             "Paused": st["Status"] == "paused",
             "Restarting": st["Status"] == "restarting",
             "OOMKilled": bool(st["OOMKilled"]),
-            "Dead": False,
+            "Dead": st["Status"] == "dead",
             "Pid": int(st["Pid"]) if st["Status"] in ("running", "paused") else 0,
             "ExitCode": int(st["ExitCode"]),
             "Error": st.get("Error", ""),
@@ -1484,6 +1565,74 @@ def _network_prune(e: Engine, force: bool) -> int:
     return 0
 
 
+def cmd_system(e: Engine, argv: list[str]) -> int:
+    p = Parser(prog="isoproof system")
+    sub = p.add_subparsers(dest="sub", required=True)
+    pr = sub.add_parser("prune", prog="isoproof system prune")
+    pr.add_argument("-f", "--force", action="store_true")
+    a = p.parse_args(argv)
+    if not a.force:
+        print(
+            "WARNING! This will remove:\n  - all stopped containers\n  - all damaged containers\n"
+            "  - what removed containers left behind (cgroups, network namespaces, processes,\n"
+            "    runtime state, addresses, half-made directories)\n"
+            "Are you sure you want to continue? [y/N] ",
+            end="",
+            flush=True,
+        )
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    return system_prune(e)
+
+
+def system_prune(e: Engine) -> int:
+    """docker's ``system prune`` for containers, plus what only a crash leaves: damaged
+    containers and the resources of containers whose directory is gone."""
+    from runtime.engine import damage
+
+    deleted, rc = [], 0
+    for cid in e.store.ids():
+        try:
+            with e.oplock(cid):
+                try:
+                    st = e.state(cid)
+                except DamagedContainer:
+                    damage.scrub(e.home, cid, damage.config_or_none(e.store, cid))
+                    deleted.append(cid)
+                    continue
+                except NotFoundError:  # a --rm container nobody was left to remove: done now
+                    deleted.append(cid)
+                    continue
+                if st["Status"] in RUNNING or monitor_alive(st, cid):
+                    continue
+                lifecycle_remove(e, cid)
+                deleted.append(cid)
+        except (NotFoundError, FileNotFoundError):
+            continue
+        except IsoproofError as err:
+            print(str(err), file=sys.stderr)
+            rc = 1
+    leftovers = damage.orphans(e.home, e.store)
+    for cid in sorted(leftovers):
+        damage.scrub(e.home, cid)
+    swept = damage.sweep_temp(e.home)
+    if deleted:
+        print("Deleted Containers:\n" + "\n".join(deleted))
+    if leftovers:
+        print("Deleted leftovers of removed containers:")
+        for cid, sources in sorted(leftovers.items()):
+            print(f"{cid}: {', '.join(sources)}")
+    if swept:
+        print("Deleted half-made directories:\n" + "\n".join(swept))
+    return rc
+
+
+def lifecycle_remove(e: Engine, cid: str) -> None:
+    from runtime.engine import lifecycle
+
+    lifecycle.remove(e.home, cid, volumes=False)
+
+
 def _dispatch(module: str, argv: list[str]) -> int:
     import importlib
 
@@ -1518,6 +1667,7 @@ COMMANDS: dict[str, Callable[[Engine, list[str]], int]] = {
     "load": cmd_load,
     "rmi": cmd_rmi,
     "network": cmd_network,
+    "system": cmd_system,
 }
 
 USAGE = "Usage: isoproof COMMAND [OPTIONS]\n\nCommands:\n  " + "\n  ".join(

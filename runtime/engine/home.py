@@ -11,7 +11,8 @@ Everything the engine keeps lives under one directory (``/var/lib/isoproof``, or
     volumes/<name>/       volumes made by -v
 
 Concurrent CLIs and monitors serialise on ``fcntl`` locks: one per container (``lock`` in its
-directory), one for the name table, one for the address allocator. A lock dies with its process, so
+directory), one for the name table; the address allocator's lock is host-wide, beside its bridge
+(:mod:`runtime.engine.network`). A lock dies with its process, so
 a crashed CLI never leaves a lock held.
 """
 
@@ -64,8 +65,6 @@ class Home:
         self.sock = self.root / "sock"
         self.volumes = self.root / "volumes"
         self.names_lock = self.root / "names.lock"
-        self.ipam_lock = self.root / "ipam.lock"
-        self.ipam_file = self.root / "ipam.json"
 
     def ensure(self) -> Home:
         for d in (self.containers, self.images, self.oci_root, self.netns, self.sock, self.volumes):
@@ -99,10 +98,14 @@ def read_json(path: Path) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write atomically (temp file + rename), so a reader never sees half a file."""
+    """Write atomically (temp file, fsync, rename), so a reader never sees half a file, not even
+    after a crash. Records the engine reads back as a container's truth (config.json, state.json)
+    go through :mod:`runtime.statefile` instead, which adds a format number."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

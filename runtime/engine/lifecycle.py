@@ -257,18 +257,24 @@ def remove(home: Home, cid: str, volumes: bool = False) -> None:
     remove_tree(home.container_dir(cid))
 
 
-def spawn_monitor(home: Home, cid: str) -> int:
-    """Start the container's monitor and wait until the OCI ``create`` is done. Returns init's PID.
+def spawn_monitor(home: Home, cid: str) -> tuple[int, Any]:
+    """Start the container's monitor and wait until the OCI ``create`` is done. Returns the init's
+    PID and the CLI's end of the ready socket: the CLI sends ``s`` on it once the runtime's
+    ``start`` succeeded; if that end closes first (the CLI failed, or was killed), the monitor
+    kills the created container and winds it up (``--rm`` included), so nothing is left waiting.
 
     Exec'd, not forked from this CLI as the OCI runtime is (``forkrun``): the monitor is known by
     its command line (``monitor_alive`` checks the container ID in it against PID reuse; ``ps``
     and the tests' leak checks look for ``runtime.engine.monitor``), and it lives as long as the
     container, so it must stay small: ``-S``, no argparse or image code, which this CLI has
     loaded by now and a fork would keep for the container's whole life."""
-    r, w = os.pipe()
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     env = dict(os.environ)
     env["PYTHONPATH"] = PACKAGE_ROOT
     try:
+        w = theirs.fileno()
         proc = subprocess.Popen(
             [sys.executable, "-S", "-m", "runtime.engine.monitor", str(home.root), cid, str(w)],
             pass_fds=(w,),
@@ -279,15 +285,24 @@ def spawn_monitor(home: Home, cid: str) -> int:
             cwd="/",
             env=env,
         )
+    except BaseException:
+        ours.close()
+        raise
     finally:
-        os.close(w)
+        theirs.close()
     proc.wait()  # the intermediate process: the monitor itself has been reparented
-    with os.fdopen(r, "rb") as f:
-        line = f.readline().decode(errors="replace").strip()
-    if line.startswith("ok "):
-        return int(line[3:])
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = ours.recv(256)
+        if not chunk:
+            break
+        line += chunk
+    text = line.decode(errors="replace").strip()
+    if text.startswith("ok "):
+        return int(text[3:]), ours
+    ours.close()
     msg = (
-        line[4:] if line.startswith("err ") else "the monitor died before the container was created"
+        text[4:] if text.startswith("err ") else "the monitor died before the container was created"
     )
     raise StateError(f"Error response from daemon: failed to create container: {msg}")
 

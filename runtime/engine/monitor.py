@@ -377,6 +377,34 @@ class Monitor:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def on_ready(self, fd: int) -> None:
+        """The CLI that asked for this start says ``s`` once the runtime's start succeeded; its
+        end closing without that means it died (or gave up) between create and start."""
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data and b"s" not in data:
+            return
+        self.sel.unregister(fd)
+        os.close(fd)
+        if not data:
+            self.abandon_start()
+
+    def abandon_start(self) -> None:
+        """Nobody will start the created container: kill it, so that the usual end (exit
+        recorded, rootfs and network released, ``--rm`` honoured) follows. If the runtime says
+        it is running, the start did happen (the CLI died just after): it is ours as usual."""
+        state = self.runtime.state(self.cid)
+        if state is not None and state.get("status") not in ("created", "creating"):
+            return
+        self.store.update(
+            self.cid, StopRequested=True, Error="the client exited before it started the container"
+        )
+        self.runtime.kill(self.cid, "KILL")
+
     def reap(self) -> None:
         while True:
             try:
@@ -450,8 +478,14 @@ class Monitor:
             attach_path.unlink(missing_ok=True)
             return 1
         self.store.update(self.cid, Status="created", Pid=self.init_pid, Error="")
-        os.write(ready_fd, f"ok {self.init_pid}\n".encode())
-        os.close(ready_fd)
+        try:
+            os.write(ready_fd, f"ok {self.init_pid}\n".encode())
+        except OSError:  # EPIPE: the CLI died before it heard; nobody will start the container
+            os.close(ready_fd)
+            self.abandon_start()
+        else:
+            os.set_blocking(ready_fd, False)
+            self.sel.register(ready_fd, selectors.EVENT_READ, ("ready", None))
 
         backoff = 0.1
         while True:
@@ -466,6 +500,8 @@ class Monitor:
                         self.on_accept(arg)
                     elif kind == "client":
                         self.on_client(arg, mask)
+                    elif kind == "ready":
+                        self.on_ready(key.fd)
                     elif kind == "wake":
                         try:
                             while wake_r.recv(4096):

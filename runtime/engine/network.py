@@ -1,4 +1,4 @@
-"""Bridge networking with iproute2: one bridge, a veth pair per container, a file-locked allocator.
+"""Bridge networking with iproute2: one bridge, a veth pair per container, a host-wide allocator.
 
 The bridge (``isoproof0``, or ``$ISOPROOF_BRIDGE``) carries the gateway address of the subnet
 (``$ISOPROOF_SUBNET``, default 172.29.0.0/16: outside the ranges docker, podman and libvirt pick).
@@ -67,39 +67,113 @@ def mac_for(ip: ipaddress.IPv4Address) -> str:
 
 
 # -- the allocator --------------------------------------------------------------------------------
+#
+# One lease table per bridge, host-wide: the bridge and its subnet are the host's, not a home's,
+# so two homes (or any number of concurrent CLIs) must draw from the same table under the same
+# lock. It lives beside the bridge's name in /run/isoproof (a tmpfs: leases die with the host's
+# network devices at reboot). A lease names the container and its home; a lease whose container
+# directory is gone and whose veth is gone is stale, and is reclaimed by the next allocation.
+
+LEASE_DIR = "/run/isoproof"
+
+
+def lease_paths(bridge: str | None = None) -> tuple[Path, Path]:
+    """(table, lock) of a bridge's lease table."""
+    b = bridge or bridge_name()
+    return Path(LEASE_DIR) / f"{b}.leases.json", Path(LEASE_DIR) / f"{b}.leases.lock"
+
+
+def _lock() -> Any:
+    _table, lock = lease_paths()
+    os.makedirs(LEASE_DIR, mode=0o755, exist_ok=True)
+    return locked(lock)
+
+
+def _load() -> dict[str, dict[str, dict[str, str]]]:
+    """{subnet: {address: {"id": container, "home": its home}}}; a damaged table is empty (its
+    stale entries are rebuilt from nothing: every live container re-asserts only at its start)."""
+    table, _lock_path = lease_paths()
+    try:
+        doc = read_json(table)
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _save(table: dict[str, dict[str, dict[str, str]]]) -> None:
+    path, _lock_path = lease_paths()
+    if any(table.values()):
+        write_json(path, table)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _stale(lease: Any) -> bool:
+    if not isinstance(lease, dict) or "id" not in lease or "home" not in lease:
+        return True
+    cid = str(lease["id"])
+    return not (Path(lease["home"]) / "containers" / cid).exists() and not os.path.exists(
+        f"/sys/class/net/{host_veth(cid)}"
+    )
 
 
 def allocate(home: Home, cid: str, net: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
-    """The lowest free host address after the gateway, recorded in ``ipam.json`` under a lock."""
-    with locked(home.ipam_lock):
-        table: dict[str, dict[str, str]] = (
-            read_json(home.ipam_file) if home.ipam_file.exists() else {}
-        )
+    """The lowest free host address after the gateway, leased in the bridge's table."""
+    me = str(home.root)
+    with _lock():
+        table = _load()
         used = table.setdefault(str(net), {})
-        for addr, owner in used.items():
-            if owner == cid:
+        for addr, lease in list(used.items()):
+            if isinstance(lease, dict) and lease.get("id") == cid and lease.get("home") == me:
                 return ipaddress.IPv4Address(addr)
+            if _stale(lease):
+                del used[addr]
         gateway = next(net.hosts())
         for ip in net.hosts():
             if ip != gateway and str(ip) not in used:
-                used[str(ip)] = cid
-                write_json(home.ipam_file, table)
+                used[str(ip)] = {"id": cid, "home": me}
+                _save(table)
                 return ip
     raise NetworkError(f"no free address left in {net}")
 
 
 def release(home: Home, cid: str) -> None:
     """Free the container's address and delete its host veth end (idempotent)."""
-    with locked(home.ipam_lock):
-        if home.ipam_file.exists():
-            table = read_json(home.ipam_file)
+    me = str(home.root)
+    table_path, _lock_path = lease_paths()
+    if table_path.exists():
+        with _lock():
+            table = _load()
+            changed = False
             for used in table.values():
-                for ip in [ip for ip, owner in used.items() if owner == cid]:
-                    del used[ip]
-            write_json(home.ipam_file, table)
+                for ip, lease in list(used.items()):
+                    if isinstance(lease, dict) and (lease.get("id"), lease.get("home")) == (
+                        cid,
+                        me,
+                    ):
+                        del used[ip]
+                        changed = True
+            if changed:
+                _save(table)
     veth = host_veth(cid)
     if Path(f"/sys/class/net/{veth}").exists():
         subprocess.run(["ip", "link", "del", "dev", veth], capture_output=True)
+
+
+def lease_ids(home: Home) -> set[str]:
+    """The containers of this home that hold a lease on the bridge."""
+    me = str(home.root)
+    table_path, _lock_path = lease_paths()
+    if not table_path.exists():
+        return set()
+    return {
+        str(lease["id"])
+        for used in _load().values()
+        for lease in used.values()
+        if isinstance(lease, dict) and lease.get("home") == me and "id" in lease
+    }
 
 
 # -- removing the bridge -------------------------------------------------------------------------
@@ -114,23 +188,29 @@ def bridge_ports(bridge: str) -> list[str]:
 
 
 def prune(home: Home, exists: Callable[[str], bool], name_of: Callable[[str], str]) -> bool:
-    """Remove the bridge and the subnet's allocator entries if no container uses them.
+    """Remove the bridge and the subnet's leases if no container uses them.
 
-    In use: an address in the allocator held by a container that ``exists``, or any interface on
-    the bridge (a container's veth, or one we do not know: refused too, rather than cut off).
-    Addresses held by containers that are gone are stale and go with the rest. Runs under the
-    allocator's lock, which ``connect`` holds while it makes the bridge and plugs a veth into
-    it: a concurrent ``run`` either is seen here or recreates the bridge after us.
+    In use: a lease held by a container that exists (this home's: ``exists``; another home's: its
+    directory), or any interface on the bridge (a container's veth, or one we do not know: refused
+    too, rather than cut off). Stale leases go with the rest. Runs under the lease table's lock,
+    which ``connect`` holds while it makes the bridge and plugs a veth into it: a concurrent
+    ``run`` either is seen here or recreates the bridge after us.
     Returns whether there was a bridge to remove; raises :class:`NetworkError` naming the users.
     """
     bridge, net = bridge_name(), subnet()
-    with locked(home.ipam_lock):
-        table: dict[str, dict[str, str]] = (
-            read_json(home.ipam_file) if home.ipam_file.exists() else {}
-        )
-        owners = sorted({cid for cid in table.get(str(net), {}).values() if exists(cid)})
-        ours = {host_veth(cid) for cid in owners}
-        users = [name_of(cid) for cid in owners]
+    me = str(home.root)
+    with _lock():
+        table = _load()
+        owners: list[tuple[str, str]] = []
+        for lease in table.get(str(net), {}).values():
+            if not isinstance(lease, dict) or "id" not in lease:
+                continue
+            cid, h = str(lease["id"]), str(lease.get("home"))
+            if exists(cid) if h == me else (Path(h) / "containers" / cid).exists():
+                owners.append((h, cid))
+        owners.sort()
+        ours = {host_veth(cid) for _h, cid in owners}
+        users = [name_of(cid) if h == me else f"{cid[:12]} (in {h})" for h, cid in owners]
         users += [port for port in bridge_ports(bridge) if port not in ours]
         if users:
             raise NetworkError(f"network {bridge} has active endpoints: {', '.join(users)}")
@@ -142,10 +222,7 @@ def prune(home: Home, exists: Callable[[str], bool], name_of: Callable[[str], st
             if cp.returncode != 0 and os.path.exists(f"/sys/class/net/{bridge}"):
                 raise NetworkError(f"cannot remove bridge {bridge}: {cp.stderr.strip()}")
         table.pop(str(net), None)
-        if table:
-            write_json(home.ipam_file, table)
-        else:
-            home.ipam_file.unlink(missing_ok=True)
+        _save(table)
     return present
 
 
@@ -214,7 +291,7 @@ def connect(home: Home, cid: str, netns_path: str, hostname: str) -> dict[str, A
     veth, peer = host_veth(cid), peer_veth(cid)
     failed = f"network setup for {cid[:12]} failed"
     try:
-        with locked(home.ipam_lock):
+        with _lock():
             _ensure_bridge(bridge)
             # ip -batch splits on blanks: the namespace goes by an fd path, whatever the home's.
             fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)

@@ -1,8 +1,15 @@
 """Container records on disk: config.json (what was asked), state.json (what happened).
 
 ``state.json`` is written by the CLI and by the container's monitor, always under the container's
-lock and always by temp file + rename. Its ``Status`` uses docker's words: created, running,
-paused, restarting, exited, dead (plus ``removing`` while ``rm`` tears it down).
+lock; both files by :mod:`runtime.statefile` (temp file, fsync, rename, a format number). Its
+``Status`` uses docker's words: created, running, paused, restarting, exited, dead (plus
+``removing`` while ``rm`` tears it down).
+
+A container directory whose ``config.json`` or ``state.json`` is missing, empty, torn or of an
+unknown format is *damaged*: reading it raises :class:`DamagedContainer` (one line, naming the
+file and what is wrong with it), never a ``JSONDecodeError``. ``ps -a`` lists such a container as
+``Dead``, ``inspect`` shows what is known, and ``rm -f`` removes what is left of it
+(:mod:`runtime.engine.damage`).
 """
 
 from __future__ import annotations
@@ -11,15 +18,30 @@ import os
 from pathlib import Path
 from typing import Any
 
-from runtime.engine.home import ZERO_TIME, Home, locked, read_json, write_json
+from runtime import statefile
+from runtime.engine.home import ZERO_TIME, Home, locked
 from runtime.errors import NotFoundError, StateError
 
 LIVE = ("created", "running", "paused", "restarting")
+# What every verb reads from config.json without asking: a record without one is damaged.
+CONFIG_KEYS = ("Id", "Name", "Created", "Path", "Args", "Config", "HostConfig", "Runtime", "OciRoot", "CgroupsPath")  # fmt: skip
 
 
 class NoSuchContainer(NotFoundError):
     def __init__(self, ref: str) -> None:
         super().__init__(f"Error response from daemon: No such container: {ref}")
+
+
+class DamagedContainer(StateError):
+    """A container whose records cannot be read; ``reason`` is e.g. ``state.json: empty``."""
+
+    def __init__(self, cid: str, reason: str) -> None:
+        super().__init__(
+            f"Error response from daemon: container {cid[:12]} is damaged ({reason}); "
+            "remove it with rm -f"
+        )
+        self.cid = cid
+        self.reason = reason
 
 
 def initial_state() -> dict[str, Any]:
@@ -52,12 +74,9 @@ class Store:
         self.home = home
 
     def ids(self) -> list[str]:
+        """Every container directory, damaged ones too (``.new-*`` / ``.rm-*`` are not ones)."""
         try:
-            return [
-                d.name
-                for d in self.home.containers.iterdir()
-                if not d.name.startswith(".") and (d / "config.json").exists()
-            ]
+            return [d.name for d in self.home.containers.iterdir() if not d.name.startswith(".")]
         except FileNotFoundError:
             return []
 
@@ -67,29 +86,35 @@ class Store:
     def lock(self, cid: str) -> Any:
         return locked(self.dir(cid) / "lock")
 
-    def config(self, cid: str) -> dict[str, Any]:
+    def _read(self, cid: str, name: str) -> dict[str, Any]:
         try:
-            return dict(read_json(self.dir(cid) / "config.json"))
+            return statefile.read(self.dir(cid) / name)
         except FileNotFoundError:
-            raise NoSuchContainer(cid) from None
+            if not self.dir(cid).is_dir():
+                raise NoSuchContainer(cid) from None
+            raise DamagedContainer(cid, f"{name}: missing") from None
+        except statefile.Damaged as e:
+            raise DamagedContainer(cid, f"{name}: {e.reason}") from None
+
+    def config(self, cid: str) -> dict[str, Any]:
+        cfg = self._read(cid, "config.json")
+        missing = [k for k in CONFIG_KEYS if k not in cfg]
+        if missing:
+            raise DamagedContainer(cid, f"config.json: no {', '.join(missing)}")
+        return cfg
 
     def save_config(self, cid: str, cfg: dict[str, Any]) -> None:
-        write_json(self.dir(cid) / "config.json", cfg)
+        statefile.write(self.dir(cid) / "config.json", cfg)
 
     def state(self, cid: str) -> dict[str, Any]:
-        try:
-            return {**initial_state(), **read_json(self.dir(cid) / "state.json")}
-        except FileNotFoundError:
-            if not self.dir(cid).exists():
-                raise NoSuchContainer(cid) from None
-            return initial_state()
+        return {**initial_state(), **self._read(cid, "state.json")}
 
     def update(self, cid: str, **changes: Any) -> dict[str, Any]:
         """Read-modify-write state.json under the container lock."""
         with self.lock(cid):
             st = self.state(cid)
             st.update(changes)
-            write_json(self.dir(cid) / "state.json", st)
+            statefile.write(self.dir(cid) / "state.json", st)
             return st
 
     def names(self) -> dict[str, str]:
@@ -97,7 +122,7 @@ class Store:
         for cid in self.ids():
             try:
                 out[self.config(cid)["Name"].lstrip("/")] = cid
-            except (NotFoundError, KeyError, ValueError):
+            except (StateError, KeyError, AttributeError):  # gone, damaged: no name to match
                 continue
         return out
 

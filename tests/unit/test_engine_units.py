@@ -309,14 +309,23 @@ def test_no_such_container_is_docker_style(
     assert capsys.readouterr().err == "Error response from daemon: No such container: nope\n"
 
 
+def _cfg(cid: str, name: str) -> dict[str, object]:
+    """A config.json with every key the verbs read (one without is damaged)."""
+    return {"Id": cid, "Name": name, "Created": "2026-01-01T00:00:00.000000000Z", "Path": "sh",
+            "Args": [], "Config": {"Image": "busybox"}, "HostConfig": {}, "Runtime": "/bin/false",
+            "OciRoot": "/nonexistent", "CgroupsPath": f"/isoproof-unit/{cid}"}  # fmt: skip
+
+
 def test_resolve_names_and_prefixes(tmp_path: Path) -> None:
-    from runtime.engine.home import Home, write_json
+    from runtime import statefile
+    from runtime.engine.home import Home
 
     home = Home(tmp_path).ensure()
     store = Store(home)
     for cid, name in (("abc1" + "0" * 60, "/one"), ("abc2" + "0" * 60, "/two")):
         (home.containers / cid).mkdir()
-        write_json(home.containers / cid / "config.json", {"Id": cid, "Name": name})
+        statefile.write(home.containers / cid / "config.json", _cfg(cid, name))
+    (home.containers / ("abc3" + "0" * 60)).mkdir()  # damaged (no config.json): no name
     assert store.resolve("one") == "abc1" + "0" * 60
     assert store.resolve("/two") == "abc2" + "0" * 60
     assert store.resolve("abc1") == "abc1" + "0" * 60
@@ -324,6 +333,7 @@ def test_resolve_names_and_prefixes(tmp_path: Path) -> None:
         store.resolve("abc")
     with pytest.raises(Exception, match="No such container: zzz"):
         store.resolve("zzz")
+    assert store.resolve("abc3") == "abc3" + "0" * 60  # found by ID: rm -f can remove it
 
 
 def test_render_templates() -> None:
@@ -433,9 +443,12 @@ def test_create_gives_the_runtime_a_log_file_as_a_global_option():
 
 @pytest.fixture
 def net_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from runtime.engine import network
+
     monkeypatch.setenv("ISOPROOF_HOME", str(tmp_path))
     monkeypatch.setenv("ISOPROOF_BRIDGE", "isoproofTnone0")  # no such interface on any host
     monkeypatch.setenv("ISOPROOF_SUBNET", "172.31.250.0/24")
+    monkeypatch.setattr(network, "LEASE_DIR", str(tmp_path / "run"))
     assert not Path("/sys/class/net/isoproofTnone0").exists()
     return tmp_path
 
@@ -462,52 +475,102 @@ def test_network_bad_argv_is_one_line_125(
     assert err.count("\n") == 1 and "isoproof network" in err
 
 
-def _ipam(home: Path, table: dict[str, dict[str, str]]) -> None:
-    (home / "ipam.json").write_text(json.dumps(table))
+def _leases() -> Path:
+    from runtime.engine import network
+
+    return network.lease_paths()[0]
+
+
+def _ipam(table: dict[str, dict[str, dict[str, str]]]) -> None:
+    _leases().parent.mkdir(parents=True, exist_ok=True)
+    _leases().write_text(json.dumps(table))
+
+
+def _container(home: Path, cid: str, cfg: dict[str, object], st: dict[str, object]) -> None:
+    from runtime import statefile
+
+    (home / "containers" / cid).mkdir(parents=True)
+    statefile.write(home / "containers" / cid / "config.json", cfg)
+    statefile.write(home / "containers" / cid / "state.json", st)
 
 
 def test_network_prune_refuses_while_a_container_holds_an_address(
     net_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from runtime.engine.home import write_json
-
     cid = "d" * 64
-    (net_home / "containers" / cid).mkdir(parents=True)
-    write_json(net_home / "containers" / cid / "config.json", {"Id": cid, "Name": "/web"})
-    write_json(net_home / "containers" / cid / "state.json", {"Status": "exited"})
-    table = {"172.31.250.0/24": {"172.31.250.2": cid}}
-    _ipam(net_home, table)
+    _container(net_home, cid, _cfg(cid, "/web"), {"Status": "exited"})
+    table = {"172.31.250.0/24": {"172.31.250.2": {"id": cid, "home": str(net_home)}}}
+    _ipam(table)
     assert cli.main(["network", "prune", "-f"]) == 1
     out, err = capsys.readouterr()
     assert (out, err) == ("", "Error response from daemon: network isoproofTnone0 has active "
                               "endpoints: web\n")  # fmt: skip
-    assert json.loads((net_home / "ipam.json").read_text()) == table  # untouched
+    assert json.loads(_leases().read_text()) == table  # untouched
+
+
+def test_network_prune_sees_another_homes_container(
+    net_home: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bridge is the host's: a container of another home holding an address keeps it."""
+    other = tmp_path_factory.mktemp("other-home")
+    (other / "containers" / ("e" * 64)).mkdir(parents=True)
+    _ipam({"172.31.250.0/24": {"172.31.250.2": {"id": "e" * 64, "home": str(other)}}})
+    assert cli.main(["network", "prune", "-f"]) == 1
+    assert f"endpoints: eeeeeeeeeeee (in {other})" in capsys.readouterr().err
 
 
 def test_network_prune_drops_stale_addresses_and_keeps_other_subnets(
     net_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    other = {"10.99.0.0/24": {"10.99.0.2": "e" * 64}}
-    _ipam(net_home, {"172.31.250.0/24": {"172.31.250.2": "gone" * 16}, **other})
+    other = {"10.99.0.0/24": {"10.99.0.2": {"id": "e" * 64, "home": str(net_home)}}}
+    gone = {"id": "0" * 64, "home": str(net_home)}
+    _ipam({"172.31.250.0/24": {"172.31.250.2": gone}, **other})
     assert cli.main(["network", "prune", "-f"]) == 0
     assert capsys.readouterr().out == ""  # no bridge existed: nothing to report
-    assert json.loads((net_home / "ipam.json").read_text()) == other
-    _ipam(net_home, {"172.31.250.0/24": {}})
+    assert json.loads(_leases().read_text()) == other
+    _ipam({"172.31.250.0/24": {}})
     assert cli.main(["network", "prune", "-f"]) == 0
-    assert not (net_home / "ipam.json").exists()
+    assert not _leases().exists()
 
 
 def test_network_prune_asks_first(
     net_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _ipam(net_home, {"172.31.250.0/24": {"172.31.250.2": "gone" * 16}})
+    _ipam({"172.31.250.0/24": {"172.31.250.2": {"id": "0" * 64, "home": str(net_home)}}})
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     assert cli.main(["network", "prune"]) == 0
     assert "[y/N]" in capsys.readouterr().out
-    assert (net_home / "ipam.json").exists()  # declined: nothing done
+    assert _leases().exists()  # declined: nothing done
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     assert cli.main(["network", "prune"]) == 0
-    assert not (net_home / "ipam.json").exists()
+    assert not _leases().exists()
+
+
+def test_allocator_is_one_table_per_bridge_for_every_home(
+    net_home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two homes on one bridge never get the same address; a stale lease is reclaimed."""
+    import ipaddress
+
+    from runtime.engine import network
+    from runtime.engine.home import Home
+
+    net = ipaddress.IPv4Network("172.31.250.0/29")  # 5 addresses after the gateway
+    homes = [Home(net_home), Home(tmp_path_factory.mktemp("second-home"))]
+    got = []
+    for i in range(4):
+        h = homes[i % 2]
+        cid = f"{i:x}" * 64
+        (h.containers / cid).mkdir(parents=True)
+        got.append(network.allocate(h, cid, net))
+    assert len(set(got)) == 4
+    assert network.allocate(homes[0], "0" * 64, net) == got[0]  # asked again: the same lease
+    assert network.lease_ids(homes[1]) == {"1" * 64, "3" * 64}
+    (homes[1].containers / ("1" * 64)).rmdir()  # its directory gone, no veth: stale
+    (homes[0].containers / ("9" * 64)).mkdir()
+    assert network.allocate(homes[0], "9" * 64, net) == got[1]
+    network.release(homes[0], "0" * 64)
+    assert network.lease_ids(homes[0]) == {"2" * 64, "9" * 64}
 
 
 def test_fs_type_is_the_deepest_mount_above_the_path() -> None:
