@@ -330,3 +330,21 @@ def judge_cpu_weights(
                    f"{fmt_split(requested)}, the weights {expected} give the kernel "
                    f"{fmt_split(expected)}; the split is judged against the weights")  # fmt: skip
     return WeightVerdict(True, match, claimed, expected, msg, finding)
+
+
+def judge_weights(
+    runtime: Any, requested: list[int], written: list[int], evidence: Any
+) -> list[int]:
+    """Fail unless the weights written are the requested shares through the conversion the runtime
+    claims; record which conversion it was, and say so when that conversion distorts the ratio.
+    Returns the weights the request becomes: the expectation for the measured split."""
+    v = judge_cpu_weights(requested, written, host.layout().version, runtime.version())
+    evidence.record("cpu weights written", expected=v.expected, measured=written, ok=v.ok,
+                    requested_shares=requested, conversion=v.conversion,
+                    claimed_conversion=v.claimed, requested_split=fmt_split(requested),
+                    kernel_split=fmt_split(v.expected))  # fmt: skip
+    if v.finding:
+        evidence.finding(v.finding, requested_shares=requested, weights=v.expected)
+    if not v.ok:
+        raise AssertionError(v.message)  # a failed check, in the check's own words
+    return v.expected

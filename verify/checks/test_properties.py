@@ -17,7 +17,6 @@ from hypothesis.stateful import (
 )
 
 from verify import measure
-from verify.checks.test_resources import judge_weights
 from verify.drivers import Driver, RuntimeFailure
 from verify.spec import ContainerSpec
 
@@ -80,7 +79,7 @@ def test_cpu_shares_generated(runtime: Driver, evidence, shares: list[int]) -> N
     try:
         # Judged against the request: the weights must be the shares through the runtime's
         # conversion (fails here, before any CPU is measured, when the request was ignored).
-        weights = judge_weights(
+        weights = measure.judge_weights(
             runtime, shares, [measure.cpu_weight_written(c) for c in cs], evidence
         )
         a = measure.until_all_advance(lambda: [measure.cpu_usage_ns(c) for c in cs])

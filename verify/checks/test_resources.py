@@ -38,7 +38,7 @@ def _start_all(
 def test_cpu_shares_split(runtime: Driver, scenario: Scenario, evidence) -> None:
     cs = _start_all(runtime, scenario)
     requested = [c.limits["cpu_shares"] for c in scenario.containers]
-    weights = judge_weights(
+    weights = measure.judge_weights(
         runtime, requested, [measure.cpu_weight_written(c) for c in cs], evidence
     )
     measure.until_all_advance(lambda: [measure.cpu_usage_ns(c) for c in cs])
@@ -67,21 +67,6 @@ def test_cpu_shares_split(runtime: Driver, scenario: Scenario, evidence) -> None
         f"the CPU split was {measure.fmt_split(used)}; shares {requested} ask the kernel for "
         f"{measure.fmt_split(weights)} (within {scenario.tolerance_pct}%)"
     )
-
-
-def judge_weights(runtime: Driver, requested: list[int], written: list[int], evidence) -> list[int]:  # type: ignore[no-untyped-def]
-    """Fail unless the weights written are the requested shares through the conversion the runtime
-    claims; record which conversion it was, and say so when that conversion distorts the ratio.
-    Returns the weights the request becomes: the expectation for the measured split."""
-    v = measure.judge_cpu_weights(requested, written, host.layout().version, runtime.version())
-    evidence.record("cpu weights written", expected=v.expected, measured=written, ok=v.ok,
-                    requested_shares=requested, conversion=v.conversion,
-                    claimed_conversion=v.claimed, requested_split=measure.fmt_split(requested),
-                    kernel_split=measure.fmt_split(v.expected))  # fmt: skip
-    if v.finding:
-        evidence.finding(v.finding, requested_shares=requested, weights=v.expected)
-    assert v.ok, v.message
-    return v.expected
 
 
 @pytest.mark.timing
