@@ -1,6 +1,13 @@
-"""The report as one self-contained HTML page: inline CSS, inline SVG sparklines, a few lines of
-inline JS for filtering the grid; no network, no libraries. Pure: ``render(report, generated_at)``
-returns the same string for the same report, so it can be compared byte for byte.
+"""The report as one self-contained HTML page: inline CSS, inline SVG charts, a few lines of
+optional inline JS (grid filters, open everything before printing); no network, no libraries.
+Pure: ``render(report, generated_at, comparison)`` returns the same string for the same input, so
+it can be compared byte for byte.
+
+The page, top to bottom: the verdict; what changed since a baseline (with ``--baseline``); the
+isolation properties x leg/runtime (each cell one click from its evidence); the counts per column;
+the check x column grid; the evidence (measurements, charts, failure evidence) grouped by
+property; the legs and hosts. Everything works without JavaScript and from the keyboard; every
+colour pair meets WCAG AA contrast (``CONTRAST_PAIRS``, checked by the unit tests).
 
 Every string that came from an input file goes through ``esc`` (failure messages quote container
 output, which can be anything).
@@ -10,9 +17,22 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
-from reports.model import COUNT_KEYS, NO_RUNTIME, CheckResult, Measurement, Report, Row
+from reports import charts
+from reports.compare import Comparison
+from reports.model import (
+    COUNT_KEYS,
+    NO_RUNTIME,
+    CheckResult,
+    Measurement,
+    Report,
+    Row,
+    is_deviation,
+)
+from reports.properties import property_of
+from reports.verdicts import Cell, Verdicts, host_state
 
 CELL_TEXT = {
     "passed": "pass",
@@ -20,51 +40,150 @@ CELL_TEXT = {
     "error": "ERROR",
     "runtime_error": "RUNTIME",
     "skipped": "skip",
-    "xfailed": "xfail",
+    "xfailed": "deviates",
     "xpassed": "XPASS",
 }
+VERDICT_TEXT = {
+    "pass": "holds",
+    "fail": "FAILS",
+    "deviates": "deviates as declared",
+    "inconclusive": "inconclusive",
+    "skip": "skipped",
+    "absent": "not tested",
+}
+CHANGE_TEXT = {"regressed": "regressed", "fixed": "fixed", "new": "new", "gone": "gone"}
 BYTE_UNITS = ("B", "B/s", "bytes", "bytes/s")
 MAX_VALUE_CHARS = 300
-PALETTE = ("#2a62b8", "#c0392b", "#1e8449", "#8e44ad", "#b9770e")
+MAX_EVIDENCE_CHARS = 20000
 
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-h1{margin:0 0 .2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.4em 0}
-th,td{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}
-th{background:#f4f4f4}.num{text-align:right}
-.meta{color:#666}.mono,code{font-family:ui-monospace,monospace;font-size:12px}
-.verdict{padding:.6em 1em;margin:1em 0;font-size:1.2em;font-weight:bold;border-radius:4px}
-.o-passed,.o-xfailed,.v-pass{background:#d8f0d8}
-.o-failed,.o-xpassed,.o-error,.o-runtime_error,.v-fail{background:#f6c9c9}
-.o-skipped,.v-incomplete{background:#f8ecc2}.o-absent{background:#eee;color:#999}
-.grid td.c{text-align:center;font-weight:bold;white-space:nowrap}
-.grid td.c a{color:inherit;text-decoration:none;display:block}
-tr.legdiff th.r{background:#ffd27f}tr.rtdiff th.r{background:#fff0c8}
-.grid th.r{font-weight:normal;white-space:nowrap}
-.tag{font-size:11px;padding:0 4px;border-radius:3px;background:#ffd27f;margin-left:4px}
-.check{border-top:1px solid #ccc;margin-top:1em}
-.res{margin:.5em 0 .5em 1em;padding:.3em .6em;border-left:4px solid #ccc}
-.res.o-passed{border-color:#4a4;background:none}.res.o-skipped{border-color:#cb4;background:none}
-.res.o-failed,.res.o-error,.res.o-runtime_error,.res.o-xpassed{border-color:#c33;background:#fdf0f0}
-.res summary{cursor:pointer;font-weight:bold}.msg{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px}
-tr.bad td{background:#fdf0f0}
-.spark{vertical-align:middle;background:#f8f8ff}
-figure{display:inline-block;margin:.2em 1em .2em 0}figcaption{font-size:12px;color:#555}
+# Colours, named once: the CSS is made from these, and the unit tests compute the contrast of
+# every pair in CONTRAST_PAIRS (text 4.5:1, WCAG AA; focus ring and chart lines 3:1).
+TEXT = "#1a1a1a"
+MUTED = "#595959"
+LINK = "#0645ad"
+WHITE = "#ffffff"
+BG_HEAD = "#f4f4f4"
+BG_PASS = "#d8f0d8"
+BG_FAIL = "#f6c9c9"
+BG_SKIP = "#f8ecc2"
+BG_ABSENT = "#eeeeee"
+BG_DEVIATES = "#dde6fa"
+BG_TAG = "#ffd27f"
+BG_RTDIFF = "#fff0c8"
+BG_BAD_ROW = "#fdf0f0"
+BG_REGRESSED = "#8b0000"
+BG_FIXED = "#1b5e20"
+BG_NEW = "#1f4e99"
+BG_GONE = MUTED
+FOCUS = "#1f5fbf"
+BORDER_PASS = "#2e7d32"
+BORDER_FAIL = "#c62828"
+BORDER_SKIP = "#8d6e00"
+CONTRAST_PAIRS: tuple[tuple[str, str, str, float], ...] = (
+    ("body text", TEXT, WHITE, 4.5),
+    ("meta text", MUTED, WHITE, 4.5),
+    ("meta text on a header", MUTED, BG_HEAD, 4.5),
+    ("link", LINK, WHITE, 4.5),
+    ("header text", TEXT, BG_HEAD, 4.5),
+    ("pass cell", TEXT, BG_PASS, 4.5),
+    ("fail cell", TEXT, BG_FAIL, 4.5),
+    ("skip cell", TEXT, BG_SKIP, 4.5),
+    ("absent cell", MUTED, BG_ABSENT, 4.5),
+    ("deviates cell", TEXT, BG_DEVIATES, 4.5),
+    ("link in a pass cell", LINK, BG_PASS, 4.5),
+    ("link in a fail cell", LINK, BG_FAIL, 4.5),
+    ("link in a skip cell", LINK, BG_SKIP, 4.5),
+    ("link in a deviates cell", LINK, BG_DEVIATES, 4.5),
+    ("link in a leg-difference row", LINK, BG_TAG, 4.5),
+    ("link in a runtime-difference row", LINK, BG_RTDIFF, 4.5),
+    ("tag", TEXT, BG_TAG, 4.5),
+    ("failed result", TEXT, BG_BAD_ROW, 4.5),
+    ("regressed badge", WHITE, BG_REGRESSED, 4.5),
+    ("fixed badge", WHITE, BG_FIXED, 4.5),
+    ("new badge", WHITE, BG_NEW, 4.5),
+    ("gone badge", WHITE, BG_GONE, 4.5),
+    ("focus ring", FOCUS, WHITE, 3.0),
+    ("pass border", BORDER_PASS, WHITE, 3.0),
+    ("fail border", BORDER_FAIL, WHITE, 3.0),
+    ("skip border", BORDER_SKIP, WHITE, 3.0),
+    ("chart tick labels", charts.MUTED, charts.BACKGROUND, 4.5),
+    ("chart text", charts.INK, charts.BACKGROUND, 4.5),
+    *((f"chart series {c}", c, charts.BACKGROUND, 4.5) for c in charts.PALETTE),
+)
+
+CSS = f"""
+body{{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:{TEXT};background:{WHITE}}}
+a{{color:{LINK}}}
+:focus-visible{{outline:3px solid {FOCUS};outline-offset:2px}}
+.skip{{position:absolute;left:-999px}}.skip:focus{{left:1em;top:1em;background:{WHITE};padding:.3em}}
+h1{{margin:0 0 .2em}}h2{{margin-top:1.6em;border-bottom:1px solid #ccc}}
+nav a{{margin-right:1em}}
+table{{border-collapse:collapse;margin:.4em 0}}
+th,td{{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}}
+th{{background:{BG_HEAD}}}.num{{text-align:right}}
+.meta{{color:{MUTED}}}.mono,code{{font-family:ui-monospace,monospace;font-size:12px}}
+.verdict{{padding:.6em 1em;margin:1em 0;font-size:1.2em;font-weight:bold;border-radius:4px}}
+.o-passed,.v-pass,.p-pass{{background:{BG_PASS}}}
+.o-xfailed,.p-deviates{{background:{BG_DEVIATES}}}
+.o-failed,.o-xpassed,.o-error,.o-runtime_error,.v-fail,.p-fail{{background:{BG_FAIL}}}
+.o-skipped,.v-incomplete,.p-skip,.p-inconclusive{{background:{BG_SKIP}}}
+.o-absent,.p-absent{{background:{BG_ABSENT};color:{MUTED}}}
+.grid td.c,.props td.c{{text-align:center;white-space:nowrap}}
+.grid td.c{{font-weight:bold}}.props td.c a{{font-weight:bold}}
+.grid td.c a,.props td.c a{{color:{TEXT};text-decoration:none;display:block}}
+.grid td.c a:hover,.props td.c a:hover{{text-decoration:underline}}
+tr.legdiff th.r{{background:{BG_TAG}}}tr.rtdiff th.r{{background:{BG_RTDIFF}}}
+.grid th.r{{font-weight:normal;white-space:nowrap}}
+.props th.r{{font-weight:normal;min-width:16em}}.props th.r b{{font-weight:bold}}
+.tag{{font-size:11px;padding:0 4px;border-radius:3px;background:{BG_TAG};margin-left:4px}}
+.chg{{font-size:11px;padding:0 4px;border-radius:3px;color:{WHITE};margin-left:3px;font-weight:bold;white-space:nowrap}}
+.chg-regressed{{background:{BG_REGRESSED}}}.chg-fixed{{background:{BG_FIXED}}}
+.chg-new{{background:{BG_NEW}}}.chg-gone{{background:{BG_GONE}}}
+.check{{border-top:1px solid #ccc;margin-top:1em}}
+.res{{margin:.5em 0 .5em 1em;padding:.3em .6em;border-left:4px solid #ccc;background:none}}
+.res.o-passed,.res.o-xfailed{{border-color:{BORDER_PASS};background:none}}
+.res.o-skipped{{border-color:{BORDER_SKIP};background:none}}
+.res.o-failed,.res.o-error,.res.o-runtime_error,.res.o-xpassed{{border-color:{BORDER_FAIL};background:{BG_BAD_ROW}}}
+.res summary{{cursor:pointer;font-weight:bold}}
+.msg,pre{{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px;margin:.2em 0}}
+tr.bad td{{background:{BG_BAD_ROW}}}
+figure.chart{{margin:.6em 0 1em;max-width:100%}}
+figure.chart figcaption{{font-size:12px;max-width:640px}}
+svg.chart{{max-width:100%;height:auto;display:block}}
+svg.chart .ct{{font:bold 13px system-ui,sans-serif;fill:{charts.INK}}}
+svg.chart .tk{{font:11px system-ui,sans-serif;fill:{charts.MUTED}}}
+svg.chart .al,svg.chart .lg{{font:11px system-ui,sans-serif;fill:{charts.INK}}}
+svg.chart .rl{{font:bold 11px system-ui,sans-serif;paint-order:stroke;stroke:{WHITE};stroke-width:3px}}
+.filters[hidden]{{display:none}}
+@media print{{
+  nav,.filters,.skip{{display:none}}
+  details::details-content{{content-visibility:visible;display:block}}
+  section.check,figure.chart{{break-inside:avoid}}
+  body{{margin:0;font-size:11px}}
+}}
 """
 
+# Optional: without JS the page shows everything and the filter boxes stay hidden.
 JS = """
 function isoFilter(){
   var d=document.getElementById('only-legdiff').checked,b=document.getElementById('only-bad').checked;
   document.querySelectorAll('table.grid tbody tr').forEach(function(r){
+    if(!r.dataset.bad)return;
     var show=(!d||r.dataset.legdiff==='1')&&(!b||r.dataset.bad==='1');
     r.style.display=show?'':'none';});
 }
+document.querySelectorAll('.filters').forEach(function(f){f.hidden=false;});
+window.addEventListener('beforeprint',function(){
+  document.querySelectorAll('details').forEach(function(d){d.open=true;});});
 """
 
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
 # --- values ----------------------------------------------------------------------------------------
@@ -111,74 +230,6 @@ def humanise(row: str) -> str:
     return f"{text} ({params.rstrip(']')})" if params else text
 
 
-# --- sparklines ------------------------------------------------------------------------------------
-
-
-def sparkline(
-    lines: list[list[float]], xs: list[float] | None = None, width: int = 220, height: int = 40
-) -> str:
-    """An inline SVG with one polyline per series, all on one scale, so series recorded together
-    (two containers' CPU time under contention) compare at a glance. ``xs`` is shared (the sample
-    times); without it, or for a series of another length, the sample index is the x axis."""
-    lines = [ys for ys in lines if len(ys) >= 2]
-    if not lines:
-        return ""
-
-    def x_of(ys: list[float]) -> list[float]:
-        return xs if xs is not None and len(xs) == len(ys) else [float(i) for i in range(len(ys))]
-
-    all_x = [x for ys in lines for x in x_of(ys)]
-    all_y = [y for ys in lines for y in ys]
-    x0, x1, y0, y1 = min(all_x), max(all_x), min(all_y), max(all_y)
-    pad = 2
-    sx = (width - 2 * pad) / (x1 - x0) if x1 > x0 else 0.0
-    sy = (height - 2 * pad) / (y1 - y0) if y1 > y0 else 0.0
-    polys = []
-    for i, ys in enumerate(lines):
-        pts = " ".join(
-            f"{pad + (x - x0) * sx:.1f},{(height - pad - (y - y0) * sy) if sy else height / 2:.1f}"
-            for x, y in zip(x_of(ys), ys, strict=True)
-        )
-        polys.append(
-            f'<polyline fill="none" stroke="{PALETTE[i % len(PALETTE)]}" stroke-width="1.5" '
-            f'points="{pts}"/>'
-        )
-    return (
-        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img">{"".join(polys)}</svg>'
-    )
-
-
-def rate(slope: float, key: str, unit: str) -> str:
-    """A counter's slope in the unit a limit is set in: CPU time in CPUs, bytes in MiB/s."""
-    if unit == "ns" or key.endswith("_ns"):
-        return f"{slope / 1e9:.3f} CPUs"
-    if unit in BYTE_UNITS:
-        return f"{human_bytes(slope)}/s"
-    return f"{fmt_value(slope)}/s"
-
-
-def series_figure(m: Measurement) -> str:
-    """The measurement's series in one sparkline, with a legend line per series: first and last
-    value and the slope, which for the cumulative counters the checks sample (CPU ns, bytes, IOs)
-    is the rate the limit allowed."""
-    t = m.series.get("t")
-    names = [k for k, ys in m.series.items() if k != "t" and len(ys) >= 2]
-    if not names:
-        return ""
-    legend = []
-    for i, key in enumerate(names):
-        ys = m.series[key]
-        text = f"{key}: {fmt_number(ys[0])} to {fmt_number(ys[-1])}, {len(ys)} samples"
-        if t is not None and len(t) == len(ys) and t[-1] > t[0]:
-            slope = (ys[-1] - ys[0]) / (t[-1] - t[0])
-            text += f" over {t[-1] - t[0]:.2f} s, slope {rate(slope, key, m.unit)}"
-        color = PALETTE[i % len(PALETTE)]
-        legend.append(f'<span style="color:{color}">&#9632;</span> {esc(text)}')
-    svg = sparkline([m.series[k] for k in names], t)
-    return f"<figure>{svg}<figcaption>{'<br>'.join(legend)}</figcaption></figure>"
-
-
 # --- verdicts --------------------------------------------------------------------------------------
 
 
@@ -193,13 +244,17 @@ def overall(report: Report) -> tuple[str, str]:
     cols = report.columns()
     bad = [c for c in cols if column_verdict(report.counts(*c)) == "fail"]
     leaky = [leg.name for leg in report.legs if leg.leaks]
+    changed = [leg.name for leg in report.legs
+               if not leg.leaks and host_state(leg)[0] == "fail"]  # fmt: skip
     errored = [leg.name for leg in report.legs if leg.status == "error"]
-    if bad or leaky:
+    if bad or leaky or changed:
         parts = []
         if bad:
             parts.append("failures in " + ", ".join(f"{leg} / {rt}" for leg, rt in bad))
         if leaky:
             parts.append("left-behind resources in " + ", ".join(leaky))
+        if changed:
+            parts.append("host state changed in " + ", ".join(changed))
         if errored:
             parts.append("legs that did not finish: " + ", ".join(errored))
         return "v-fail", "Isolation NOT shown to hold: " + "; ".join(parts)
@@ -209,6 +264,9 @@ def overall(report: Report) -> tuple[str, str]:
         return "v-incomplete", "Incomplete: no check results in the input"
     total = {k: sum(report.counts(*c)[k] for c in cols) for k in COUNT_KEYS}
     skipped = f", {total['skipped']} skipped (see reasons)" if total["skipped"] else ""
+    deviating = sum(1 for r in report.results if is_deviation(r.outcome))
+    if deviating:
+        skipped += f", {deviating} deviate as declared"
     return "v-pass", (
         f"Isolation holds: {total['passed']} checks passed in {len(cols)} "
         f"leg/runtime combinations{skipped}"
@@ -242,13 +300,141 @@ def row_flags(report: Report, row: Row) -> tuple[bool, bool, bool]:
     )
 
 
+class Page:
+    """What every section needs: the report, its verdicts, anchors, and the comparison."""
+
+    def __init__(self, report: Report, comparison: Comparison | None) -> None:
+        self.report = report
+        self.comparison = comparison
+        self.columns = report.columns()
+        self.rows = report.rows()
+        self.row_index = {row: i for i, row in enumerate(self.rows)}
+        self.col_index = {col: j for j, col in enumerate(self.columns)}
+        self.verdicts = Verdicts(report)
+        ran = {leg for leg, _ in self.columns}
+        self.dead_legs = [leg for leg in report.legs if leg.name not in ran]
+
+    def evidence_anchor(self, r: CheckResult) -> str:
+        return f"ev-{self.row_index[r.key]}-{self.col_index[(r.leg, r.runtime)]}"
+
+    def check_change(self, r: CheckResult) -> str:
+        if self.comparison is None:
+            return ""
+        return change_badge(self.comparison.check_kind(r.leg, r.runtime, r.key))
+
+
+def change_badge(kind: str | None) -> str:
+    if kind not in CHANGE_TEXT:
+        return ""
+    return f'<span class="chg chg-{kind}">{CHANGE_TEXT[kind]}</span>'
+
+
+def column_head(report: Report, leg_name: str, rt: str) -> str:
+    leg = report.leg(leg_name)
+    sub = f"{leg.kernel} {leg.cgroup_mode}" if leg else ""
+    name = rt if rt != NO_RUNTIME else "self-check"
+    return f'{esc(leg_name)}<br>{esc(name)}<br><span class="meta">{esc(sub)}</span>'
+
+
+def comparison_section(page: Page) -> str:
+    c = page.comparison
+    if c is None:
+        return ""
+    checks, props = c.counts("checks"), c.counts("properties")
+
+    def line(counts: dict[str, int]) -> str:
+        return ", ".join(f"{counts[k]} {k}" for k in ("regressed", "fixed", "new", "gone",
+                                                         "unchanged"))  # fmt: skip
+
+    cls = "v-fail" if c.regressed else "v-pass"
+    head = "REGRESSED since the baseline" if c.regressed else "No regression since the baseline"
+    parts = [
+        f'<section id="changes" aria-labelledby="changes-h"><h2 id="changes-h">Since the '
+        f"baseline</h2>"
+        f'<div class="verdict {cls}">{head}: properties {line(props)}; checks {line(checks)}</div>'
+        f'<p class="meta">baseline: <code>{esc(c.baseline)}</code></p>'
+    ]
+    items = []
+    for (prop, leg, rt), (kind, before, after) in c.properties.items():
+        if kind in ("regressed", "fixed"):
+            p = next((x for x in page.verdicts.properties if x.id == prop), None)
+            title = p.title if p else prop
+            items.append(f"<li>{change_badge(kind)} <a href=\"#prop-{esc(prop)}\">{esc(title)}"
+                         f"</a> on {esc(leg)} / {esc(rt)}: {esc(before)} &rarr; {esc(after)}</li>")  # fmt: skip
+    for (leg, rt, row), (kind, before, after) in c.checks.items():
+        if kind in ("regressed", "fixed"):
+            r = page.report.cell(leg, rt, row)
+            target = f"#{page.evidence_anchor(r)}" if r is not None else "#matrix"
+            items.append(f'<li>{change_badge(kind)} <a href="{target}">{esc(row[0])}: '
+                         f"{esc(row[1])}</a> on {esc(leg)} / {esc(rt)}: {esc(before)} &rarr; "
+                         f"{esc(after)}</li>")  # fmt: skip
+    if items:
+        parts.append(f"<ul>{''.join(items)}</ul>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _prop_cell(page: Page, prop: str, leg: str, rt: str) -> str:
+    cell: Cell = page.verdicts.cell(prop, leg, rt)
+    text = VERDICT_TEXT[cell.verdict]
+    tally = cell.tally()
+    label = f"{text} {tally}" if tally and cell.verdict in ("pass", "fail", "deviates") else text
+    worst = cell.worst
+    if worst is not None:
+        href = f"#{page.evidence_anchor(worst)}"
+        titles = "; ".join(f"{humanise(c.row)}: {c.outcome}" for c in cell.checks)
+    elif prop == "host" and cell.verdict != "absent":
+        href, titles = "#legs", cell.note or "nothing left behind"
+    else:
+        href, titles = "", "no check of this property ran here"
+    badge = ""
+    if page.comparison is not None:
+        badge = change_badge(page.comparison.property_kind(prop, leg, rt))
+    inner = f'<a href="{href}" title="{esc(titles)}">{esc(label)}</a>' if href else esc(label)
+    return f'<td class="c p-{cell.verdict}">{inner}{badge}</td>'
+
+
+def properties_section(page: Page) -> str:
+    """Every isolation property x leg/runtime: the page's answer, each cell linking to the
+    evidence of its worst check there."""
+    cols = page.columns
+    head = ['<th scope="col">property</th>', '<th scope="col">holds on</th>']
+    head += [f'<th scope="col">{column_head(page.report, leg, rt)}</th>' for leg, rt in cols]
+    head += [f'<th scope="col">{esc(leg.name)}<br><span class="meta">no results</span></th>'
+             for leg in page.dead_legs]  # fmt: skip
+    body = []
+    for prop in page.verdicts.properties:
+        ok, judged = page.verdicts.holds(prop.id)
+        holds = f"{ok} of {judged}" if judged else "-"
+        cells = [_prop_cell(page, prop.id, leg, rt) for leg, rt in cols]
+        cells += [f'<td class="c p-absent"><a href="#legs" title="{esc(leg.reason or "")}">'
+                  f"not run</a></td>" for leg in page.dead_legs]  # fmt: skip
+        body.append(
+            f'<tr><th scope="row" class="r" id="prop-{esc(prop.id)}"><b>{esc(prop.title)}</b>'
+            f'<br><span class="meta">{esc(prop.what)}</span></th><td class="num">{holds}</td>'
+            + "".join(cells)
+            + "</tr>"
+        )
+    legend = (
+        '<p class="meta">Each cell is the worst of the property\'s checks in that leg and runtime '
+        "(holds: all passed or skipped; FAILS: one failed or errored; deviates as declared: a "
+        "known deviation of that runtime; not tested: no check of it ran there) and links to "
+        "that check's evidence. The count is checks passed of those run.</p>"
+    )
+    return (
+        '<section id="properties" aria-labelledby="properties-h"><h2 id="properties-h">'
+        f'Isolation properties</h2>{legend}<table class="props"><thead><tr>{"".join(head)}'
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table></section>"
+    )
+
+
 # --- sections --------------------------------------------------------------------------------------
 
 
 def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
     """Cells are HTML already."""
     c = f' class="{cls}"' if cls else ""
-    th = "".join(f"<th>{h}</th>" for h in head)
+    th = "".join(f'<th scope="col">{h}</th>' for h in head)
     body = "".join("<tr>" + "".join(f"<td>{x}</td>" for x in r) + "</tr>" for r in rows)
     return f"<table{c}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -283,7 +469,10 @@ def summary_section(report: Report) -> str:
     table = _table(
         ["leg", "kernel", "cgroup", "accel", "runtime", *COUNT_KEYS, "verdict"], rows, "summary"
     )
-    return f"<h2>Summary</h2>{table}{differences(report)}"
+    return (
+        f'<section id="summary" aria-labelledby="summary-h"><h2 id="summary-h">Counts per leg and '
+        f"runtime</h2>{table}{differences(report)}</section>"
+    )
 
 
 def differences(report: Report) -> str:
@@ -314,7 +503,7 @@ def legs_section(report: Report) -> str:
             console = f"<code>{esc(leg.console_log)}</code>"
         facts = "<br>".join(
             f"{esc(k)}: <code>{esc(fmt_value(v))}</code>" for k, v in sorted(leg.facts.items())
-        )
+        ) + evidence_blocks(leg.extras)
         rows.append(
             [
                 esc(leg.name), esc(leg.kernel), esc(leg.cgroup_mode), esc(leg.accel or "-"),
@@ -325,17 +514,21 @@ def legs_section(report: Report) -> str:
         )  # fmt: skip
     head = ["leg", "kernel", "cgroup", "accel", "status", "wall", "boot", "runtimes",
             "leak check", "console log", "facts", "source"]  # fmt: skip
-    return f"<h2>Legs</h2>{_table(head, rows, 'legs')}"
+    return (
+        f'<section id="legs" aria-labelledby="legs-h"><h2 id="legs-h">Legs</h2>'
+        f"{_table(head, rows, 'legs')}</section>"
+    )
 
 
 def hosts_section(report: Report) -> str:
-    parts = ["<h2>Hosts</h2>"]
+    parts = ['<section id="hosts" aria-labelledby="hosts-h"><h2 id="hosts-h">Hosts</h2>']
     for source, facts in report.hosts:
         rows = [[esc(k), f"<code>{esc(fmt_value(v))}</code>"] for k, v in sorted(facts.items())]
         parts.append(f"<p>from <code>{esc(source)}</code></p>{_table(['fact', 'value'], rows)}")
     if report.runtime_versions:
         rows = [[esc(k), esc(v)] for k, v in sorted(report.runtime_versions.items())]
         parts.append(_table(["runtime", "version"], rows))
+    parts.append("</section>")
     return "".join(parts)
 
 
@@ -343,18 +536,13 @@ def _anchor(i: int) -> str:
     return f"check-{i}"
 
 
-def grid_section(report: Report) -> str:
-    cols = report.columns()
-    head = ["<th>check</th>"]
-    for leg_name, rt in cols:
-        leg = report.leg(leg_name)
-        sub = f"{leg.kernel} {leg.cgroup_mode}" if leg else ""
-        head.append(
-            f'<th>{esc(leg_name)}<br>{esc(rt)}<br><span class="meta">{esc(sub)}</span></th>'
-        )
+def grid_section(page: Page) -> str:
+    report, cols = page.report, page.columns
+    head = ['<th scope="col">check</th>']
+    head += [f'<th scope="col">{column_head(report, leg, rt)}</th>' for leg, rt in cols]
     body = []
     module = None
-    for i, row in enumerate(report.rows()):
+    for i, row in enumerate(page.rows):
         mod, name = row
         if mod != module:
             module = mod
@@ -362,7 +550,7 @@ def grid_section(report: Report) -> str:
         legdiff, rtdiff, bad = row_flags(report, row)
         cls = "legdiff" if legdiff else "rtdiff" if rtdiff else ""
         tag = '<span class="tag">differs between legs</span>' if legdiff else ""
-        cells = [f'<th class="r"><a href="#{_anchor(i)}">{esc(name)}</a>{tag}</th>']
+        cells = [f'<th scope="row" class="r"><a href="#{_anchor(i)}">{esc(name)}</a>{tag}</th>']
         for leg_name, rt in cols:
             r = report.cell(leg_name, rt, row)
             if r is None:
@@ -370,8 +558,8 @@ def grid_section(report: Report) -> str:
                 continue
             title = f' title="{esc(r.message)}"' if r.message else ""
             cells.append(
-                f'<td class="c o-{esc(r.outcome)}"{title}><a href="#{_anchor(i)}">'
-                f"{esc(CELL_TEXT.get(r.outcome, r.outcome))}</a></td>"
+                f'<td class="c o-{esc(r.outcome)}"{title}><a href="#{page.evidence_anchor(r)}">'
+                f"{esc(CELL_TEXT.get(r.outcome, r.outcome))}</a>{page.check_change(r)}</td>"
             )
         body.append(
             f'<tr class="{cls}" data-legdiff="{int(legdiff)}" data-bad="{int(bad)}">'
@@ -379,19 +567,20 @@ def grid_section(report: Report) -> str:
             + "</tr>"
         )
     filters = (
-        '<p><label><input type="checkbox" id="only-legdiff" onchange="isoFilter()"> only checks '
-        'whose outcome differs between legs</label> <label><input type="checkbox" id="only-bad" '
-        'onchange="isoFilter()"> only checks not passed everywhere</label></p>'
+        '<p class="filters" hidden><label><input type="checkbox" id="only-legdiff" '
+        'onchange="isoFilter()"> only checks whose outcome differs between legs</label> <label>'
+        '<input type="checkbox" id="only-bad" onchange="isoFilter()"> only checks not passed '
+        "everywhere</label></p>"
     )
     return (
-        f'<h2>Matrix</h2>{filters}<table class="grid"><thead><tr>{"".join(head)}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<section id="matrix" aria-labelledby="matrix-h"><h2 id="matrix-h">Checks by leg and '
+        f'runtime</h2>{filters}<table class="grid"><thead><tr>{"".join(head)}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></section>"
     )
 
 
 def measurement_table(ms: tuple[Measurement, ...]) -> str:
     rows = []
-    figures = []
     for m in ms:
         extra = "<br>".join(f"{esc(k)}: {esc(fmt_value(v))}" for k, v in m.extra.items())
         ok = {True: "yes", False: "NO", None: "-"}[m.ok]
@@ -401,68 +590,124 @@ def measurement_table(ms: tuple[Measurement, ...]) -> str:
             f"<td>{esc(fmt_value(m.measured, m.unit))}</td><td>{esc(fmt_value(m.tolerance))}</td>"
             f"<td>{esc(m.unit)}</td><td>{ok}</td><td>{extra}</td></tr>"
         )
-        if m.series:
-            figures.append(series_figure(m))
     head = "".join(
-        f"<th>{h}</th>"
+        f'<th scope="col">{h}</th>'
         for h in ("measurement", "expected", "measured", "tolerance", "unit", "ok", "more")
     )
-    table = (
-        f'<table class="ms"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-    )
-    return table + "".join(figures)
+    return f'<table class="ms"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def result_block(r: CheckResult) -> str:
-    """One column's result; open when it did not pass, so failures are what the eye meets."""
+def _evidence_text(value: Any) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, list) and all(isinstance(x, str) for x in value):
+        text = "\n".join(value)
+    else:
+        text = json.dumps(value, indent=1, sort_keys=True, default=str)
+    if len(text) > MAX_EVIDENCE_CHARS:
+        text = (
+            text[:MAX_EVIDENCE_CHARS] + f"\n... ({len(text) - MAX_EVIDENCE_CHARS} more characters)"
+        )
+    return text
+
+
+def evidence_blocks(evidence: dict[str, Any]) -> str:
+    """Fields of the result beyond outcome and measurements (a newer suite's evidence on failure:
+    cgroup files, the runtime's command transcript, /proc status), shown as written."""
+    parts = []
+    for key, value in sorted(evidence.items()):
+        if value in (None, "", [], {}):
+            continue
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            rows = "".join(f"<tr><th scope=\"row\">{esc(k)}</th><td><pre>{esc(_evidence_text(v))}"
+                           f"</pre></td></tr>" for k, v in sorted(value.items()))  # fmt: skip
+            parts.append(f'<div class="evidence"><b>{esc(key)}</b><table>{rows}</table></div>')
+        else:
+            parts.append(f'<div class="evidence"><b>{esc(key)}</b><pre>'
+                         f"{esc(_evidence_text(value))}</pre></div>")  # fmt: skip
+    return "".join(parts)
+
+
+def result_block(page: Page, r: CheckResult) -> str:
+    """One column's result; open when it did not pass, so failures are what the eye meets. The
+    anchor sits inside, so following a link to it opens the block."""
     title = f"{r.leg} / {r.runtime}: {r.outcome} ({fmt_seconds(r.duration_s)})"
     if r.message:
         title += f" - {r.message.splitlines()[0][:160]}"
     is_open = " open" if r.bucket in ("failed", "error") else ""
-    parts = [f'<details class="res o-{esc(r.outcome)}"{is_open}><summary>{esc(title)}</summary>']
-    parts.append(f'<div class="meta mono">{esc(r.test_id)}</div>')
+    anchor = page.evidence_anchor(r)
+    parts = [f'<details class="res o-{esc(r.outcome)}"{is_open}><summary>{esc(title)}'
+             f"{page.check_change(r)}</summary>"]  # fmt: skip
+    parts.append(f'<div class="meta mono" id="{anchor}">{esc(r.test_id)}</div>')
     if r.message:
         label = "reason" if r.outcome == "skipped" else "message"
+        if is_deviation(r.outcome):
+            label = "deviates as declared"
         parts.append(f'<div class="msg">{label}: {esc(r.message)}</div>')
     if r.measurements:
         parts.append(measurement_table(r.measurements))
+        parts += charts.charts_for(r.check, r.measurements, f"c{anchor[3:]}")
+    parts.append(evidence_blocks(r.evidence))
     parts.append("</details>")
     return "".join(parts)
 
 
-def checks_section(report: Report) -> str:
-    parts = ["<h2>Checks</h2>"]
-    for i, row in enumerate(report.rows()):
-        mod, name = row
-        results = [r for c in report.columns() if (r := report.cell(c[0], c[1], row)) is not None]
-        doc = next((r.doc for r in results if r.doc), None)
-        parts.append(
-            f'<section class="check" id="{_anchor(i)}"><h3>{esc(mod)}: {esc(humanise(name))}</h3>'
-            f'<div class="meta mono">{esc(name)}</div>'
-        )
-        if doc:
-            parts.append(f"<p>property: {esc(doc)}</p>")
-        parts += [result_block(r) for r in results]
-        parts.append("</section>")
+def checks_section(page: Page) -> str:
+    report = page.report
+    parts = ['<section id="checks" aria-labelledby="checks-h"><h2 id="checks-h">Evidence, by '
+             "property</h2>"]  # fmt: skip
+    by_prop: dict[str, list[tuple[int, Row]]] = {}
+    for i, row in enumerate(page.rows):
+        by_prop.setdefault(property_of(*row).id, []).append((i, row))
+    for prop in page.verdicts.properties:
+        rows = by_prop.get(prop.id)
+        if not rows:
+            continue
+        parts.append(f'<h3 id="ev-{esc(prop.id)}">{esc(prop.title)}</h3>')
+        for i, row in rows:
+            mod, name = row
+            results = [r for c in page.columns if (r := report.cell(c[0], c[1], row)) is not None]
+            doc = next((r.doc for r in results if r.doc), None)
+            parts.append(
+                f'<section class="check" id="{_anchor(i)}"><h4>{esc(mod)}: {esc(humanise(name))}'
+                f'</h4><div class="meta mono">{esc(name)}</div>'
+            )
+            if doc:
+                parts.append(f"<p>property: {esc(doc)}</p>")
+            parts += [result_block(page, r) for r in results]
+            parts.append("</section>")
+    parts.append("</section>")
     return "".join(parts)
 
 
-def render(report: Report, generated_at: str) -> str:
+NAV = (
+    '<nav aria-label="sections"><a href="#properties">Properties</a><a href="#summary">Counts</a>'
+    '<a href="#matrix">Checks</a><a href="#checks">Evidence</a><a href="#legs">Legs</a>'
+    '<a href="#hosts">Hosts</a></nav>'
+)
+
+
+def render(report: Report, generated_at: str, comparison: Comparison | None = None) -> str:
+    page = Page(report, comparison)
     cls, sentence = overall(report)
     sources = ", ".join(f"<code>{esc(s)}</code>" for s in report.sources)
     return "".join(
         [
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
             "<title>isoproof isolation report</title>",
             f"<style>{CSS}</style></head><body>",
-            "<h1>isoproof isolation report</h1>",
-            f'<p class="meta">generated {esc(generated_at)} from {sources}</p>',
-            f'<div class="verdict {cls}">{esc(sentence)}</div>',
+            '<a class="skip" href="#properties">Skip to the isolation properties</a>',
+            "<header><h1>isoproof isolation report</h1>",
+            f'<p class="meta">generated {esc(generated_at)} from {sources}</p>{NAV}</header>',
+            f'<main><div class="verdict {cls}" role="status">{esc(sentence)}</div>',
+            comparison_section(page),
+            properties_section(page),
             summary_section(report),
-            grid_section(report),
+            grid_section(page),
+            checks_section(page),
             legs_section(report),
             hosts_section(report),
-            checks_section(report),
-            f"<script>{JS}</script></body></html>\n",
+            f"</main><script>{JS}</script></body></html>\n",
         ]
     )

@@ -35,7 +35,7 @@ NO_RUNTIME = "-"  # records of payloads that are not parametrised by runtime (th
 # Exact outcomes folded into the four summary counts.
 BUCKETS = {
     "passed": "passed",
-    "xfailed": "passed",
+    "xfailed": "passed",  # a known deviation, declared: not a failure of the gate
     "failed": "failed",
     "xpassed": "failed",
     "skipped": "skipped",
@@ -49,6 +49,26 @@ RANK = {"passed": 0, "xfailed": 1, "skipped": 1, "xpassed": 2, "failed": 3, "run
 # A row of the grid: (module, check with its non-runtime parameters).
 Row = tuple[str, str]
 _MEASUREMENT_FIELDS = ("name", "expected", "measured", "tolerance", "unit", "ok", "series")
+# Fields of a results.json entry / matrix record the model reads; any other field a newer suite
+# writes (structured evidence on failure: cgroup files, command transcripts) is kept as evidence.
+_ENTRY_FIELDS = {"nodeid", "check", "params", "when", "outcome", "duration_s", "measurements",
+                 "reason", "message", "doc", "description", "leg", "kernel", "cgroup_mode",
+                 "runtime", "phase", "test_id"}  # fmt: skip
+# Top-level results.json fields the model reads; others (a host snapshot diff, ...) are kept.
+_DOC_FIELDS = {"schema", "host", "runtimes", "session", "finished", "summary", "leak_check",
+               "results"}  # fmt: skip
+
+
+def bucket_of(outcome: str) -> str:
+    """The summary count an outcome falls in; unknown outcomes are errors, except the spellings
+    of a declared deviation, which a newer suite may use instead of xfailed."""
+    if outcome in BUCKETS:
+        return BUCKETS[outcome]
+    return "passed" if "deviat" in outcome else "error"
+
+
+def is_deviation(outcome: str) -> bool:
+    return outcome == "xfailed" or "deviat" in outcome
 
 
 class ReportError(IsoproofError):
@@ -81,6 +101,8 @@ class CheckResult:
     message: str | None  # skip reason or failure message
     doc: str | None
     measurements: tuple[Measurement, ...]
+    # Fields of the entry beyond the ones above, as written (evidence on failure and the like).
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> Row:
@@ -88,7 +110,12 @@ class CheckResult:
 
     @property
     def bucket(self) -> str:
-        return BUCKETS.get(self.outcome, "error")
+        return bucket_of(self.outcome)
+
+    @property
+    def check(self) -> str:
+        """The check's function name (``test_io_throttle``)."""
+        return self.row.partition("[")[0]
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,8 @@ class Leg:
     runtimes: tuple[str, ...] = ()
     leaks: tuple[str, ...] | None = None  # None: no leak check in this input
     facts: dict[str, Any] = field(default_factory=dict)  # everything else worth showing
+    # Top-level results.json fields the model does not know (a host snapshot diff, ...), as written.
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -260,6 +289,7 @@ def load_results(path: Path, leg_name: str) -> Report:
             runtimes=tuple(sorted(report.runtime_versions)),
             leaks=leaks,
             facts=facts,
+            extras={k: v for k, v in doc.items() if k not in _DOC_FIELDS},
         )
     )
     labels = list(report.runtime_versions)
@@ -284,6 +314,7 @@ def load_results(path: Path, leg_name: str) -> Report:
             measurements=tuple(
                 _measurement(path, f"{where}.measurements[{j}]", m) for j, m in enumerate(ms)
             ),
+            evidence={k: v for k, v in e.items() if k not in _ENTRY_FIELDS},
         )
         by_id[test_id] = _worse(by_id.get(test_id), result)
     report.results = list(by_id.values())
@@ -299,6 +330,7 @@ def _worse(old: CheckResult | None, new: CheckResult) -> CheckResult:
     worst = new if RANK.get(new.outcome, 4) > RANK.get(old.outcome, 4) else old
     return replace(
         worst,
+        evidence=old.evidence | new.evidence,
         duration_s=(old.duration_s or 0.0) + (new.duration_s or 0.0),
         measurements=max(old.measurements, new.measurements, key=len),
     )
@@ -346,7 +378,11 @@ def _suite_extras(base: Path, paths: list[Any]) -> tuple[dict[str, str], tuple[s
 
 
 def load_matrix(path: Path) -> Report:
-    doc = read_json(path)
+    return load_matrix_doc(read_json(path), path)
+
+
+def load_matrix_doc(doc: Any, path: Path = Path("matrix.json")) -> Report:
+    """A matrix result set already read (``path`` names it in errors and finds its legs)."""
     _check_schema(path, doc, MATRIX_SCHEMA, "--matrix")
     host = _need(path, "host", doc.get("host", {}), dict)
     legs = _need(path, "legs", doc.get("legs", []), list)
@@ -405,6 +441,7 @@ def load_matrix(path: Path) -> Report:
                 message=_text(r.get("message")),
                 doc=_text(r.get("doc") or r.get("description")),
                 measurements=tuple(ms),
+                evidence={k: v for k, v in r.items() if k not in _ENTRY_FIELDS},
             )
         )
     return report

@@ -8,17 +8,22 @@ Inputs are real-shaped: ``data/reports-results.json`` is a trimmed results.json 
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reports import cli, html, model
+import verify.checks as checks_pkg
+from reports import allure, charts, cli, compare, html, model, properties
 from reports.model import ReportError
 from verify import plugin
 from verify.matrix import cli as matrix_cli
@@ -273,7 +278,7 @@ def test_same_matrix_leg_twice_is_an_error(matrix_json: Path) -> None:
 
 def test_grid_has_verdict_cells_and_marks_leg_differences(matrix_json: Path) -> None:
     page = _render([], [matrix_json])
-    assert '<div class="verdict v-fail">' in page
+    assert '<div class="verdict v-fail" role="status">' in page
     assert (
         "failures in 6.12-v2 / isoproof, 6.12-v2 / oci:runc; legs that did not finish: 6.1-v2"
         in page
@@ -302,14 +307,14 @@ def esc_path(p: Path) -> str:
     return html.esc(str(p))
 
 
-def test_details_show_measurements_ratios_and_sparklines(matrix_json: Path) -> None:
+def test_details_show_measurements_ratios_and_charts(matrix_json: Path) -> None:
     page = _render([RESULTS], [matrix_json])
     assert "measured_ratio: 0.665" in page
-    assert '<svg class="spark"' in page and "<polyline" in page
+    assert '<svg class="chart" role="img"' in page and "<polyline" in page
     assert "10485760 (10.00 MiB/s)" in page  # the blkio limit, readable
     assert "reason: Skipped: needs docker-like lifecycle verbs" in page
     # The results.json host joined the matrix legs as one more leg.
-    assert "<th>host<br>oci:isoproof-oci<br>" in page
+    assert '<th scope="col">host<br>oci:isoproof-oci<br>' in page
 
 
 def test_same_check_lines_up_across_inputs_and_failures_open_first(
@@ -327,7 +332,8 @@ def test_same_check_lines_up_across_inputs_and_failures_open_first(
     assert "property: the hostname set inside is not the host&#x27;s" in page
     assert '<details class="res o-failed" open><summary>6.12-v2 / isoproof: failed' in page
     assert '<details class="res o-passed"><summary>6.1-v1 / isoproof: passed' in page
-    assert "slope 0.667 CPUs" in page  # the real host run: weights 2:1 on one CPU
+    # The real host run: weights 2:1 on one CPU, drawn against the expected split.
+    assert "high got 66.7% overall (expected 66.7%, requested 66.7%)" in page
 
 
 def test_hostile_strings_are_escaped(tmp_path: Path, matrix_json: Path) -> None:
@@ -383,7 +389,10 @@ def test_render_is_deterministic(matrix_json: Path) -> None:
 
 def test_all_passed_is_a_pass_verdict_with_skips_named() -> None:
     page = _render([RESULTS], [])
-    assert '<div class="verdict v-pass">Isolation holds: 7 checks passed in 1 leg/runtime ' in page
+    assert (
+        '<div class="verdict v-pass" role="status">Isolation holds: 7 checks passed in 1 '
+        "leg/runtime " in page
+    )
     assert "1 skipped (see reasons)" in page
 
 
@@ -391,42 +400,11 @@ def test_a_leg_that_never_ran_makes_the_report_incomplete() -> None:
     r = model.load([], [ERRORED_MATRIX])
     assert r.columns() == [] and [leg.status for leg in r.legs] == ["error"]
     page = html.render(r, "PINNED")
-    assert '<div class="verdict v-incomplete">Incomplete: legs that did not finish: 6.12-v2' in page
-    assert "error: internal: BrokenPipeError(32, &#x27;Broken pipe&#x27;)" in page
-
-
-def test_sparkline() -> None:
-    svg = html.sparkline([[0.0, 1.0, 4.0]], [0.0, 0.5, 1.0], width=100, height=20)
-    assert svg.count("<polyline") == 1 and 'points="2.0,18.0 50.0,14.0 98.0,2.0"' in svg
-    assert 'points="2.0,10.0 98.0,10.0"' in html.sparkline([[5.0, 5.0]], width=100, height=20)
-    assert html.sparkline([[1.0]]) == ""
-
-
-def test_series_recorded_together_share_one_scale() -> None:
-    # Two containers under contention: the one with twice the weight climbs twice as steeply.
-    svg = html.sparkline([[0.0, 2.0], [0.0, 1.0]], [0.0, 1.0], width=100, height=20)
-    assert 'points="2.0,18.0 98.0,2.0"' in svg and 'points="2.0,18.0 98.0,10.0"' in svg
-    assert html.PALETTE[0] in svg and html.PALETTE[1] in svg
-    fig = html.series_figure(
-        model.Measurement(
-            name="cpu", unit="ns", series={"t": [0.0, 2.0], "high": [0, 4e9], "low": [0, 2e9]}
-        )
+    assert (
+        '<div class="verdict v-incomplete" role="status">Incomplete: legs that did not finish: '
+        "6.12-v2" in page
     )
-    assert fig.count("<svg") == 1
-    assert "high: 0 to 4000000000, 2 samples over 2.00 s, slope 2.000 CPUs" in fig
-    assert "low: 0 to 2000000000, 2 samples over 2.00 s, slope 1.000 CPUs" in fig
-
-
-@pytest.mark.parametrize(
-    ("slope", "key", "unit", "text"),
-    [
-        (5e8, "usage_ns", "s", "0.500 CPUs"),
-        (10485760.0, "write", "B/s", "10.00 MiB/s"),
-        (100.0, "write_ios", "IO/s", "100/s"),
-    ],
-)
-def test_rate_is_in_the_unit_of_the_limit(slope: float, key: str, unit: str, text: str) -> None:
-    assert html.rate(slope, key, unit) == text
+    assert "error: internal: BrokenPipeError(32, &#x27;Broken pipe&#x27;)" in page
 
 
 @pytest.mark.parametrize(
@@ -559,3 +537,360 @@ def test_matrix_hook_writes_the_report_or_one_warning(
     err = capsys.readouterr().err
     assert err.startswith("isoproof matrix: warning: no HTML report: ") and err.count("\n") == 1
     assert not (tmp_path / "report.html").exists()
+
+
+# --- recorded runs: properties, charts, comparison, allure, accessibility --------------------------
+# reports-host-pass.json: a real run of the suite against runc on the hybrid host (all passed);
+# reports-host-failures.json: a real run against runc and crun with scenarios made to fail
+# (memory-fits-64m expecting an OOM kill, write-bps and 3-way shares at 0.5% tolerance): runc's
+# write-bps and memory checks failed for real, crun refused every container (hybrid cgroups).
+PASS = DATA / "reports-host-pass.json"
+FAILURES = DATA / "reports-host-failures.json"
+RUNC = "oci:/usr/sbin/runc"
+CRUN = "oci:/usr/bin/crun"
+
+
+def _synth() -> Any:
+    spec = importlib.util.spec_from_file_location("reports_synth", DATA / "reports_synth.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _checks_in_suite() -> list[tuple[str, str]]:
+    """(module as the report names it, check name) of every ``def test_`` in verify/checks."""
+    found = []
+    for path in sorted(Path(checks_pkg.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        module = path.stem.removeprefix("test_")
+        found += [(module, n.name) for n in ast.walk(tree)
+                  if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                  and n.name.startswith("test_")]  # fmt: skip
+    return found
+
+
+def test_every_check_of_the_suite_maps_to_a_property() -> None:
+    found = _checks_in_suite()
+    assert len(found) >= 30  # the parse found the suite
+    unmapped = [f"{m}::{n}" for m, n in found if properties.property_of(m, n).id == "other"]
+    assert unmapped == []
+    assert properties.property_of("escapes", "test_sysfs_readonly").id == "escapes"
+    # Checks being written elsewhere land in their property by name.
+    assert properties.property_of("escapes", "test_escape_proc_self_exe").id == "escapes"
+    assert properties.property_of("security", "test_escapes_cwd_fd[runc]").id == "escapes"
+    assert properties.property_of("security", "test_seccomp_default_profile").id == "seccomp"
+    assert properties.property_of("whatever", "test_something_new").id == "other"
+    # The table names only properties that exist, each once.
+    ids = [p.id for p in properties.PROPERTIES]
+    assert len(ids) == len(set(ids)) and set(properties.CHECKS.values()) <= set(ids)
+
+
+def test_the_summary_lists_every_property_per_column_with_a_link_to_evidence() -> None:
+    page = _render([FAILURES], [])
+    start = page.index('<table class="props">')
+    table = page[start : page.index("</table>", start)]
+    for prop in properties.PROPERTIES:
+        assert f'id="prop-{prop.id}"' in table
+    row = _prop_row(table, "memory")
+    # columns are crun, then runc: crun refused every container, runc's memory check failed
+    assert row.count('class="c p-fail"') == 2 and "FAILS 0/2" in row and "FAILS 1/2" in row
+    assert _prop_row(table, "pid").count("holds 3/3") == 1
+    assert "not tested" in _prop_row(table, "seccomp")
+    assert _prop_row(table, "host").count('class="c p-pass"') == 2  # the leak check was clean
+    # The failing cell links to the failed check's evidence, which is in the page.
+    href = re.search(r'href="#(ev-\d+-\d+)"', row.split("FAILS 1/2")[0].rsplit("<td", 1)[1])
+    assert href is not None
+    anchor = href.group(1)
+    block = page[page.index(f'id="{anchor}"') - 400 : page.index(f'id="{anchor}"')]
+    assert "<details" in block and "host / oci:/usr/sbin/runc: failed" in block
+
+
+def _prop_row(table: str, prop: str) -> str:
+    row = table.split(f'id="prop-{prop}"', 1)[1]
+    return row.split("</tr>", 1)[0]
+
+
+def test_every_link_in_the_page_has_its_target() -> None:
+    synth = _synth()
+    for page in (_render([FAILURES], []), html.render(model.load_matrix_doc(synth.matrix()), "X")):
+        ids = set(re.findall(r'\bid="([^"]+)"', page))
+        hrefs = set(re.findall(r'href="#([^"]+)"', page))
+        assert hrefs and hrefs <= ids
+        labelled = {
+            x for ref in re.findall(r'aria-labelledby="([^"]+)"', page) for x in ref.split()
+        }
+        assert labelled <= ids
+
+
+def test_charts_have_axes_titles_and_text_alternatives() -> None:
+    page = _render([PASS], [])
+    svgs = re.findall(r"<svg class=\"chart\".*?</svg>", page, re.S)
+    # 3 CPU splits, quota, 2 memory, page cache, 4 I/O, pids, freezer
+    assert len(svgs) == 13
+    for svg in svgs:
+        assert 'role="img"' in svg and "<title id=" in svg and "<desc id=" in svg
+        assert 'class="al"' in svg  # an axis title with its unit
+        assert len(re.findall(r'class="tk"', svg)) >= 3  # tick labels
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert len(captions) == 13 and all(len(c) > 40 for c in captions)
+    assert not any("slope" in c for c in captions)
+
+
+def _result(path: Path, check: str) -> model.CheckResult:
+    r = model.load([path], [])
+    return next(c for c in r.results if c.row.startswith(check) and c.runtime == RUNC)
+
+
+def test_cpu_share_chart_draws_the_expected_and_requested_split() -> None:
+    c = _result(PASS, "test_cpu_shares_split[cpu-shares-1-to-4]")
+    (fig,) = charts.charts_for(c.check, c.measurements, "t")
+    assert "share of CPU time (%)" in fig
+    assert "big expected 80.0%" in fig and "small expected 20.0%" in fig
+    # Requested equals written on v1: one line each, no separate requested line.
+    assert "big requested" not in fig and "small requested" not in fig
+    m = next(m for m in c.measurements if m.series)
+    ratio = next(m for m in c.measurements if m.name == "cpu time of small")
+    skewed = replace(ratio, extra=ratio.extra | {"requested_ratio": 0.25})
+    fig2 = charts.charts_for(c.check, (skewed, m), "t")[0]
+    assert "small requested 25.0%" in fig2  # drawn when it differs from the written split
+
+
+def test_throughput_chart_is_a_rate_against_the_limit_not_cumulative_bytes() -> None:
+    c = _result(PASS, "test_io_throttle[io-write-bps-10m]")
+    (fig,) = charts.charts_for(c.check, c.measurements, "t")
+    assert "throughput (MiB/s)" in fig and "limit 10 MiB/s" in fig
+    m = c.measurements[0]
+    t, ys = charts.active(m.series["t"], m.series["write"])
+    xs, rates = charts.rates(t, ys, 0.5)
+    assert len(rates) >= 4
+    # Each point is a rate near the 10 MiB/s limit, not the running total (30 MiB at the end).
+    assert all(5 < r / (1 << 20) < 15 for r in rates), [r / (1 << 20) for r in rates]
+
+
+def test_pids_chart_says_peak_and_limit() -> None:
+    c = _result(PASS, "test_pids_limit")
+    (fig,) = charts.charts_for(c.check, c.measurements, "t")
+    assert "pids.max 16" in fig
+    assert re.search(r"pids.current peaked at 1[0-6] tasks [0-9.]+ s after the first sample "
+                     r"\(limit 16\)", fig)  # fmt: skip
+    assert "slope" not in fig
+
+
+def test_memory_and_freezer_charts_from_what_the_checks_record() -> None:
+    oom = _result(PASS, "test_memory_limit_oom[memory-oom-32m]")
+    (fig,) = charts.charts_for(oom.check, oom.measurements, "t")
+    assert "under a limit of 32 MiB; OOM kills: 1; the workload exited 137" in fig
+    frz = _result(PASS, "test_pause_resume")
+    (fig,) = charts.charts_for(frz.check, frz.measurements, "t")
+    assert "while paused (1 s) 0 ms" in fig and "after resume" in fig
+    # When the check records a usage series and the moment of the kill, both are drawn.
+    series = model.Measurement(
+        name="memory usage over time", unit="bytes", extra={"limit": 32 << 20, "oom_at_s": 1.2},
+        series={"t": [0.0, 0.5, 1.0, 1.2], "memory.current": [0, 10 << 20, 30 << 20, 32 << 20]},
+    )  # fmt: skip
+    (fig,) = charts.charts_for("test_memory_limit_oom", (series,), "t")
+    assert "limit 32 MiB" in fig and "OOM kill at 1.20 s" in fig
+    frozen = model.Measurement(
+        name="cpu over pause", unit="ns",
+        series={"t": [0, 1, 2, 3], "usage_ns": [0, 9e8, 9e8, 1.8e9], "frozen": [0, 1, 1, 0]},
+    )  # fmt: skip
+    (fig,) = charts.charts_for("test_pause_resume", (frozen,), "t")
+    assert "frozen 1.0-3.0 s" in fig and "<rect" in fig
+
+
+def test_nice_ticks_and_rates() -> None:
+    assert charts.nice_ticks(0, 97) == [0, 20, 40, 60, 80, 100]
+    assert charts.nice_ticks(0, 0.13) == [0, 0.05, 0.1, 0.15]
+    assert charts.fmt_tick(0.25, 0.25) == "0.25" and charts.fmt_tick(20.0, 20.0) == "20"
+    assert charts.rates([0, 0.1, 0.2, 0.6], [0, 1, 2, 6], 0.2) == ([0.1, 0.4], [10.0, 10.0])
+    assert charts.active([0, 1, 2, 3, 4], [5, 5, 6, 7, 7]) == ([1, 2, 3], [5, 6, 7])
+
+
+def _luminance(hex_colour: str) -> float:
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast(fg: str, bg: str) -> float:
+    a, b = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def test_colours_meet_wcag_aa_contrast() -> None:
+    assert round(contrast("#999999", "#eeeeee"), 2) == 2.46  # the old "absent" cell: a failure
+    low = [(name, fg, bg, round(contrast(fg, bg), 2))
+           for name, fg, bg, need in html.CONTRAST_PAIRS if contrast(fg, bg) < need]  # fmt: skip
+    assert low == []
+    # Every colour the page's CSS and charts use is one of the checked ones.
+    checked = {c.lower() for _, fg, bg, _ in html.CONTRAST_PAIRS for c in (fg, bg)}
+    borders_and_grid = {"#cccccc", "#ccc", charts.GRID, "#7b3fa0"}
+    used = set(re.findall(r"#[0-9a-fA-F]{6}\b|#[0-9a-fA-F]{3}\b", html.CSS))
+    used |= set(re.findall(r"#[0-9a-fA-F]{6}\b", _render([PASS], []).split("</style>")[1]))
+    assert {c.lower() for c in used} - checked - borders_and_grid == set()
+
+
+def test_page_works_without_javascript_and_from_the_keyboard() -> None:
+    page = _render([FAILURES], [])
+    body = page.split("<script>")[0]
+    # Nothing is hidden by default except the filter boxes, which need the script.
+    assert body.count(" hidden>") == 1 and '<p class="filters" hidden>' in body
+    assert 'style="display:none"' not in body
+    # Interactive things are links, summaries and labelled checkboxes; no click-only elements.
+    assert "onclick" not in body and "tabindex" not in body
+    assert '<a class="skip" href="#properties">' in body and ":focus-visible" in page
+    # Failures are open without a click.
+    assert body.count('<details class="res o-failed" open>') == 2
+
+
+def test_new_and_missing_fields_never_break_rendering(tmp_path: Path) -> None:
+    doc = {
+        "schema": "isoproof-results/1",
+        "host_snapshot": {"ok": False, "changes": ["sysctl net.ipv4.ip_forward 0 -> 1"]},
+        "results": [
+            {"nodeid": "checks/test_escapes.py::test_escape_cwd_fd[oci-runc]", "outcome": "failed",
+             "message": "the container's cwd is a host directory",
+             "evidence": {"cgroup files": "memory.max: 33554432",
+                          "transcript": "$ runc create x\nexit 0"},
+             "transcript": ["$ runc start x", "exit 1"]},
+            {"nodeid": "checks/test_seccomp.py::test_seccomp_profile[oci-runc]",
+             "outcome": "xfailed", "reason": "deviates as declared: runc 1.1 (spec 1.0.2)"},
+            {"nodeid": "checks/test_resources.py::test_io_throttle[io-oci-runc]",
+             "outcome": "passed", "measurements": [{"name": "x", "series": {"t": [0, 1]}},
+                                                   {"name": "y", "unit": "B/s"}]},
+            {"nodeid": "checks/test_new.py::test_something_new", "outcome": "surprising"},
+        ],
+    }  # fmt: skip
+    p = tmp_path / "results.json"
+    p.write_text(json.dumps(doc))
+    r = model.load([p], [])
+    page = html.render(r, "PINNED")
+    assert "sysctl net.ipv4.ip_forward 0 -&gt; 1" in page and "memory.max: 33554432" in page
+    assert "$ runc start x\nexit 1" in page
+    table = page[page.index('<table class="props">') :]
+    assert 'class="c p-fail"' in _prop_row(table, "host")
+    assert 'class="c p-fail"' in _prop_row(table, "escapes")
+    assert "deviates as declared" in _prop_row(table, "seccomp")
+    assert 'id="prop-other"' in table  # a check no property claims is still shown
+    assert "host state changed in host" in page
+
+
+def test_baseline_marks_regressions_at_the_top_and_fails_the_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.html"
+    argv = ["--results", str(FAILURES), "--baseline", str(PASS), "-o", str(out)]
+    assert cli.main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "properties 2 regressed" in printed and "checks 2 regressed" in printed
+    page = out.read_text()
+    top = page[: page.index('id="properties"')]
+    assert "REGRESSED since the baseline: properties 2 regressed" in top
+    assert "I/O throttles (bps, iops)</a> on host / oci:/usr/sbin/runc: pass &rarr; fail" in top
+    assert page.count('<span class="chg chg-regressed">regressed</span>') >= 4
+    # Fixed the other way round, and the same run against itself: no regression, exit 0.
+    assert cli.main(["--results", str(PASS), "--baseline", str(FAILURES), "-o", str(out)]) == 0
+    assert "No regression since the baseline: properties 0 regressed, 2 fixed" in out.read_text()
+    assert cli.main(["--results", str(PASS), "--baseline", str(PASS), "-o", str(out)]) == 0
+    c = compare.compare(model.load([PASS], []), model.load([PASS], []), "same")
+    assert not c.regressed and c.counts("checks")["unchanged"] == len(c.checks) > 40
+
+
+def test_baseline_can_be_a_matrix(tmp_path: Path) -> None:
+    synth = _synth()
+    base = synth.write(tmp_path / "base.json", dead_leg=None)
+    doc = synth.matrix(dead_leg="6.12-v1")
+    (tmp_path / "now.json").write_text(json.dumps(doc))
+    c = compare.compare(model.load([], [tmp_path / "now.json"]), cli.load_baseline(base), "b")
+    # The leg that died now has nothing: its results are gone, not regressed.
+    assert c.counts("checks")["gone"] > 100 and not c.regressed
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "kind"),
+    [("passed", "failed", "regressed"), ("skipped", "error", "regressed"),
+     ("failed", "passed", "fixed"), (None, "failed", "new"), ("passed", None, "gone"),
+     ("failed", "error", "unchanged"), ("pass", "deviates", "unchanged"),
+     ("deviates", "fail", "regressed")],
+)  # fmt: skip
+def test_classify(before: str | None, after: str | None, kind: str) -> None:
+    assert compare.classify(before, after) == kind
+
+
+ALLURE_RESULT = {
+    "name": "test_cpu_shares_split[cpu-shares-1-to-4-oci-runc]", "status": "failed",
+    "statusDetails": {"message": "AssertionError: CPU split [0.3, 0.7]"},
+    "parameters": [
+        {"name": "scenario", "value": "Scenario(path=PosixPath('/work/main/scenarios/"
+                                      "cpu-shares-1-to-4.toml'), check='cpu_shares', ...)"},
+        {"name": "runtime", "value": "'oci:/usr/sbin/runc'"}],
+    "fullName": "checks.test_resources#test_cpu_shares_split",
+    "labels": [{"name": "suite", "value": "test_resources"}],
+}  # fmt: skip
+
+
+def test_allure_environment_categories_and_readable_parameters(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "allure").mkdir(parents=True)
+    (run / "results.json").write_bytes(PASS.read_bytes())
+    (run / "allure" / "x-result.json").write_text(json.dumps(ALLURE_RESULT))
+    assert cli.main(["--results", str(run)]) == 0
+    env = (run / "allure" / "environment.properties").read_text()
+    assert "kernel=6.18.44-fc-v1147\n" in env and "cgroup\\ mode=hybrid\n" in env
+    assert "runtime\\ oci\\:/usr/sbin/runc=runc\\ version\\ 1.1.5" in env
+    cats = json.loads((run / "allure" / "categories.json").read_text())
+    names = [c["name"] for c in cats]
+    assert names[:2] == ["deviates as declared", "inconclusive: host too busy"]
+    assert "resources: isolation not shown to hold" in names
+    doc = json.loads((run / "allure" / "x-result.json").read_text())
+    assert doc["parameters"] == [{"name": "scenario", "value": "cpu-shares-1-to-4"},
+                                 {"name": "runtime", "value": "oci:/usr/sbin/runc"}]  # fmt: skip
+    labels = {(x["name"], x["value"]) for x in doc["labels"]}
+    assert {("epic", "resources"), ("feature", "CPU weights under contention"),
+            ("tag", "kernel 6.18.44-fc-v1147"), ("tag", "cgroup hybrid")} <= labels  # fmt: skip
+    message = doc["statusDetails"]["message"]
+    assert message == "CPU weights under contention: AssertionError: CPU split [0.3, 0.7]"
+    resources = next(c for c in cats if c["name"].startswith("resources"))
+    assert re.match(resources["messageRegex"], message)
+    # A second run changes nothing more.
+    assert allure.write_extras(run / "allure", model.load([run], [])) == 0
+
+
+def test_first_run_without_results_says_what_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "isoproof-report: no results in .isoproof-results"
+    )
+    assert "isoproof verify" in err and "--results" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    for flag in ("--help", "--version"):
+        with pytest.raises(SystemExit) as e:
+            cli.main([flag])
+        assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: isoproof-report" in out and "--baseline PATH" in out and "examples:" in out
+    assert "exit status: 0 report written; 1" in out
+    assert re.search(r"^isoproof-report \d+\.\d+", out, re.M)
+    assert "`" not in out  # no reStructuredText markup
+
+
+def test_matrix_with_a_dead_leg_shows_it_as_not_run() -> None:
+    doc = _synth().matrix()
+    page = html.render(model.load_matrix_doc(doc), "X")
+    table = page[page.index('<table class="props">') : page.index("</table>")]
+    assert table.count(">not run</a>") == len(properties.PROPERTIES)
+    assert '6.12-v1<br><span class="meta">no results</span>' in table
+    assert "legs that did not finish: 6.12-v1" in page
+    # isoproof's two recorded failures stand out on 6.12-v2, crun's refusals on the v1 legs.
+    assert "failures in 6.18-hybrid / oci:crun, 6.1-v1 / oci:crun, 6.12-v2 / isoproof" in page
