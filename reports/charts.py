@@ -548,7 +548,8 @@ def memory_peak(cid: str, ev: Evidence) -> str | None:
         text += f"; OOM kills: {kills.measured}"
     if status is not None:
         text += f"; the workload exited {status.measured}"
-    text += " (the check records no usage series, so the moment of the kill is not drawn)"
+    if kills is not None and (number_in(kills.measured) or 0) > 0:
+        text += " (the check records no usage series, so the moment of the kill is not drawn)"
     svg = bar_chart(cid, "Memory: peak usage against the limit", text + ".", bars,
                     x_label="memory (MiB)", refs=[Ref(limit / (1 << 20), "limit")])  # fmt: skip
     return figure(svg, text + ".")

@@ -7,9 +7,10 @@ set -eu
 PKGS="python3-venv busybox-static runc crun iproute2 util-linux kmod e2fsprogs procps libseccomp2"
 # What only the tests need (tox's py env sets ISOPROOF_BOOTSTRAP_TESTS=1): the real clients of
 # tests/clients (podman and docker drive isoproof-oci as their runtime there) and the tools that
-# build a fresh root for the newcomer's-path job. The main job (tox -e verify) needs none of them.
+# build a fresh root for the newcomer's-path job, and chromium for the HTML report's browser test
+# (tests/integration/test_report_browser.py). The main job (tox -e verify) needs none of them.
 if [ "${ISOPROOF_BOOTSTRAP_TESTS:-0}" = 1 ]; then
-    PKGS="$PKGS podman docker.io debootstrap"
+    PKGS="$PKGS podman docker.io debootstrap chromium"
 fi
 # The kernel matrix needs qemu; ask for it with ISOPROOF_BOOTSTRAP_VM=1 (tox -e matrix does).
 if [ "${ISOPROOF_BOOTSTRAP_VM:-0}" = 1 ]; then
