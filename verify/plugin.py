@@ -141,10 +141,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not active(config):
         return
     _evidence_paths(config)
-    if config.getoption("isoproof_progress"):
-        tr = config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
-            tr.showfspath = False  # the per-check lines name the check; no bare file names
     if not _is_worker(config):
         uid = getattr(config.option, "testrunuid", None) or uuid.uuid4().hex
         if hasattr(config.option, "testrunuid"):
@@ -158,6 +154,12 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(str(e)) from None
         _scenarios(config)  # a malformed scenario stops the run before anything is made
         _deviations(config)  # so does a malformed deviations file
+    with contextlib.suppress(ImportError):
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        # Not a .hypothesis/ in the directory the suite was started from (a runtime's own
+        # repository): the examples are derandomized and need no database.
+        set_hypothesis_home_dir(str(workdir(config) / "hypothesis"))
 
 
 def _evidence_paths(config: pytest.Config) -> None:
@@ -300,7 +302,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, None]:
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, Any, None]:
     """Timing checks hold the CPUs and the disk alone: they take a host-wide file lock
     exclusively, every other check takes it shared. So no other xdist worker (or concurrent suite)
     creates containers or burns CPU while a CPU split or a throughput is measured."""
@@ -484,7 +488,9 @@ def plain_message(text: str) -> str:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if not is_check(item):
@@ -618,7 +624,9 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Generator[None, Any, None]:
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> Generator[None, Any, None]:
     """With --isoproof-progress the suite writes its own line per check: pytest's letter goes."""
     outcome = yield
     if config.getoption("isoproof_progress", False) and _is_check_report(report):
@@ -656,6 +664,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _CONFIG["config"] = session.config
     if not active(session.config):
         return
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None and session.config.getoption("isoproof_progress"):
+        tr.showfspath = False  # the per-check lines name the check; no bare file names
     if not _is_worker(session.config) and os.geteuid() == 0:
         workdir(session.config).mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
