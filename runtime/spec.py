@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Collection, Iterator
 
 from runtime.errors import SpecError
@@ -111,7 +112,8 @@ class Rlimit(Record):
 
 class Process(Record):
     __slots__ = ("args", "env", "cwd", "terminal", "user", "capabilities", "rlimits",
-                 "no_new_privileges", "oom_score_adj", "console_size")  # fmt: skip
+                 "no_new_privileges", "oom_score_adj", "console_size", "apparmor_profile",
+                 "selinux_label", "preserve_fds")  # fmt: skip
 
     def __init__(self, args: list[str], env: list[str] | None = None, cwd: str = "/",
                  terminal: bool = False, user: User | None = None,
@@ -128,6 +130,9 @@ class Process(Record):
         self.no_new_privileges = no_new_privileges
         self.oom_score_adj = oom_score_adj
         self.console_size = console_size  # (rows, columns) of the pty, when terminal
+        self.apparmor_profile = ""
+        self.selinux_label = ""
+        self.preserve_fds = 0  # --preserve-fds: fds 3 .. 3+N-1 are passed on (not from the spec)
 
 
 class Mount(Record):
@@ -172,9 +177,27 @@ class Device(Record):
         self.gid = gid
 
 
+class Hook(Record):
+    __slots__ = ("path", "args", "env", "timeout")
+
+    def __init__(self, path: str, args: list[str] | None = None, env: list[str] | None = None,
+                 timeout: int | None = None) -> None:  # fmt: skip
+        self.path = path
+        self.args = args or [path]  # runc: no args means argv[0] is the path
+        self.env = env or []
+        self.timeout = timeout  # seconds; None waits for ever, as the spec allows
+
+
+# The six kinds of hooks, in the order of the lifecycle (prestart is the deprecated spelling of a
+# createRuntime hook and runs just before it).
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+              "poststop")  # fmt: skip
+
+
 class Linux(Record):
     __slots__ = ("namespaces", "uid_mappings", "gid_mappings", "resources", "cgroups_path",
-                 "masked_paths", "readonly_paths", "rootfs_propagation", "sysctl", "devices")  # fmt: skip
+                 "masked_paths", "readonly_paths", "rootfs_propagation", "sysctl", "devices",
+                 "mount_label")  # fmt: skip
 
     def __init__(self) -> None:
         self.namespaces: list[Namespace] = []
@@ -187,6 +210,7 @@ class Linux(Record):
         self.rootfs_propagation = ""
         self.sysctl: dict[str, str] = {}
         self.devices: list[Device] = []
+        self.mount_label = ""  # SELinux
 
     def ns(self, kind: str) -> Namespace | None:
         for n in self.namespaces:
@@ -197,13 +221,13 @@ class Linux(Record):
 
 class Spec(Record):
     __slots__ = ("oci_version", "root_path", "root_readonly", "process", "hostname", "domainname",
-                 "mounts", "linux", "annotations", "bundle")  # fmt: skip
+                 "mounts", "linux", "annotations", "bundle", "hooks")  # fmt: skip
 
     def __init__(self, oci_version: str, root_path: str, root_readonly: bool,
                  process: Process | None, hostname: str | None = None,
                  domainname: str | None = None, mounts: list[Mount] | None = None,
                  linux: Linux | None = None, annotations: dict[str, str] | None = None,
-                 bundle: str = "") -> None:  # fmt: skip
+                 bundle: str = "", hooks: dict[str, list[Hook]] | None = None) -> None:  # fmt: skip
         self.oci_version = oci_version
         self.root_path = root_path  # absolute
         self.root_readonly = root_readonly
@@ -214,6 +238,7 @@ class Spec(Record):
         self.linux = linux or Linux()
         self.annotations = annotations or {}
         self.bundle = bundle
+        self.hooks = hooks or {}  # kind -> hooks, only kinds that have some
 
 
 # --- small typed readers; each names the field it reads -------------------------------------------
@@ -328,7 +353,7 @@ def _process(v: Any) -> Process:
     if size is not None:
         console_size = (_int(size.get("height"), "process.consoleSize.height", 0, 65535),
                         _int(size.get("width"), "process.consoleSize.width", 0, 65535))  # fmt: skip
-    return Process(
+    proc = Process(
         args=args,
         env=env,
         cwd=cwd,
@@ -340,6 +365,9 @@ def _process(v: Any) -> Process:
         oom_score_adj=None if oom is None else _int(oom, "process.oomScoreAdj", -1000, 1000),
         console_size=console_size,
     )
+    proc.apparmor_profile = _str(d.get("apparmorProfile", ""), "process.apparmorProfile")
+    proc.selinux_label = _str(d.get("selinuxLabel", ""), "process.selinuxLabel")
+    return proc
 
 
 def _mounts(v: Any) -> list[Mount]:
@@ -371,6 +399,117 @@ def _mappings(v: Any, name: str) -> list[IDMapping]:
             )
         )
     return out
+
+
+def _hooks(v: Any) -> dict[str, list[Hook]]:
+    d = _obj(v, "hooks")
+    out: dict[str, list[Hook]] = {}
+    for kind, entries in d.items():
+        if kind not in HOOK_KINDS:
+            raise SpecError(f"hooks.{kind}: unknown kind of hook (known: {', '.join(HOOK_KINDS)})")
+        hooks = []
+        for i, h in enumerate(_list(entries, f"hooks.{kind}")):
+            name = f"hooks.{kind}[{i}]"
+            h = _obj(h, name)
+            env = _strs(h.get("env"), f"{name}.env")
+            for j, e in enumerate(env):
+                if "=" not in e:
+                    raise SpecError(f"{name}.env[{j}]: {e!r} is not KEY=VALUE")
+            timeout = h.get("timeout")
+            hooks.append(
+                Hook(
+                    path=_abs_path(h.get("path"), f"{name}.path"),
+                    args=_strs(h.get("args"), f"{name}.args"),
+                    env=env,
+                    # The spec: "timeout MUST be greater than zero".
+                    timeout=None if timeout is None else _int(timeout, f"{name}.timeout", 1, I32),
+                )
+            )
+        if hooks:
+            out[kind] = hooks
+    return out
+
+
+# linux.resources: the Go types runc decodes into (a wrong JSON type is an error there, not a
+# default), with the bounds that matter: a memory limit below -1 has no meaning (runc refuses it)
+# and one above int64 would be clamped by the kernel to "no limit" without a word.
+I32 = 2**31 - 1
+I64_MIN, I64 = -(2**63), 2**63 - 1
+_RES_INTS: dict[str, dict[str, tuple[int, int]]] = {
+    "memory": {"limit": (-1, I64), "reservation": (-1, I64), "swap": (-1, I64),
+               "kernel": (-1, I64), "kernelTCP": (-1, I64), "swappiness": (-1, U64)},
+    "cpu": {"shares": (0, U64), "quota": (I64_MIN, I64), "burst": (0, U64), "period": (0, U64),
+            "realtimeRuntime": (I64_MIN, I64), "realtimePeriod": (0, U64), "idle": (I64_MIN, I64)},
+    "pids": {"limit": (I64_MIN, I64)},
+    "blockIO": {"weight": (0, 2**16 - 1), "leafWeight": (0, 2**16 - 1)},
+}  # fmt: skip
+_RES_STRS = {"cpu": ("cpus", "mems")}
+_RES_BOOLS = {"memory": ("disableOOMKiller", "useHierarchy", "checkBeforeUpdate")}
+_BLKIO_DEVICE_LISTS = {"weightDevice": ("weight", "leafWeight"), "throttleReadBpsDevice": ("rate",),
+                       "throttleWriteBpsDevice": ("rate",), "throttleReadIOPSDevice": ("rate",),
+                       "throttleWriteIOPSDevice": ("rate",)}  # fmt: skip
+
+
+def check_resources(v: Any, where: str = "linux.resources") -> dict[str, Any]:
+    """Check the JSON types of a ``linux.resources`` object (also ``update --resources``) and
+    return it unchanged. Unknown keys pass: the cgroup manager refuses what it cannot do."""
+    res = _obj(v, where)
+    for section, fields in _RES_INTS.items():
+        sec = _get_obj(res, section, f"{where}.{section}")
+        if sec is None:
+            continue
+        for key, (lo, hi) in fields.items():
+            if sec.get(key) is not None:
+                _int(sec[key], f"{where}.{section}.{key}", lo, hi)
+        for key in _RES_STRS.get(section, ()):
+            if sec.get(key) is not None:
+                _str(sec[key], f"{where}.{section}.{key}")
+        for key in _RES_BOOLS.get(section, ()):
+            _bool(sec.get(key), f"{where}.{section}.{key}")
+    for i, rule in enumerate(_list(res.get("devices"), f"{where}.devices")):
+        name = f"{where}.devices[{i}]"
+        rule = _obj(rule, name)
+        # A string "false" must not become "allow": Go's decoder refuses it, and so do we.
+        _bool(rule.get("allow"), f"{name}.allow")
+        for key in ("type", "access"):
+            if rule.get(key) is not None:
+                _str(rule[key], f"{name}.{key}")
+        for key in ("major", "minor"):
+            if rule.get(key) is not None:
+                _int(rule[key], f"{name}.{key}", -1, I64)
+    blkio = _get_obj(res, "blockIO", f"{where}.blockIO") or {}
+    for key, values in _BLKIO_DEVICE_LISTS.items():
+        for i, dev in enumerate(_list(blkio.get(key), f"{where}.blockIO.{key}")):
+            name = f"{where}.blockIO.{key}[{i}]"
+            dev = _obj(dev, name)
+            for k in ("major", "minor"):
+                _int(dev.get(k), f"{name}.{k}", 0, I64)
+            for k in values:
+                if dev.get(k) is not None:
+                    _int(dev[k], f"{name}.{k}", 0, 2**16 - 1 if "eight" in k else U64)
+    for i, h in enumerate(_list(res.get("hugepageLimits"), f"{where}.hugepageLimits")):
+        name = f"{where}.hugepageLimits[{i}]"
+        h = _obj(h, name)
+        _str(h.get("pageSize"), f"{name}.pageSize", nonempty=True)
+        _int(h.get("limit"), f"{name}.limit", 0, U64)
+    return res
+
+
+# Sysctls that belong to a namespace (runc's validator): only these may be set, and only when the
+# container has that namespace of its own. Anything else would be written to the host's kernel.
+IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")  # fmt: skip
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace type a sysctl belongs to, or None if it is global to the host."""
+    if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
 
 
 def _typed(
@@ -407,7 +546,7 @@ def _linux(v: Any) -> Linux:
     if user is not None and user.path is None and not (lx.uid_mappings and lx.gid_mappings):
         raise SpecError("linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
     res = d.get("resources")
-    lx.resources = {} if res is None else _obj(res, "linux.resources")
+    lx.resources = {} if res is None else check_resources(res)
     cg = d.get("cgroupsPath")
     lx.cgroups_path = None if cg in (None, "") else _str(cg, "linux.cgroupsPath")
     lx.masked_paths = [_abs_path(p, f"linux.maskedPaths[{i}]")
@@ -425,6 +564,11 @@ def _linux(v: Any) -> Linux:
     for k in lx.sysctl:
         if not k or ".." in k or k.startswith(("/", ".")):
             raise SpecError(f"linux.sysctl: invalid key {k!r}")
+        kind = sysctl_namespace(k)
+        if kind is None:
+            raise SpecError(f"linux.sysctl: {k} is not in a separate kernel namespace")
+        if lx.ns(kind) is None:
+            raise SpecError(f"linux.sysctl: {k} needs a {kind} namespace of the container's own")
     for i, dev in enumerate(_list(d.get("devices"), "linux.devices")):
         name = f"linux.devices[{i}]"
         dev = _obj(dev, name)
@@ -443,6 +587,8 @@ def _linux(v: Any) -> Linux:
                 gid=None if dev.get("gid") is None else _int(dev["gid"], f"{name}.gid", 0, U32),
             )
         )  # fmt: skip
+    if d.get("mountLabel"):
+        lx.mount_label = _str(d["mountLabel"], "linux.mountLabel")
     for key in ("seccomp", "intelRdt", "personality"):
         if d.get(key) is not None:
             raise SpecError(f"linux.{key}: not supported by isoproof-oci")
@@ -477,6 +623,7 @@ def parse(doc: Any, bundle: str) -> Spec:
         linux=_linux(d.get("linux") or {}),
         annotations=annotations,
         bundle=bundle,
+        hooks=None if d.get("hooks") is None else _hooks(d["hooks"]),
     )
     if spec.linux.ns("mount") is None:
         raise SpecError("linux.namespaces: a mount namespace is required (new or joined)")
@@ -503,11 +650,21 @@ def loads(text: str | bytes, bundle: str) -> Spec:
 def load(bundle: str) -> Spec:
     """Load ``<bundle>/config.json``."""
     bundle = os.path.abspath(bundle)
+    path = os.path.join(bundle, CONFIG)
     try:
-        with open(os.path.join(bundle, CONFIG), "rb") as f:
+        # O_NONBLOCK: a FIFO in its place must not block us until some writer comes along.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise SpecError(f"{path}: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecError(f"{path}: not a regular file")
+        with open(fd, "rb", closefd=False) as f:
             text = f.read()
     except OSError as e:
-        raise SpecError(f"{bundle}/{CONFIG}: {e.strerror}") from None
+        raise SpecError(f"{path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
     return loads(text, bundle)
 
 
@@ -538,6 +695,58 @@ def check_host(spec: Spec, nstype_of: Any = None) -> None:
             os.close(fd)
         if kind != NAMESPACES[ns.type]:
             raise SpecError(f"{name}: {ns.path} is not a {ns.type} namespace")
+    for key in spec.linux.sysctl:
+        ns = spec.linux.ns(sysctl_namespace(key) or "")
+        if ns is not None and ns.path is not None and _same_ns(ns.path, ns.type):
+            raise SpecError(f"linux.sysctl: {key} would be written to the host ({ns.path} is"
+                            f" the runtime's own {ns.type} namespace)")  # fmt: skip
+    check_labels(spec)
+
+
+def _same_ns(path: str, kind: str) -> bool:
+    try:
+        a, b = os.stat(path), os.stat(f"/proc/self/ns/{NS_PROC_NAME[kind]}")
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled"
+SELINUX_FS = "/sys/fs/selinux"
+
+
+def check_labels(spec: Spec) -> None:
+    """AppArmor and SELinux labels are refused rather than dropped: a config that asks for a
+    confinement must not run without it. isoproof-oci applies neither; where the host has no such
+    LSM the message says so, as runc's does."""
+    if spec.process is not None:
+        check_process_labels(spec.process)
+    if spec.linux.mount_label:
+        _refuse_label("linux.mountLabel", "SELinux", os.path.isdir(SELINUX_FS))
+
+
+def check_process_labels(proc: Process) -> None:
+    labels = []
+    if proc.apparmor_profile:
+        labels.append(("process.apparmorProfile", "AppArmor", _apparmor_enabled()))
+    if proc.selinux_label:
+        labels.append(("process.selinuxLabel", "SELinux", os.path.isdir(SELINUX_FS)))
+    for field, lsm, enabled in labels:
+        _refuse_label(field, lsm, enabled)
+
+
+def _refuse_label(field: str, lsm: str, enabled: bool) -> None:
+    if not enabled:
+        raise SpecError(f"{field}: {lsm} is not enabled on this host")
+    raise SpecError(f"{field}: applying {lsm} labels is not supported by isoproof-oci")
+
+
+def _apparmor_enabled() -> bool:
+    try:
+        with open(APPARMOR_ENABLED) as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False
 
 
 def default_spec() -> dict[str, Any]:

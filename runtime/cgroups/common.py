@@ -109,4 +109,6 @@ def check_shape(resources: Any) -> dict[str, Any]:
             not isinstance(value, list) or not all(isinstance(x, dict) for x in value)
         ):
             raise CgroupError(f"linux.resources.blockIO.{key} must be a list of objects")
-    return resources
+    from runtime.cgroups.convert import drop_unset
+
+    return drop_unset(resources)

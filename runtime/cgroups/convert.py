@@ -40,6 +40,48 @@ def shares_to_weight(shares: int) -> int:
     return max(WEIGHT_MIN, min(WEIGHT_MAX, math.ceil(10**exponent)))
 
 
+# Fields whose zero (or empty string) runc's cgroup drivers read as "not set" (libcontainer's
+# cgroups/fs and fs2: ``if r.CpuShares != 0``, ``if r.BlkioWeight != 0``, ...). Docker sends every
+# field of its resources, the unset ones as 0: ``blockIO.weight: 0`` on each create and update.
+# The kernel refuses some of these zeros (blkio.weight 0: ERANGE) and takes others as a real and
+# harmful value (memory.soft_limit_in_bytes 0). pids.limit is not here: the OCI spec makes 0 a
+# real limit (runc 1.1 reads it as unset; docker never sends it unset).
+UNSET_ZEROS: dict[str, tuple[str, ...]] = {
+    "memory": ("limit", "reservation", "swap", "kernel", "kernelTCP"),
+    "cpu": ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod"),
+    "blockIO": ("weight", "leafWeight"),
+}
+UNSET_EMPTY: dict[str, tuple[str, ...]] = {"cpu": ("cpus", "mems")}
+
+
+def drop_unset(resources: dict) -> dict:
+    """A copy of ``linux.resources`` without the fields that mean "unset" (see UNSET_ZEROS;
+    memory.swappiness -1 too, and a weightDevice entry's zero weights). Malformed sections are
+    left for the shape check to refuse."""
+    out = dict(resources)
+    for section in ("memory", "cpu", "blockIO"):
+        sec = out.get(section)
+        if not isinstance(sec, dict):
+            continue
+        sec = dict(sec)
+        for key in UNSET_ZEROS.get(section, ()):
+            if type(sec.get(key)) is int and sec[key] == 0:
+                del sec[key]
+        for key in UNSET_EMPTY.get(section, ()):
+            if sec.get(key) == "":
+                del sec[key]
+        if section == "memory" and type(sec.get("swappiness")) is int and sec["swappiness"] == -1:
+            del sec["swappiness"]
+        if section == "blockIO" and isinstance(sec.get("weightDevice"), list):
+            sec["weightDevice"] = [
+                {k: v for k, v in dev.items() if not (k in ("weight", "leafWeight") and v == 0)}
+                if isinstance(dev, dict) else dev
+                for dev in sec["weightDevice"]
+            ]  # fmt: skip
+        out[section] = sec
+    return out
+
+
 def blkio_weight_to_io_weight(weight: int) -> int:
     """v1 ``blkio.weight`` (10..1000) -> v2 ``io.weight`` (1..10000), linear: ``1 + (w-10)*9999/990``.
 

@@ -22,9 +22,52 @@ def _why(e: OSError) -> str:
     return f"{e.strerror} ({name})"
 
 
+# While an ``update`` runs: (directory, name, old value) of every file written, so that a failure
+# part-way can put the old values back (``update`` is all or nothing, as its caller is told).
+_journal: list[tuple[str, str, str]] | None = None
+
+
+def journal_start() -> None:
+    global _journal
+    _journal = []
+
+
+def journal_stop() -> None:
+    global _journal
+    _journal = None
+
+
+def journal_rollback() -> list[str]:
+    """Write the journaled old values back, newest first; returns the files that could not be
+    restored. Two passes: the kernel checks some pairs at every write (memory.limit_in_bytes must
+    stay <= memory.memsw.limit_in_bytes), so one order can fail where the other passes."""
+    global _journal
+    entries, _journal = list(reversed(_journal or [])), None
+    for _ in range(2):
+        failed = []
+        for d, name, old in entries:
+            try:
+                write(d, name, old)
+            except CgroupError:
+                failed.append((d, name, old))
+        entries = failed
+    return [name for _d, name, _old in entries]
+
+
+def _remember(directory: str, name: str) -> None:
+    """Journal a single-value file's content; list files (throttles, devices) are not restorable
+    by writing their content back, and are left out."""
+    assert _journal is not None
+    old = read_or(directory, name, "\n\n").strip()
+    if old and "\n" not in old:
+        _journal.append((directory, name, old))
+
+
 def write(directory: str, name: str, value: str | int) -> None:
     path = os.path.join(directory, name)
     data = str(value).encode()
+    if _journal is not None:
+        _remember(directory, name)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except FileNotFoundError:

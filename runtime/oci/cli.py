@@ -49,19 +49,38 @@ _CONSOLE = (("--console-socket",), "console_socket", VALUE, None, "send the pty 
 _NO_PIVOT = (("--no-pivot",), "no_pivot", FLAG, False, "refused: we always pivot_root")
 _NO_KEYRING = (("--no-new-keyring",), "no_new_keyring", FLAG, False, "accepted, ignored")
 _FORMAT = (("--format", "-f"), "format", ("table", "json"), "table", "output format")
-_UPDATE_FLAGS = ("--memory", "--memory-reservation", "--memory-swap", "--kernel-memory",
-                 "--cpu-shares", "--cpu-quota", "--cpu-period", "--cpu-rt-runtime",
-                 "--cpu-rt-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit",
-                 "--blkio-weight")  # fmt: skip
+_PRESERVE = (("--preserve-fds",), "preserve_fds", VALUE, "0",
+             "pass N more fds (3 .. 3+N-1) to the process")  # fmt: skip
+# runc update's flags: (names, dest, help). --cpu-share is runc's spelling; --cpu-shares is docker's.
+_UPDATE_FLAGS = (
+    (("--memory",), "memory", "memory limit in bytes (suffixes k, m, g); -1 unlimited"),
+    (("--memory-reservation",), "memory_reservation", "soft limit in bytes"),
+    (("--memory-swap",), "memory_swap", "memory plus swap in bytes; -1 unlimited"),
+    (("--kernel-memory",), "kernel_memory", "deprecated by the kernel: warned about, ignored"),
+    (("--cpu-share", "--cpu-shares"), "cpu_shares", "CPU shares (relative weight)"),
+    (("--cpu-quota",), "cpu_quota", "CFS quota in microseconds per period"),
+    (("--cpu-period",), "cpu_period", "CFS period in microseconds"),
+    (("--cpu-rt-runtime",), "cpu_rt_runtime", "real-time runtime in microseconds"),
+    (("--cpu-rt-period",), "cpu_rt_period", "real-time period in microseconds"),
+    (("--cpuset-cpus",), "cpuset_cpus", "CPUs to use (0-3, 0,1)"),
+    (("--cpuset-mems",), "cpuset_mems", "memory nodes to use"),
+    (("--pids-limit",), "pids_limit", "maximum number of pids; -1 unlimited"),
+    (("--blkio-weight",), "blkio_weight", "block IO weight, 10..1000"),
+    (("--l3-cache-schema",), "l3_cache_schema", "Intel RDT: not supported"),
+    (("--mem-bw-schema",), "mem_bw_schema", "Intel RDT: not supported"),
+)
 
 # verb -> (help, options, positionals)
 COMMANDS: dict[str, tuple[str, tuple[tuple[Any, ...], ...], tuple[str, ...]]] = {
     "create": ("create a container (its process waits for start)",
-               (_BUNDLE, _PID_FILE, _CONSOLE, _NO_PIVOT, _NO_KEYRING), ("id",)),
+               (_BUNDLE, _PID_FILE, _CONSOLE, _NO_PIVOT, _NO_KEYRING, _PRESERVE), ("id",)),
     "run": ("create and start a container",
             (_BUNDLE, _PID_FILE, _CONSOLE,
              (("--detach", "-d"), "detach", FLAG, False, "do not wait for the container"),
-             _NO_PIVOT, _NO_KEYRING), ("id",)),
+             (("--keep",), "keep", FLAG, False, "do not delete the container after it exits"),
+             (("--no-subreaper",), "no_subreaper", FLAG, False,
+              "accepted; the foreground run reaps its init as a subreaper all the same"),
+             _NO_PIVOT, _NO_KEYRING, _PRESERVE), ("id",)),
     "start": ("start a created container", (), ("id",)),
     "state": ("print the OCI state", (), ("id",)),
     "pause": ("freeze every process", (), ("id",)),
@@ -72,7 +91,8 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[Any, ...], ...], tuple[str, ...]]] = 
              ("id", "signal?")),
     "delete": ("remove a stopped container (or any, with --force)",
                ((("--force", "-f"), "force", FLAG, False, "kill it first if it runs"),), ("id",)),
-    "ps": ("list the container's processes", (_FORMAT,), ("id",)),
+    "ps": ("list the container's processes (ps ID -- PS-ARGS: the host's ps, filtered)",
+           (_FORMAT,), ("id", "ps_args...")),
     "list": ("list containers",
              (_FORMAT, (("--quiet", "-q"), "quiet", FLAG, False, "print the ids only")), ()),
     "exec": ("run a process in a running container",
@@ -84,16 +104,26 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[Any, ...], ...], tuple[str, ...]]] = 
               (("--cwd",), "cwd", VALUE, None, "working directory"),
               (("--env", "-e"), "env", APPEND, None, "add VAR=value (repeatable)"),
               (("--user", "-u"), "user", VALUE, None, "UID[:GID]"),
+              (("--additional-gids", "-g"), "additional_gids", APPEND, None,
+               "add a supplementary group id (repeatable)"),
               (("--cap", "-c"), "cap", APPEND, None, "add a capability (repeatable)"),
-              (("--no-new-privs",), "no_new_privs", FLAG, False, "set no_new_privs")),
+              (("--no-new-privs",), "no_new_privs", FLAG, False, "set no_new_privs"),
+              _PRESERVE,
+              (("--cgroup",), "cgroup", APPEND, None,
+               "run it in an existing sub-cgroup: [CONTROLLER[,CONTROLLER]:]PATH (repeatable)"),
+              (("--ignore-paused",), "ignore_paused", FLAG, False, "allow exec in a paused container"),
+              (("--apparmor",), "apparmor", VALUE, None, "AppArmor profile for the process"),
+              (("--process-label",), "process_label", VALUE, None, "SELinux label for the process")),
              ("id", "command...")),
     "spec": ("write a default config.json",
              (_BUNDLE, (("--rootless",), "rootless", FLAG, False, "not supported")), ()),
     "update": ("change the container's cgroup limits",
                ((("--resources", "-r"), "resources", VALUE, None,
-                 "an OCI linux.resources JSON file, or - for stdin"),
-                *(((f,), f[2:].replace("-", "_"), VALUE, None, "as runc update") for f in _UPDATE_FLAGS)),
+                 "an OCI linux.resources JSON file, or - for stdin (other flags are then ignored)"),
+                *((names, dest, VALUE, None, text) for names, dest, text in _UPDATE_FLAGS)),
                ("id",)),
+    "features": ("print the OCI features document (what this runtime implements), as JSON",
+                 (), ()),
     "events": ("print the container's cgroup statistics",
                ((("--stats",), "stats", FLAG, False, "print once and exit"),
                 (("--interval",), "interval", FLOAT, 5.0, "seconds between prints")), ("id",)),
@@ -312,6 +342,10 @@ def update_resources(a: Any) -> dict[str, Any]:
             raise SpecError(f"--resources {a.resources}: {e}") from None
         if not isinstance(res, dict):
             raise SpecError(f"--resources {a.resources}: expected a JSON object")
+        return res  # as runc: with --resources, the other flags are ignored
+    for flag in ("l3_cache_schema", "mem_bw_schema"):
+        if getattr(a, flag) is not None:
+            raise SpecError(f"--{flag.replace('_', '-')}: Intel RDT is not supported by {PROG}")
     mem = {k: parse_bytes(f, getattr(a, f.replace("-", "_")))
            for k, f in (("limit", "memory"), ("reservation", "memory-reservation"),
                         ("swap", "memory-swap"), ("kernel", "kernel-memory"))
@@ -374,6 +408,17 @@ def exec_spec(a: Any, root: str) -> Any:
         uid, _, gid = a.user.partition(":")
         base.user.uid = _int_flag("user", uid)
         base.user.gid = _int_flag("user", gid) if gid else base.user.gid
+    for i, g in enumerate(a.additional_gids):
+        gid = _int_flag("additional-gids", g)
+        if not 0 <= gid < 2**32:
+            _bad("additional-gids", g)
+        if i == 0:
+            base.user.additional_gids = list(base.user.additional_gids)
+        base.user.additional_gids.append(gid)
+    if a.apparmor:
+        base.apparmor_profile = a.apparmor
+    if a.process_label:
+        base.selinux_label = a.process_label
     if a.cap:
         from runtime.oci.caps import CAPS
 
@@ -409,12 +454,14 @@ def dispatch(a: Any) -> int:
     if cmd in ("create", "run") and a.no_pivot:
         raise SpecError("--no-pivot is not supported: isoproof-oci always uses pivot_root")
     if cmd == "create":
-        ct.create(root, a.id, a.bundle, a.pid_file, a.console_socket, warn=warn)
+        ct.create(root, a.id, a.bundle, a.pid_file, a.console_socket, warn=warn,
+                  preserve_fds=_preserve_fds(a))  # fmt: skip
         return 0
     if cmd == "run":
-        return ct.run(root, a.id, a.bundle, a.pid_file, a.console_socket, a.detach, warn=warn)
+        return ct.run(root, a.id, a.bundle, a.pid_file, a.console_socket, a.detach, warn=warn,
+                      preserve_fds=_preserve_fds(a), keep=a.keep)  # fmt: skip
     if cmd == "start":
-        ct.start(root, a.id)
+        ct.start(root, a.id, warn)
         return 0
     if cmd == "state":
         c = ct.Container(root, a.id)
@@ -422,7 +469,10 @@ def dispatch(a: Any) -> int:
             _print_json({"ociVersion": st_.OCI_VERSION, "id": a.id, "status": st_.CREATING,
                          "pid": 0, "bundle": "", "annotations": {}})  # fmt: skip
         else:
-            _print_json(st_.oci_state(c.state, c.status()))
+            _print_json(dict(st_.oci_state(c.state, c.status()), owner=_owner(c.dir)))
+        return 0
+    if cmd == "features":
+        _print_json(features())
         return 0
     if cmd == "kill":
         if a.signal and a.signal_opt:
@@ -430,7 +480,7 @@ def dispatch(a: Any) -> int:
         ct.kill(root, a.id, parse_signal(a.signal or a.signal_opt or "TERM"), a.all)
         return 0
     if cmd == "delete":
-        ct.delete(root, a.id, a.force)
+        ct.delete(root, a.id, a.force, warn)
         return 0
     if cmd == "pause":
         ct.pause(root, a.id)
@@ -442,6 +492,10 @@ def dispatch(a: Any) -> int:
         c = ct.Container(root, a.id)
         c.require("ps", st_.CREATED, st_.RUNNING, st_.PAUSED)
         pids = c.mgr.pids()
+        if a.ps_args:
+            if a.format == "json":
+                raise SpecError("ps: ps arguments cannot be combined with --format json")
+            return _host_ps(pids, a.ps_args)
         if a.format == "json":
             _print_json(pids)
         else:
@@ -460,7 +514,7 @@ def dispatch(a: Any) -> int:
                 rows.append({"id": cid, "pid": 0, "status": st_.CREATING, "bundle": "",
                              "created": "", "owner": ""})  # fmt: skip
                 continue
-            s = st_.oci_state(c.state, c.status())
+            s = dict(st_.oci_state(c.state, c.status()), owner=_owner(c.dir))
             rows.append({k: s[k] for k in ("id", "pid", "status", "bundle", "created", "owner")})
         if a.quiet:
             for r in rows:
@@ -474,8 +528,13 @@ def dispatch(a: Any) -> int:
                       f"{r['created']}")  # fmt: skip
         return 0
     if cmd == "exec":
+        from runtime.spec import check_process_labels
+
         proc = exec_spec(a, root)
-        return ct.exec_process(root, a.id, proc, a.detach, a.pid_file, a.console_socket)
+        check_process_labels(proc)
+        proc.preserve_fds = _preserve_fds(a)
+        return ct.exec_process(root, a.id, proc, a.detach, a.pid_file, a.console_socket,
+                               ignore_paused=a.ignore_paused, cgroups=a.cgroup)  # fmt: skip
     if cmd == "spec":
         import json
 
@@ -494,11 +553,10 @@ def dispatch(a: Any) -> int:
             raise IsoproofError(f"{path}: {e.strerror}") from None
         return 0
     if cmd == "update":
-        c = ct.Container(root, a.id)
-        c.require("update", st_.CREATED, st_.RUNNING, st_.PAUSED)
-        c.mgr.set(update_resources(a))
-        for message in c.mgr.warnings:  # e.g. new device rules where bpf(2) is refused
-            warn(message)
+        from runtime.spec import check_resources
+
+        res = check_resources(update_resources(a), "update")
+        ct.update(root, a.id, res, warn)
         return 0
     if cmd == "events":
         import json
@@ -515,6 +573,90 @@ def dispatch(a: Any) -> int:
                 return 0
             time.sleep(a.interval)
     raise SpecError(f"unknown command {cmd}")  # pragma: no cover - parse_args rejects it first
+
+
+def _preserve_fds(a: Any) -> int:
+    n = _int_flag("preserve-fds", a.preserve_fds)
+    if n < 0:
+        _bad("preserve-fds", a.preserve_fds)
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise SpecError(f"--preserve-fds {n}: fd {fd} is not open") from None
+    return n
+
+
+def _owner(path: str) -> str:
+    """The user who owns the container's state directory (runc shows it in list and state)."""
+    import pwd
+
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+
+
+def _host_ps(pids: list[int], args: list[str]) -> int:
+    """``ps ID -- ARGS``: run the host's ``ps ARGS`` and keep the header and the container's
+    lines (as runc: the PID column is found by its header)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise IsoproofError(f"ps: {e.strerror}") from None
+    if out.returncode != 0:
+        raise IsoproofError(f"ps {' '.join(args)}: {' '.join(out.stderr.split())}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise IsoproofError(f"ps {' '.join(args)}: its output has no PID column")
+    col = header.index("PID")
+    wanted = {str(p) for p in pids}
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col] in wanted:
+            print(line)
+    return 0
+
+
+def features() -> dict[str, Any]:
+    """The OCI runtime features document (runtime-spec ``features.md``), as runc 1.1 and crun
+    print it: what this runtime implements, for tools to check before they ask for it."""
+    from runtime.oci.caps import CAPS
+    from runtime.oci.rootfs import MOUNT_FLAGS, PROPAGATION_FLAGS
+    from runtime.spec import HOOK_KINDS, NAMESPACES, OCI_VERSION
+
+    linux: dict[str, Any] = {
+        "namespaces": sorted(NAMESPACES),
+        "capabilities": list(CAPS),
+        "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+        "apparmor": {"enabled": False},
+        "selinux": {"enabled": False},
+    }
+    try:
+        from runtime import seccomp
+
+        linux["seccomp"] = {"enabled": True, "actions": sorted(seccomp.ACTIONS),
+                            "operators": sorted(seccomp.OPS), "archs": sorted(seccomp.ARCHES)}  # fmt: skip
+    except ImportError:
+        linux["seccomp"] = {"enabled": False}
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": sorted({*MOUNT_FLAGS, *PROPAGATION_FLAGS}),
+        "linux": linux,
+        "annotations": {"org.isoproof.oci.version": VERSION.split()[1]},
+    }
 
 
 def _cmdline(pid: int) -> str:

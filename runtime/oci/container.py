@@ -15,7 +15,7 @@ import os
 import signal
 import time
 
-from runtime.errors import IsoproofError, StateError
+from runtime.errors import IsoproofError, NotFoundError, StateError
 from runtime.oci import state as st_
 from runtime.oci import sync
 from runtime.oci.state import EXEC_FIFO, State
@@ -90,8 +90,9 @@ def create(
     console_socket: str | None = None,
     foreground: bool = False,
     warn: Callable[[str], None] | None = None,
+    preserve_fds: int = 0,
 ) -> State:
-    return _create(root, cid, bundle, pid_file, console_socket, foreground, warn)[0]
+    return _create(root, cid, bundle, pid_file, console_socket, foreground, warn, preserve_fds)[0]
 
 
 def _create(
@@ -102,17 +103,20 @@ def _create(
     console_socket: str | None,
     foreground: bool,
     warn: Callable[[str], None] | None = None,
+    preserve_fds: int = 0,
 ) -> tuple[State, Any]:
     """create, returning the cgroup manager too. ``warn`` receives each setting the cgroup
     manager accepted but cannot enforce, once the limits are written and before anything is
     forked: the children inherit our stderr, so nothing may be left buffered for them."""
     from runtime import spec as spec_
+    from runtime.oci import hooks as hooks_
     from runtime.oci import init, plan  # before fork: an import error must not happen in a child
 
     st_.check_id(cid)
     spec = spec_.load(bundle)
     if spec.process is None:
         raise IsoproofError("process: the spec has no process to run")
+    spec.process.preserve_fds = preserve_fds
     if spec.process.terminal and console_socket is None and not foreground:
         raise IsoproofError("process.terminal is true: --console-socket is required")
     spec_.check_host(spec)
@@ -175,6 +179,8 @@ def _create(
             write_id_maps(stage1, spec)
             sync.send(pfd, sync.USERNS_MAPPED)
         init_pid = int(sync.recv(pfd, sync.INIT_PID)["pid"])  # type: ignore[call-overload]
+        if hooks_.init_syncs(spec):
+            hooks_.parent_create_hooks(pfd, spec, cid, init_pid)
         sync.recv(pfd, sync.INIT_READY)
         _reap(stage1)  # it exited after INIT_PID; reaping it here overlaps with the init's work
         stage1 = 0
@@ -214,7 +220,31 @@ def _create(
             except IsoproofError:
                 pass
         remove_state_dir(sdir)
+        if spec.hooks.get("poststop"):  # the spec: a failed create goes on with delete's hooks
+            state_doc = hooks_.state_doc(cid, st_.STOPPED, 0, spec.bundle, spec.annotations,
+                                         spec.oci_version)  # fmt: skip
+            hooks_.run("poststop", spec.hooks["poststop"], state_doc, warn or _stderr_warn)
         raise
+
+
+def _stderr_warn(message: str) -> None:
+    import sys
+
+    print(f"isoproof-oci: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _run_hooks(c: Container, kind: str, status: str, warn: Callable[[str], None] | None) -> None:
+    """poststart/poststop: kept in state.json at create, failures are warnings."""
+    s = c.state
+    hooks = [] if s is None else (s.config.get("hooks") or {}).get(kind)
+    if not hooks:
+        return
+    from runtime.oci import hooks as hooks_
+
+    assert s is not None
+    doc = hooks_.state_doc(s.id, status, 0 if status == st_.STOPPED else s.pid, s.bundle,
+                           s.annotations, s.oci_version)  # fmt: skip
+    hooks_.run(kind, hooks, doc, warn or _stderr_warn)
 
 
 CREATOR_FILE = "creator.json"
@@ -285,8 +315,14 @@ def _cgroup_binds_needed(spec: Any) -> bool:
 
 def _config_for_state(spec: Any) -> dict[str, Any]:
     """What exec needs later without re-reading a bundle that may have changed."""
+    from runtime.oci.hooks import as_dicts
+
     user = spec.linux.ns("user")
-    return {"new_userns": user is not None and user.path is None}
+    doc: dict[str, Any] = {"new_userns": user is not None and user.path is None}
+    hooks = as_dicts(spec.hooks, ("poststart", "poststop"))
+    if hooks:
+        doc["hooks"] = hooks
+    return doc
 
 
 def write_id_maps(pid: int, spec: Any) -> None:
@@ -355,11 +391,12 @@ def _reap(pid: int, wait_reparent: bool = False) -> int | None:
 # --- start / run -----------------------------------------------------------------------------------
 
 
-def start(root: str, cid: str) -> None:
+def start(root: str, cid: str, warn: Callable[[str], None] | None = None) -> None:
     c = Container(root, cid)
     c.require("start", st_.CREATED)
     assert c.state is not None
     _open_fifo(c.dir, c.state)
+    _run_hooks(c, "poststart", st_.RUNNING, warn)
 
 
 def _open_fifo(sdir: str, state: State) -> None:
@@ -378,7 +415,10 @@ def _open_fifo(sdir: str, state: State) -> None:
                 raise StateError(f"container {state.id}: its init exited before start")
             if time.monotonic() > deadline:
                 raise StateError(f"container {state.id}: init did not answer start")
-        if os.read(fd, 1) != b"0":
+        answer = os.read(fd, 4096)
+        if answer[:1] == b"E":  # a startContainer hook failed; the init has exited
+            raise StateError(answer[1:].decode(errors="replace"))
+        if answer[:1] != b"0":
             raise StateError(f"container {state.id}: init did not answer start")
     finally:
         os.close(fd)
@@ -393,16 +433,20 @@ def run(
     console_socket: str | None = None,
     detach: bool = False,
     warn: Callable[[str], None] | None = None,
+    preserve_fds: int = 0,
+    keep: bool = False,
 ) -> int:
     """create + start; in the foreground, wait for the init and return its exit code (128+N for
-    a signal), forwarding the usual signals, then delete the container."""
-    state, mgr = _create(root, cid, bundle, pid_file, console_socket, not detach, warn)
+    a signal), forwarding the usual signals, then delete the container (unless ``keep``)."""
+    state, mgr = _create(root, cid, bundle, pid_file, console_socket, not detach, warn,
+                         preserve_fds)  # fmt: skip
     c = Container.just_made(root, state, mgr)
     try:
         _open_fifo(c.dir, state)
     except BaseException:
-        _force_cleanup(c)
+        _force_cleanup(c, warn)
         raise
+    _run_hooks(c, "poststart", st_.RUNNING, warn)
     if detach:
         return 0
     # We are the init's subreaper (see create), so we can wait for it like a child.
@@ -417,13 +461,14 @@ def run(
     code = 255 if status is None else os.waitstatus_to_exitcode(status)
     if code < 0:
         code = 128 - code
-    _force_cleanup(c)
+    if not keep:
+        _force_cleanup(c, warn)
     return code
 
 
-def _force_cleanup(c: Container) -> None:
+def _force_cleanup(c: Container, warn: Callable[[str], None] | None = None) -> None:
     with contextlib.suppress(IsoproofError):
-        _delete(c, force=True)
+        _delete(c, True, warn)
 
 
 # --- kill / delete / pause / resume ----------------------------------------------------------------
@@ -440,18 +485,23 @@ def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
         _kill(c.state.pid, sig)
 
 
-def delete(root: str, cid: str, force: bool = False) -> None:
+def delete(root: str, cid: str, force: bool = False,
+           warn: Callable[[str], None] | None = None) -> None:  # fmt: skip
     try:
         c = Container(root, cid)
+    except NotFoundError:
+        if force:  # as runc: tools delete --force after every failed create, to be sure
+            return
+        raise
     except st_.Damaged:
         if not force:
             raise
         remove_state_dir(st_.state_dir(root, cid), destroy_cgroup=True)
         return
-    _delete(c, force)
+    _delete(c, force, warn)
 
 
-def _delete(c: Container, force: bool) -> None:
+def _delete(c: Container, force: bool, warn: Callable[[str], None] | None = None) -> None:
     cid = c.id
     status = c.status()
     if status == st_.CREATING:
@@ -480,6 +530,7 @@ def _delete(c: Container, force: bool) -> None:
     _wait_gone(c.state)
     mgr.destroy()
     remove_state_dir(c.dir)
+    _run_hooks(c, "poststop", st_.STOPPED, warn)
 
 
 def _wait_gone(s: State) -> None:
@@ -493,6 +544,29 @@ def _wait_gone(s: State) -> None:
         if time.monotonic() > deadline:
             raise StateError(f"container {s.id}: init {s.pid} did not exit after SIGKILL")
         time.sleep(0.002)
+
+
+def update(root: str, cid: str, resources: dict[str, Any],
+           warn: Callable[[str], None] | None = None) -> None:  # fmt: skip
+    """Apply new limits all or nothing: every cgroup file written is journaled with its old
+    value, and a failure part-way writes the old values back, so the error is the whole truth."""
+    from runtime.cgroups import fs
+
+    c = Container(root, cid)
+    c.require("update", st_.CREATED, st_.RUNNING, st_.PAUSED)
+    fs.journal_start()
+    try:
+        c.mgr.set(resources)
+    except IsoproofError as e:
+        left = fs.journal_rollback()
+        if left:
+            raise IsoproofError(f"{e}; could not restore {', '.join(left)}") from None
+        raise IsoproofError(f"{e} (nothing was changed)") from None
+    finally:
+        fs.journal_stop()
+    if warn is not None:
+        for message in c.mgr.warnings:  # e.g. new device rules where bpf(2) is refused
+            warn(message)
 
 
 def pause(root: str, cid: str) -> None:
@@ -524,6 +598,8 @@ def exec_process(
     detach: bool = False,
     pid_file: str | None = None,
     console_socket: str | None = None,
+    ignore_paused: bool = False,
+    cgroups: list[str] | None = None,
 ) -> int:
     """Run another process in the container: join its namespaces (user first, mount last) and
     its cgroup (before it runs anything), then execve. Returns its exit code unless detached."""
@@ -533,9 +609,10 @@ def exec_process(
     from runtime.oci import process as _proc  # noqa: F401
 
     c = Container(root, cid)
-    c.require("exec in", st_.CREATED, st_.RUNNING)
+    c.require("exec in", st_.CREATED, st_.RUNNING, *((st_.PAUSED,) if ignore_paused else ()))
     assert c.state is not None
     s = c.state
+    cgroup_dirs = _sub_cgroups(c.mgr, cgroups or [])
     ns_fds = _open_container_namespaces(s.pid)
     sys = Sys()
     sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -560,6 +637,9 @@ def exec_process(
         if console_fd >= 0:
             os.close(console_fd)
         c.mgr.add_process(stage1)
+        for d in cgroup_dirs:  # --cgroup: then into the sub-cgroups asked for
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(stage1))
         sync.send(pfd, sync.CGROUP_PLACED)
         pid = int(sync.recv(pfd, sync.INIT_PID)["pid"])  # type: ignore[call-overload]
         _reap(stage1)
@@ -581,6 +661,27 @@ def exec_process(
         return 255
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def _sub_cgroups(mgr: Any, specs: list[str]) -> list[str]:
+    """``exec --cgroup [CTRL[,CTRL]:]PATH``: the existing sub-cgroup directories to join, below
+    the container's cgroup (runc's rule: without controllers, PATH applies to every one)."""
+    paths = mgr.paths()  # controller -> the container's directory ("" on cgroup v2)
+    chosen: dict[str, str] = {}
+    for spec in specs:
+        ctrls, sep, sub = spec.rpartition(":")
+        names = ctrls.split(",") if sep else list(paths)
+        sub = sub.strip("/")
+        if not sub or ".." in sub.split("/"):
+            raise IsoproofError(f"--cgroup {spec}: needs a path below the container's cgroup")
+        for name in names:
+            if name not in paths:
+                raise IsoproofError(f"--cgroup {spec}: no {name!r} controller in this container")
+            chosen[paths[name]] = os.path.join(paths[name], sub)
+    for d in chosen.values():
+        if not os.path.isdir(d):
+            raise IsoproofError(f"--cgroup: {d} does not exist (it must be made first)")
+    return sorted(set(chosen.values()))
 
 
 NS_ORDER = ("user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt")

@@ -161,6 +161,7 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_own: str | Non
 
 def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds: list) -> None:
     # After pivot_root the host's Python library is out of reach: import all we need first.
+    from runtime.oci import hooks
     from runtime.oci import process as proc_
     from runtime.oci import rootfs
     from runtime.oci.caps import last_cap
@@ -168,6 +169,7 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
 
     sys = Sys()
     p = spec.process
+    hook_point = hooks.InitHooks(spec, cfd) if hooks.init_syncs(spec) else None
     user = spec.linux.ns("user")
     in_new_userns = user is not None and user.path is None
     userns = user is not None
@@ -175,9 +177,11 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
     cap_last = last_cap()
     mnt = spec.linux.ns("mount")
     if mnt is not None and mnt.path is None:
-        rootfs.prepare(sys, spec, userns, cg_binds)
+        rootfs.prepare(sys, spec, userns, cg_binds, hook_point and hook_point.create)
         rootfs.write_sysctls(spec)
         rootfs.finalize(sys, spec)
+    elif hook_point is not None:
+        hook_point.create()
     # A joined mount namespace is already set up by whoever made it: we do not touch its mounts.
     uts = spec.linux.ns("uts")
     if uts is not None and uts.path is None:
@@ -191,6 +195,8 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
     os.close(cfd)
     # Blocks until `start` opens the fifo for reading. Nothing of the user's has run yet.
     wfd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    if hook_point is not None:
+        hook_point.start(wfd)  # startContainer hooks; on failure it answers start and exits
     os.write(wfd, b"0")
     os.close(wfd)
     os.close(fifo_fd)

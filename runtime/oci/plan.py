@@ -53,6 +53,8 @@ def resources(spec: Spec) -> dict[str, object]:
         for r in DEFAULT_DEVICE_RULES:
             rules.append({k: v for k, v in r.items() if v is not None})
         for d in spec.linux.devices:
+            if d.type == "p":
+                continue  # a fifo is not a device: the devices cgroup has no rule for it (runc)
             kind = "c" if d.type == "u" else d.type
             rules.append({"allow": True, "type": kind, "major": d.major, "minor": d.minor,
                           "access": "rwm"})  # fmt: skip

@@ -118,7 +118,7 @@ def prepare(sys: Sys, proc: Process, console_fd: int, in_new_userns: bool, last_
         raise IsoproofError(f"process.cwd: {proc.cwd}: {e.strerror}") from None
     path = lookup(proc.args[0], proc.env)
     apply(sys, proc, in_new_userns, last_cap)
-    close_extra_fds()
+    close_extra_fds(3 + proc.preserve_fds)  # --preserve-fds (runtime/oci/cli.py)
     return path
 
 

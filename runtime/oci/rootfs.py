@@ -38,6 +38,10 @@ from runtime.sys import (
     Sys,
 )
 
+TYPE_CHECKING = False  # True for mypy only
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # option -> (clear?, flag). "clear" options switch a flag off (rw clears MS_RDONLY).
 MOUNT_FLAGS: dict[str, tuple[bool, int]] = {
     "defaults": (False, 0),
@@ -345,8 +349,10 @@ def _create_devices(sys: Sys, rootfs: str, spec: Spec, userns: bool) -> None:
             os.symlink(target, dest)
 
 
-def prepare(sys: Sys, spec: Spec, userns: bool, cgroup_bind_list: list) -> None:
-    """Everything up to and including pivot_root. Runs in the init's new mount namespace."""
+def prepare(sys: Sys, spec: Spec, userns: bool, cgroup_bind_list: list,
+            before_pivot: Callable[[], None] | None = None) -> None:  # fmt: skip
+    """Everything up to and including pivot_root. Runs in the init's new mount namespace.
+    ``before_pivot``: the OCI hooks' point (runtime/oci/hooks.py), mounts made, old root in reach."""
     rootfs = spec.root_path
     sys.mount(None, "/", None, root_propagation(spec))
     # pivot_root needs the new root to be a mount point: bind it onto itself.
@@ -356,6 +362,8 @@ def prepare(sys: Sys, spec: Spec, userns: bool, cgroup_bind_list: list) -> None:
         _mount_one(sys, rootfs, step, userns, cgroup_bind_list)
     if any(s.destination == "/dev" and not s.is_bind for s in steps):
         _create_devices(sys, rootfs, spec, userns)
+    if before_pivot is not None:
+        before_pivot()
     pivot(sys, rootfs)
 
 

@@ -16,7 +16,11 @@ and forks the container *init* (PID 1 of a new PID namespace). All three talk ov
       | --- USERNS_MAPPED -----> |
       |                          | unshare(all other new namespaces)
       |                          | fork --------------------------> | (waits: pipe EOF)
-      | <-- INIT_PID ----------- | close pipe, exit                | rootfs, pivot_root, process setup
+      | <-- INIT_PID ----------- | close pipe, exit                | rootfs mounts
+      | <------------------------------------------ CREATE_HOOKS -- |  (only with hooks)
+      | prestart, createRuntime hooks                               |
+      | --- HOOKS_DONE (state) -----------------------------------> | createContainer hooks
+      |                                                             | pivot_root, process setup
       | <------------------------------------------- INIT_READY --- |
       | write state.json, exit   |                                 | open exec.fifo O_WRONLY: blocks
                                                           (start)  | execve(process.args)
@@ -55,6 +59,8 @@ USERNS_MAPPED = "USERNS_MAPPED"
 INIT_PID = "INIT_PID"
 INIT_READY = "INIT_READY"
 ERROR = "ERROR"
+CREATE_HOOKS = "CREATE_HOOKS"
+HOOKS_DONE = "HOOKS_DONE"
 
 TABLE: dict[str, Message] = {
     CGROUP_PLACED: Message("parent", "stage-1", (), "stage-1 is in the container's cgroup; go on"),
@@ -66,6 +72,8 @@ TABLE: dict[str, Message] = {
     INIT_READY: Message(
         "init", "parent", (), "rootfs and process set up; init now waits for start"
     ),
+    CREATE_HOOKS: Message("init", "parent", (), "mounts made: run prestart, createRuntime hooks"),
+    HOOKS_DONE: Message("parent", "init", ("state",), "hooks done; the state for the init's own"),
     ERROR: Message("any child", "parent", ("message",), "a child failed; message is one line"),
 }
 

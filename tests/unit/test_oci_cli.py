@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -205,3 +206,105 @@ def test_cgroup_warnings_go_to_the_log_file_when_one_is_given(create_until_fork,
         ("warning", "memory.kernel is ignored: kernel memory limits are deprecated"),
         ("error", "fork refused by the test"),
     ]
+
+
+# --- issue 12: runc 1.1's verbs and flags -----------------------------------------------------------
+
+RUNC = "/usr/sbin/runc"
+
+
+@pytest.mark.parametrize(
+    "argv, want",
+    [
+        (["update", "--cpu-share", "512", "c"], {"cpu_shares": "512"}),  # runc's spelling
+        (["update", "--cpu-shares", "512", "c"], {"cpu_shares": "512"}),  # docker's
+        (["run", "--keep", "--no-subreaper", "--preserve-fds", "2", "c"],
+         {"keep": True, "no_subreaper": True, "preserve_fds": "2"}),
+        (["create", "--preserve-fds=1", "c"], {"preserve_fds": "1"}),
+        (["exec", "-g", "10", "--additional-gids", "20", "--cgroup", "memory:sub",
+          "--ignore-paused", "--preserve-fds", "1", "c", "id"],
+         {"additional_gids": ["10", "20"], "cgroup": ["memory:sub"], "ignore_paused": True,
+          "preserve_fds": "1", "command": ["id"]}),
+        (["ps", "c", "--", "-ef"], {"id": "c", "ps_args": ["-ef"]}),
+        (["ps", "c", "-o", "pid,comm"], {"ps_args": ["-o", "pid,comm"]}),
+        (["ps", "-f", "json", "c"], {"format": "json", "ps_args": []}),
+        (["features"], {"cmd": "features"}),
+    ],
+)  # fmt: skip
+def test_runc_11_argv_shapes(argv: list[str], want: dict[str, object]):
+    got = vars(cli.parse_args(argv))
+    assert {k: got[k] for k in want} == want
+
+
+def runc_flags(verb: str) -> set[str]:
+    import re
+    import subprocess
+
+    text = subprocess.run([RUNC, verb, "--help"], capture_output=True, text=True).stdout
+    options = text.split("OPTIONS:", 1)[1] if "OPTIONS:" in text else ""
+    return {m for m in re.findall(r"^\s+(--[\w-]+)", options, re.M)}
+
+
+@pytest.mark.parametrize("verb", ["create", "run", "start", "state", "kill", "delete", "ps",
+                                  "exec", "update", "pause", "resume", "list", "spec", "events",
+                                  "features"])  # fmt: skip
+def test_every_runc_flag_of_a_verb_is_known(verb: str):
+    """Parity with the runc 1.1 on this machine: each of its flags parses here (help aside)."""
+    import os
+
+    if not os.access(RUNC, os.X_OK):
+        pytest.skip(f"needs {RUNC} (Debian's runc) to compare with; not installed here")
+    ours = {n for names, *_ in cli.COMMANDS[verb][1] for n in names}
+    missing = runc_flags(verb) - ours - {"--help"}
+    assert not missing, f"runc {verb} has {sorted(missing)}"
+
+
+def test_update_with_resources_ignores_the_other_flags_as_runc(tmp_path: Path):
+    f = tmp_path / "r.json"
+    f.write_text('{"memory": {"limit": 1048576}}')
+    a = cli.parse_args(["update", "-r", str(f), "--cpu-share", "10", "c"])
+    assert cli.update_resources(a) == {"memory": {"limit": 1048576}}
+
+
+def test_update_rdt_flags_are_refused():
+    with pytest.raises(SpecError, match="^--l3-cache-schema: Intel RDT is not supported"):
+        cli.update_resources(cli.parse_args(["update", "--l3-cache-schema", "L3:0=f", "c"]))
+
+
+def test_delete_force_of_a_missing_id_exits_0_like_runc(tmp_path: Path, capsys):
+    assert cli.main(["--root", str(tmp_path), "delete", "--force", "nosuch"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli.main(["--root", str(tmp_path), "delete", "nosuch"]) == 1  # without --force: an error
+
+
+def test_features_document(capsys):
+    import json
+
+    assert cli.main(["features"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ociVersionMin"] == "1.0.0" and doc["ociVersionMax"].startswith("1.0.")
+    assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
+                            "poststart", "poststop"]  # fmt: skip
+    assert {"bind", "rbind", "ro", "nosuid", "rprivate"} <= set(doc["mountOptions"])
+    linux = doc["linux"]
+    assert {"cgroup", "ipc", "mount", "network", "pid", "user", "uts"} <= set(linux["namespaces"])
+    assert "CAP_SYS_ADMIN" in linux["capabilities"]
+    assert linux["cgroup"]["systemd"] is False  # what we do not do is not claimed
+    assert linux["apparmor"] == {"enabled": False} and linux["selinux"] == {"enabled": False}
+
+
+def test_preserve_fds_must_be_open(tmp_path: Path, capsys):
+    assert cli.main(["--root", str(tmp_path), "create", "--preserve-fds", "900", "c"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"isoproof-oci: --preserve-fds 900: fd \d+ is not open\n", err), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_host_ps_keeps_the_header_and_the_containers_lines(monkeypatch, capsys):
+    import subprocess
+
+    out = "  PID TTY      STAT   TIME COMMAND\n    1 ?        Ss     0:01 init\n  42 ?  S  0:00 sleep\n"
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a[0], 0, out, ""))  # fmt: skip
+    assert cli._host_ps([42], ["ax"]) == 0
+    assert capsys.readouterr().out.splitlines() == [out.splitlines()[0], out.splitlines()[2]]

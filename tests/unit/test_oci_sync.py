@@ -10,7 +10,7 @@ import pytest
 
 from runtime.oci import sync
 
-SAMPLE = {"pid": 42, "message": "boom"}
+SAMPLE = {"pid": 42, "message": "boom", "state": {"id": "x", "status": "creating"}}
 
 
 @pytest.mark.parametrize("kind", sorted(k for k in sync.TABLE if k != sync.ERROR))

@@ -94,7 +94,7 @@ def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ("process.user.uid", 2**32, "process.user.uid"),
         ("process.user.gid", True, "process.user.gid"),
         ("process.user.additionalGids", [1, "2"], "process.user.additionalGids[1]"),
-        ("process.capabilities.bounding", ["CAP_NOPE"], "process.capabilities.bounding[0]"),
+        ("process.capabilities.bounding", [7], "process.capabilities.bounding[0]"),
         ("process.rlimits.0.type", "RLIMIT_NOPE", "process.rlimits[0].type"),
         ("process.rlimits.0.soft", 2048, "process.rlimits[0]"),
         ("process.oomScoreAdj", 1001, "process.oomScoreAdj"),
@@ -228,3 +228,165 @@ def test_default_spec_is_json_and_like_runc():
     assert dests[:4] == ["/proc", "/dev", "/dev/pts", "/dev/shm"]
     assert doc["process"]["noNewPrivileges"] is True
     assert os.path.basename(doc["root"]["path"]) == "rootfs"
+
+
+# --- issue 12: hooks, runc's strictness (types, bounds, sysctls, labels), a config that is no file
+
+
+def test_hooks_of_every_kind_load_with_runc_defaults():
+    doc = good()
+    doc["hooks"] = {kind: [{"path": "/bin/h", "args": ["h", kind], "env": ["A=1"], "timeout": 5}]
+                    for kind in spec_.HOOK_KINDS}  # fmt: skip
+    doc["hooks"]["poststop"].append({"path": "/bin/p"})
+    s = spec_.parse(doc, BUNDLE)
+    assert set(s.hooks) == set(spec_.HOOK_KINDS)
+    assert s.hooks["prestart"][0] == spec_.Hook("/bin/h", ["h", "prestart"], ["A=1"], 5)
+    assert s.hooks["poststop"][1] == spec_.Hook("/bin/p", ["/bin/p"], [], None)  # argv[0] = path
+
+
+@pytest.mark.parametrize(
+    "hooks, field",
+    [
+        ({"prestart": [{"path": "rel"}]}, "hooks.prestart[0].path"),
+        ({"prestart": [{"path": "/x", "timeout": 0}]}, "hooks.prestart[0].timeout"),
+        ({"poststop": [{"path": "/x", "timeout": "5"}]}, "hooks.poststop[0].timeout"),
+        ({"poststart": [{"path": "/x", "env": ["NOEQ"]}]}, "hooks.poststart[0].env[0]"),
+        ({"onStart": [{"path": "/x"}]}, "hooks.onStart"),
+        ({"prestart": {"path": "/x"}}, "hooks.prestart"),
+    ],
+)
+def test_bad_hooks_are_named(hooks: dict, field: str):
+    doc = good()
+    doc["hooks"] = hooks
+    with pytest.raises(SpecError) as e:
+        spec_.parse(doc, BUNDLE)
+    assert str(e.value).startswith(field + ":"), str(e.value)
+
+
+@pytest.mark.parametrize(
+    "resources, field",
+    [
+        # a string "false" was read as true: "a *:* rwm", every device allowed
+        ({"devices": [{"allow": "false", "access": "rwm"}]}, "linux.resources.devices[0].allow"),
+        ({"devices": [{"allow": False, "major": "1"}]}, "linux.resources.devices[0].major"),
+        ({"memory": {"limit": -2}}, "linux.resources.memory.limit"),
+        ({"memory": {"limit": 2**63}}, "linux.resources.memory.limit"),
+        ({"memory": {"limit": "100m"}}, "linux.resources.memory.limit"),
+        ({"memory": {"swap": -5}}, "linux.resources.memory.swap"),
+        ({"memory": {"disableOOMKiller": "yes"}}, "linux.resources.memory.disableOOMKiller"),
+        ({"cpu": {"shares": -1}}, "linux.resources.cpu.shares"),
+        ({"cpu": {"cpus": 3}}, "linux.resources.cpu.cpus"),
+        ({"pids": {"limit": True}}, "linux.resources.pids.limit"),
+        ({"blockIO": {"weight": 70000}}, "linux.resources.blockIO.weight"),
+        ({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": -1}]}},
+         "linux.resources.blockIO.throttleReadBpsDevice[0].rate"),
+        ({"hugepageLimits": [{"pageSize": "2MB", "limit": "1"}]},
+         "linux.resources.hugepageLimits[0].limit"),
+    ],
+)  # fmt: skip
+def test_resources_json_types_are_checked(resources: dict, field: str):
+    doc = good()
+    doc["linux"]["resources"] = resources
+    with pytest.raises(SpecError) as e:
+        spec_.parse(doc, BUNDLE)
+    assert str(e.value).startswith(field + ":"), str(e.value)
+
+
+def test_docker_style_resources_load():
+    doc = good()
+    doc["linux"]["resources"] = {
+        "devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1,
+                                                         "minor": 3, "access": "rwm"}],
+        "memory": {"limit": -1, "reservation": 0, "swap": 0, "kernel": 0, "swappiness": -1},
+        "cpu": {"shares": 0, "quota": 0, "period": 0, "cpus": "", "mems": ""},
+        "blockIO": {"weight": 0}, "pids": {"limit": -1},
+    }  # fmt: skip
+    assert spec_.parse(doc, BUNDLE).linux.resources["blockIO"] == {"weight": 0}
+
+
+@pytest.mark.parametrize(
+    "sysctl, namespaces, ok",
+    [
+        ({"kernel.printk_ratelimit_burst": "10"}, None, False),  # global: the host's
+        ({"vm.overcommit_memory": "1"}, None, False),
+        ({"kernel.shmmax": "1"}, None, True),
+        ({"fs.mqueue.queues_max": "1"}, None, True),
+        ({"net.ipv4.ip_forward": "1"}, None, True),
+        ({"kernel.domainname": "x"}, None, True),
+        ({"kernel.msgmax": "1"}, ["pid", "mount", "network"], False),  # no ipc ns of its own
+        ({"net.ipv4.ip_forward": "1"}, ["pid", "mount", "ipc"], False),
+        ({"kernel.domainname": "x"}, ["pid", "mount"], False),
+    ],
+)
+def test_sysctls_only_namespaced_and_in_the_containers_namespace(sysctl, namespaces, ok):
+    doc = good()
+    doc["linux"]["sysctl"] = sysctl
+    if namespaces is not None:
+        doc["linux"]["namespaces"] = [{"type": t} for t in namespaces]
+        doc.pop("hostname", None)
+    if ok:
+        assert spec_.parse(doc, BUNDLE).linux.sysctl == sysctl
+    else:
+        with pytest.raises(SpecError, match=r"^linux\.sysctl: "):
+            spec_.parse(doc, BUNDLE)
+
+
+def test_sysctl_in_a_joined_host_namespace_is_refused(tmp_path: Path):
+    (tmp_path / "rootfs").mkdir()
+    doc = good()
+    doc["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    doc["linux"]["namespaces"] = [{"type": "mount"}, {"type": "network",
+                                                      "path": "/proc/self/ns/net"}]  # fmt: skip
+    doc.pop("hostname")
+    s = spec_.parse(doc, str(tmp_path))
+    with pytest.raises(SpecError, match=r"^linux\.sysctl: net\.ipv4\.ip_forward would be written"):
+        spec_.check_host(s, nstype_of=lambda fd: spec_.NAMESPACES["network"])
+
+
+@pytest.mark.parametrize(
+    "where, key, field",
+    [("process", "apparmorProfile", "process.apparmorProfile"),
+     ("process", "selinuxLabel", "process.selinuxLabel"),
+     ("linux", "mountLabel", "linux.mountLabel")],
+)  # fmt: skip
+def test_security_labels_are_refused_not_dropped(tmp_path: Path, monkeypatch, where, key, field):
+    (tmp_path / "rootfs").mkdir()
+    monkeypatch.setattr(spec_, "APPARMOR_ENABLED", str(tmp_path / "no-apparmor"))
+    monkeypatch.setattr(spec_, "SELINUX_FS", str(tmp_path / "no-selinux"))
+    doc = good()
+    doc[where][key] = "some_label"
+    s = spec_.parse(doc, str(tmp_path))
+    with pytest.raises(SpecError, match=rf"^{field}: \w+ is not enabled on this host$"):
+        spec_.check_host(s)
+    # where the LSM is there, we still cannot apply it: refused, with that reason
+    (tmp_path / "no-apparmor").write_text("Y\n")
+    (tmp_path / "no-selinux").mkdir()
+    with pytest.raises(SpecError, match=rf"^{field}: applying \w+ labels is not supported"):
+        spec_.check_host(s)
+
+
+def test_empty_labels_are_no_labels(tmp_path: Path):
+    (tmp_path / "rootfs").mkdir()
+    doc = good()
+    doc["process"]["apparmorProfile"] = ""
+    doc["linux"]["mountLabel"] = ""
+    spec_.check_host(spec_.parse(doc, str(tmp_path)))
+
+
+def test_config_that_is_a_fifo_is_refused_not_read_for_ever(tmp_path: Path):
+    os.mkfifo(tmp_path / "config.json")  # no writer: a blocking open would never return
+    with pytest.raises(SpecError, match=r"config\.json: not a regular file$"):
+        spec_.load(str(tmp_path))
+
+
+def test_config_that_is_a_device_is_refused(tmp_path: Path):
+    (tmp_path / "config.json").symlink_to("/dev/zero")  # read() would never end
+    with pytest.raises(SpecError, match=r"config\.json: not a regular file$"):
+        spec_.load(str(tmp_path))
+
+
+def test_fifo_devices_load():
+    doc = good()
+    doc["linux"]["devices"] = [{"path": "/dev/isoproof-fifo", "type": "p", "fileMode": 0o600}]
+    dev = spec_.parse(doc, BUNDLE).linux.devices[0]
+    assert (dev.type, dev.major, dev.minor) == ("p", 0, 0)
