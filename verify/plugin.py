@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from runtime.errors import IsoproofError
-from verify import host
+from verify import host, snapshot
 from verify.drivers import Driver, RuntimeFailure, Unavailable, label_id, make_driver
 
 ENV_RUNTIMES = "ISOPROOF_VERIFY_RUNTIMES"  # comma-separated default for --runtime
@@ -669,6 +669,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         tr.showfspath = False  # the per-check lines name the check; no bare file names
     if not _is_worker(session.config) and os.geteuid() == 0:
         workdir(session.config).mkdir(parents=True, exist_ok=True)
+        snapshot.begin(session.config)  # the host as it was (verify/snapshot.py)
     if os.geteuid() == 0:
         from verify.probes import set_child_subreaper
 
@@ -789,6 +790,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     leaks = find_leaks(config) if os.geteuid() == 0 else []
     if os.geteuid() == 0:
         clean_session(config)
+    snapshot.end(session, [session_id(config), str(workdir(config))])  # differences fail the run
     if leaks:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         tr = config.pluginmanager.get_plugin("terminalreporter")
@@ -816,6 +818,7 @@ def write_results(config: pytest.Config, d: Path, leaks: list[str]) -> Path:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "summary": summary,
         "leak_check": {"ok": not leaks, "leaks": leaks},
+        "host_snapshot": snapshot.result(config),
         "results": entries,
     }
     out = d / "results.json"

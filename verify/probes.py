@@ -291,3 +291,101 @@ def block_node_the_host_can_open(
         except OSError:
             node.unlink()
     return None
+
+
+# --- escapes: what a container's processes hold, judged from the host -----------------------------
+
+# readlink of /proc/PID/fd/N for objects that are no path in any filesystem: never a host file.
+ANON_FD_PREFIXES = ("pipe:", "socket:", "anon_inode:", "/memfd:")
+
+
+def mount_ids(pid: int | str) -> set[int]:
+    """Mount ids the process can reach from its root: the kernel leaves every mount outside
+    ``/proc/PID/root`` out of ``/proc/PID/mountinfo``, and ids are unique across namespaces, so an
+    id missing here names a mount of another namespace or one outside the container's root."""
+    return {int(m["id"]) for m in mountpoints(pid)}
+
+
+def fd_table(pid: int | str) -> list[dict[str, Any]]:
+    """Every fd of ``pid`` as the host sees it: number, readlink target, file type, mount id."""
+    out = []
+    base = Path(f"/proc/{pid}/fd")
+    for entry in sorted(os.listdir(base), key=int):
+        try:
+            target = os.readlink(base / entry)
+            info = (Path(f"/proc/{pid}/fdinfo") / entry).read_text()
+        except FileNotFoundError:
+            continue  # closed between listdir and readlink
+        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        try:
+            mode = os.stat(base / entry).st_mode
+            kind = _file_kind(mode)
+        except OSError:
+            kind = "?"
+        out.append({"fd": int(entry), "target": target, "kind": kind,
+                    "mnt_id": int(fields.get("mnt_id", "-1").strip())})  # fmt: skip
+    return out
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"), (stat.S_ISCHR, "chardev"),
+                       (stat.S_ISBLK, "blockdev"), (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISLNK, "symlink")):  # fmt: skip
+        if test(mode):
+            return name
+    return "?"
+
+
+def foreign_fd(entry: dict[str, Any], inside: set[int]) -> bool:
+    """Whether one fd (from :func:`fd_table`) reaches outside the container: anything but a pipe,
+    socket, anonymous inode, memfd, character device (a tty, /dev/null: the device cgroup decides
+    those) or a file on a mount inside the container's root (``inside``: :func:`mount_ids`)."""
+    target = entry["target"]
+    if target.startswith(ANON_FD_PREFIXES) or entry["kind"] in ("chardev", "fifo", "socket"):
+        return False
+    return entry["mnt_id"] not in inside
+
+
+def dir_reachable_from(root_pid: int, path: str) -> tuple[bool, str]:
+    """Whether the directory ``path`` (a host path, typically ``/proc/PID/cwd`` or
+    ``/proc/PID/fd/N``) lies under the root directory of ``root_pid``, and its path as seen from
+    there. A forked helper opens it, chroots into ``/proc/ROOT_PID/root`` and asks ``getcwd`` after
+    ``fchdir``: the kernel answers ``(unreachable)/...`` for a directory outside the root (the
+    CVE-2024-21626 test runc does on its own cwd), which glibc turns into ENOENT."""
+
+    def probe() -> list[Any]:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        os.chroot(f"/proc/{root_pid}/root")
+        os.fchdir(fd)
+        try:
+            return [True, os.getcwd()]
+        except FileNotFoundError:
+            buf = ctypes.create_string_buffer(4096)
+            ret = _libc.syscall(79, buf, ctypes.c_size_t(4096))  # SYS_getcwd: the raw answer
+            return [False, buf.value.decode(errors="replace") if ret > 0 else "(unreachable)"]
+
+    ok, where = in_namespaces(root_pid, [], probe)
+    return bool(ok), str(where)
+
+
+def proc_pids_in_pid_ns(pid: int) -> list[int]:
+    """Host PIDs of every process in ``pid``'s PID namespace."""
+    want = ns_inode(pid, "pid")
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if ns_inode(d, "pid") == want:
+                    out.append(int(d))
+            except OSError:
+                continue
+    return out
+
+
+def open_for_write_errno(path: str) -> int:
+    """0 when ``path`` opens O_WRONLY|O_APPEND (closed at once, not a byte written), else errno."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        return 0
+    except OSError as e:
+        return e.errno or -1

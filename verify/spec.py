@@ -51,6 +51,8 @@ class ContainerSpec:
     network: str = "none"  # "none" (an empty netns) or "veth" (the suite wires a veth into it)
     readonly_rootfs: bool = False
     env: list[str] = dataclasses.field(default_factory=list)
+    cwd: str = "/"  # process.cwd (the escape checks ask for /proc/self/fd/N)
+    oom_score_adj: int | None = None  # process.oomScoreAdj
 
     def pinned(self, cpus: str, cpuset: bool | None = None) -> ContainerSpec:
         """Run only on ``cpus`` (the contention checks put their containers on one CPU): a cpuset
@@ -135,7 +137,7 @@ def oci_config(
             "user": {"uid": 0, "gid": 0},
             "args": list(spec.args),
             "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", *spec.env],
-            "cwd": "/",
+            "cwd": spec.cwd,
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
@@ -144,6 +146,8 @@ def oci_config(
         "mounts": mounts,
         "linux": linux,
     }
+    if spec.oom_score_adj is not None:
+        cfg["process"]["oomScoreAdj"] = spec.oom_score_adj
     if spec.hostname is not None and "uts" in has:
         cfg["hostname"] = spec.hostname
     return cfg
