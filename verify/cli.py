@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as e:
         print(f"isoproof verify: {e}", file=sys.stderr)
         return USAGE_ERROR
+    # The option check above imported the plugins already, so pytest cannot rewrite their asserts
+    # (none of them judge anything: the checks' modules are imported, and rewritten, later).
+    ours = ["-W", "ignore::pytest.PytestAssertRewriteWarning", *ours]
     if listing:
         return list_checks(ours)
     return int(pytest.main(build_argv(ours)))

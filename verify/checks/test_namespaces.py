@@ -8,6 +8,7 @@ import secrets
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,24 @@ def _host_ns(ns: str) -> int:
     return probes.ns_inode(1, ns) if ns != "user" else probes.ns_inode(HOST, ns)
 
 
-def assert_own_ns(pid: int, ns: str) -> None:
+def assert_own_ns(pid: int, ns: str, evidence: Any = None) -> None:
     mine, hosts = probes.ns_inode(pid, ns), probes.ns_inode(HOST, ns)
-    assert mine != hosts, f"{ns} namespace is the host's (inode {hosts})"
+    if evidence is not None:
+        evidence.record(f"{ns} namespace inode", expected=f"not the host's ({hosts})",
+                        measured=mine, ok=mine != hosts, host=hosts)  # fmt: skip
+    if mine == hosts:
+        raise AssertionError(f"the container's {ns} namespace is the host's (inode {hosts})")
+
+
+def assert_shared_ns(pid: int, other: int | str, ns: str, evidence: Any) -> None:
+    mine, theirs = probes.ns_inode(pid, ns), probes.ns_inode(other, ns)
+    whose = "the host's" if other == HOST else f"that of pid {other}"
+    evidence.record(f"{ns} namespace inode", expected=f"{whose} ({theirs})", measured=mine,
+                    ok=mine == theirs)  # fmt: skip
+    if mine != theirs:
+        raise AssertionError(
+            f"the container has its own {ns} namespace (inode {mine}), not {whose} ({theirs})"
+        )
 
 
 # --- UTS ---------------------------------------------------------------------------------------
@@ -36,21 +52,24 @@ def assert_own_ns(pid: int, ns: str) -> None:
 def test_uts_isolated(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec(hostname="isoproof-uts"))
     host_before = os.uname().nodename
-    assert_own_ns(c.pid, "uts")
+    assert_own_ns(c.pid, "uts", evidence)
     inside = probes.in_namespaces(c.pid, ["uts"], probes.uname_nodename)
     evidence.record("hostname inside", expected="isoproof-uts", measured=inside)
-    assert inside == "isoproof-uts"
+    assert inside == "isoproof-uts", f"the hostname inside is {inside!r}, not isoproof-uts"
     # LTP utsname03: change it in the container's namespace, read it on the host.
     probes.in_namespaces(c.pid, ["uts"], lambda: probes.sethostname("isoproof-changed"))
-    assert os.uname().nodename == host_before, "hostname change inside leaked to the host"
-    assert probes.in_namespaces(c.pid, ["uts"], probes.uname_nodename) == "isoproof-changed"
+    after = os.uname().nodename
+    evidence.record("host's hostname after a change inside", expected=host_before, measured=after)
+    assert after == host_before, "a hostname change inside leaked to the host"
+    changed = probes.in_namespaces(c.pid, ["uts"], probes.uname_nodename)
+    assert changed == "isoproof-changed", f"the change inside did not hold: {changed!r}"
 
 
-def test_uts_shared_with_host(runtime: Driver) -> None:
+def test_uts_shared_with_host(runtime: Driver, evidence) -> None:
     c = runtime.create(
         ContainerSpec(hostname=None, namespaces={**ContainerSpec().namespaces, "uts": "host"})
     )
-    assert probes.ns_inode(c.pid, "uts") == probes.ns_inode(HOST, "uts")
+    assert_shared_ns(c.pid, HOST, "uts", evidence)
 
 
 # --- PID ---------------------------------------------------------------------------------------
@@ -58,7 +77,7 @@ def test_uts_shared_with_host(runtime: Driver) -> None:
 
 def test_pid_namespace_init_is_pid1(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec(args=["sh", "-c", "sleep 1000 & sleep 1000 & wait"]))
-    assert_own_ns(c.pid, "pid")
+    assert_own_ns(c.pid, "pid", evidence)
     ns = probes.nspid(c.pid)
     evidence.record("NSpid of init", expected="[host pid, 1]", measured=ns)
     assert len(ns) >= 2 and ns[-1] == 1, f"init's NSpid is {ns}: not PID 1 in its own namespace"
@@ -77,7 +96,7 @@ def test_pid_namespace_init_is_pid1(runtime: Driver, evidence) -> None:
     assert len(visible) < 10, f"container sees {len(visible)} processes: the host's?"
 
 
-def test_pid1_death_ends_container(runtime: Driver) -> None:
+def test_pid1_death_ends_container(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec(args=["sh", "-c", "sleep 1000 & sleep 1000 & wait"]))
     procs_file = c.cgroup_file("pids", "cgroup.procs")
     running = wait_for(lambda: len(procs_file.read_text().split()) >= 3, 10)
@@ -86,16 +105,19 @@ def test_pid1_death_ends_container(runtime: Driver) -> None:
     c.wait_exit(10)
     left = wait_for(lambda: not (procs_file.exists() and procs_file.read_text().split()), 10)
     left = procs_file.read_text().split() if procs_file.exists() else []
+    state = runtime.state(c)
+    evidence.record("processes left after PID 1 was killed", expected=[], measured=left)
+    evidence.record("runtime state", expected="stopped", measured=state)
     assert not left, f"processes {left} survived the death of PID 1"
-    assert runtime.state(c) == "stopped"
+    assert state == "stopped", f"the runtime says {state!r} after PID 1 died"
 
 
 # --- mount -------------------------------------------------------------------------------------
 
 
-def test_mount_no_propagation_out(runtime: Driver) -> None:
+def test_mount_no_propagation_out(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
-    assert_own_ns(c.pid, "mnt")
+    assert_own_ns(c.pid, "mnt", evidence)
     probes.in_namespaces(c.pid, ["mnt"], lambda: probes.mount_tmpfs("/mnt"))
     inside = [
         m
@@ -108,10 +130,12 @@ def test_mount_no_propagation_out(runtime: Driver) -> None:
         for m in probes.mountpoints("self")
         if m["source"] == "isoproof" and m["fstype"] == "tmpfs"
     ]
+    evidence.record("the container's tmpfs seen on the host", expected=[],
+                    measured=[m["mountpoint"] for m in host])  # fmt: skip
     assert not host, f"a mount made inside the container appeared on the host: {host}"
 
 
-def test_mount_no_propagation_in(runtime: Driver) -> None:
+def test_mount_no_propagation_in(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
     target = Path(f"/proc/{c.pid}/root/mnt")
     # The host's own path to the container's /mnt (the rootfs directory on the host).
@@ -121,8 +145,10 @@ def test_mount_no_propagation_in(runtime: Driver) -> None:
     )
     try:
         seen = [m for m in probes.mountpoints(c.pid) if m["source"] == "isoproof-in"]
+        evidence.record("the host's tmpfs seen inside", expected=[],
+                        measured=[m["mountpoint"] for m in seen])  # fmt: skip
         assert not seen, f"a mount made on the host propagated into the container: {seen}"
-        assert target.exists()
+        assert target.exists(), f"the container's /mnt is gone ({target})"
     finally:
         subprocess.run(["umount", str(host_path)], check=False)
 
@@ -134,7 +160,7 @@ def _host_path_of_rootfs(c) -> Path:  # type: ignore[no-untyped-def]
     raise AssertionError("unreachable: pytest.skip raises")
 
 
-def test_rootfs_confinement(runtime: Driver) -> None:
+def test_rootfs_confinement(runtime: Driver, evidence) -> None:
     marker = Path(runtime.workdir) / f"isoproof-marker-{secrets.token_hex(4)}"
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("host")
@@ -148,6 +174,7 @@ def test_rootfs_confinement(runtime: Driver) -> None:
         )
         assert (root / "bin/busybox").exists(), "the container's root is not its rootfs"
         exposed = host_directories_exposed(c.pid)
+        evidence.record("host directories mounted inside", expected=[], measured=exposed)
         assert not exposed, f"host directories mounted into the container: {exposed}"
     finally:
         marker.unlink()
@@ -188,7 +215,7 @@ def _key() -> int:
 @pytest.mark.parametrize("kind", IPC_KINDS)
 def test_ipc_isolated_both_ways(runtime: Driver, kind: str, evidence) -> None:
     c = runtime.create(ContainerSpec())
-    assert_own_ns(c.pid, "ipc")
+    assert_own_ns(c.pid, "ipc", evidence)
     k_host, k_inside = _key(), _key()
     ident = probes.ipc_create(kind, k_host)
     try:
@@ -211,26 +238,32 @@ def test_ipc_isolated_both_ways(runtime: Driver, kind: str, evidence) -> None:
 
 
 @pytest.mark.parametrize("kind", IPC_KINDS)
-def test_ipc_shared_with_host(runtime: Driver, kind: str) -> None:
+def test_ipc_shared_with_host(runtime: Driver, kind: str, evidence) -> None:
     c = runtime.create(ContainerSpec(namespaces={**ContainerSpec().namespaces, "ipc": "host"}))
     key = _key()
     ident = probes.ipc_create(kind, key)
     try:
         seen = probes.in_namespaces(c.pid, ["ipc"], lambda: probes.ipc_lookup(kind, key))
+        evidence.record(f"host {kind} key {key} seen inside", expected=ident, measured=seen)
         assert seen == ident, "with the host's IPC namespace the host's object must be visible"
     finally:
         probes.ipc_remove(kind, ident)
 
 
-def test_ipc_shared_with_container(runtime: Driver) -> None:
+def test_ipc_shared_with_container(runtime: Driver, evidence) -> None:
     a = runtime.create(ContainerSpec())
     b = runtime.create(ContainerSpec(namespaces={**ContainerSpec().namespaces, "ipc": a}))
-    assert probes.ns_inode(a.pid, "ipc") == probes.ns_inode(b.pid, "ipc")
-    assert probes.ns_inode(a.pid, "ipc") != probes.ns_inode(HOST, "ipc")
+    assert_shared_ns(b.pid, a.pid, "ipc", evidence)
+    assert_own_ns(a.pid, "ipc", evidence)
     key = _key()
     ident = probes.in_namespaces(a.pid, ["ipc"], lambda: probes.ipc_create("shm", key))
-    assert probes.in_namespaces(b.pid, ["ipc"], lambda: probes.ipc_lookup("shm", key)) == ident
-    probes.in_namespaces(a.pid, ["ipc"], lambda: probes.ipc_remove("shm", ident))
+    try:
+        seen = probes.in_namespaces(b.pid, ["ipc"], lambda: probes.ipc_lookup("shm", key))
+        evidence.record(f"shm key {key} of the first container seen by the second",
+                        expected=ident, measured=seen)  # fmt: skip
+        assert seen == ident, "a container joined to another's IPC namespace cannot see its objects"
+    finally:
+        probes.in_namespaces(a.pid, ["ipc"], lambda: probes.ipc_remove("shm", ident))
 
 
 # --- network -----------------------------------------------------------------------------------
@@ -238,7 +271,7 @@ def test_ipc_shared_with_container(runtime: Driver) -> None:
 
 def test_network_none(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec(network="none"))
-    assert_own_ns(c.pid, "net")
+    assert_own_ns(c.pid, "net", evidence)
     view = probes.in_namespaces(c.pid, ["net"], probes.net_view)
     names = sorted(lk["name"] for lk in view["links"])
     evidence.record("links", expected=["lo"], measured=names)
@@ -248,7 +281,7 @@ def test_network_none(runtime: Driver, evidence) -> None:
 
 def test_network_veth(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec(network="veth"))
-    assert_own_ns(c.pid, "net")
+    assert_own_ns(c.pid, "net", evidence)
     view = probes.in_namespaces(c.pid, ["net"], probes.net_view)
     links = {lk["name"]: lk for lk in view["links"]}
     others = [n for n, lk in links.items() if n != "lo" and lk["kind"] != "veth"]
@@ -280,21 +313,26 @@ def test_network_veth(runtime: Driver, evidence) -> None:
 
 def test_user_namespace(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec().with_user_ns(100000, 65536))
-    assert_own_ns(c.pid, "user")
+    assert_own_ns(c.pid, "user", evidence)
     umap = probes.read_id_map(c.pid, "uid")
     gmap = probes.read_id_map(c.pid, "gid")
     evidence.record("uid_map", expected=[[0, 100000, 65536]], measured=umap)
-    assert umap == [(0, 100000, 65536)] and gmap == [(0, 100000, 65536)]
+    evidence.record("gid_map", expected=[[0, 100000, 65536]], measured=gmap)
+    assert umap == [(0, 100000, 65536)] and gmap == [(0, 100000, 65536)], (
+        f"the id maps are uid {umap}, gid {gmap}; asked for 0 -> 100000, 65536 ids"
+    )
     uids = probes.status_fields(c.pid)["Uid"].split()
     assert uids[0] == "100000", f"root inside runs as host uid {uids[0]}"
     script = "touch /tmp/isoproof-owner && echo isoproofusr:x:1000:1000::/:/bin/sh >> /etc/passwd"
     runtime.exec_ok(c, ["sh", "-c", script])
     st = os.stat(f"/proc/{c.pid}/root/tmp/isoproof-owner")
     assert st.st_uid == 100000, f"a file made by root inside is owned by host uid {st.st_uid}"
-    assert "isoproofusr" in Path(f"/proc/{c.pid}/root/etc/passwd").read_text()
+    assert "isoproofusr" in Path(f"/proc/{c.pid}/root/etc/passwd").read_text(), (
+        "the user added inside is not in the container's /etc/passwd"
+    )
     import pwd
 
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError):  # fails the check if the host knows the user
         pwd.getpwnam("isoproofusr")
 
 
@@ -353,7 +391,7 @@ def _as_container_root(path: str, pid: int) -> dict[str, object]:
 
 def test_cgroup_namespace(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
-    assert_own_ns(c.pid, "cgroup")
+    assert_own_ns(c.pid, "cgroup", evidence)
     text = probes.in_namespaces(
         c.pid, ["cgroup"], lambda: Path(f"/proc/{c.pid}/cgroup").read_text()
     )

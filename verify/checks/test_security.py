@@ -46,9 +46,11 @@ def test_capabilities(runtime: Driver, evidence) -> None:
         assert not extra, f"{field} holds capabilities beyond the default set: {sorted(extra)}"
 
 
-def test_no_new_privs(runtime: Driver) -> None:
+def test_no_new_privs(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
-    assert probes.status_fields(c.pid)["NoNewPrivs"] == "1", "no_new_privs is not set on init"
+    nnp = probes.status_fields(c.pid)["NoNewPrivs"]
+    evidence.record("NoNewPrivs of init", expected="1", measured=nnp)
+    assert nnp == "1", "no_new_privs is not set on the container's init"
 
 
 def test_masked_paths(runtime: Driver, evidence) -> None:
@@ -74,7 +76,7 @@ def test_masked_paths(runtime: Driver, evidence) -> None:
     assert not unmasked, f"masked paths readable inside: {unmasked}"
 
 
-def test_readonly_paths(runtime: Driver) -> None:
+def test_readonly_paths(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
     mounts = {m["mountpoint"]: m for m in probes.mountpoints(c.pid)}
     writable = [
@@ -82,6 +84,8 @@ def test_readonly_paths(runtime: Driver) -> None:
     ]
     root = f"/proc/{c.pid}/root"
     missing = [p for p in READONLY_PATHS if p not in mounts and os.path.exists(root + p)]
+    evidence.record("read-only paths not remounted", expected=[], measured=missing)
+    evidence.record("read-only paths writable", expected=[], measured=writable)
     assert not missing, f"read-only paths not remounted: {missing}"
     assert not writable, f"paths that should be read-only are writable: {writable}"
 
@@ -90,6 +94,7 @@ def test_no_host_block_devices(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
     dev = Path(f"/proc/{c.pid}/root/dev")
     blocks = [p.name for p in dev.iterdir() if stat.S_ISBLK(os.lstat(p).st_mode)]
+    evidence.record("block devices in /dev", expected=[], measured=blocks)
     assert not blocks, f"block devices visible in the container's /dev: {blocks}"
     if host.layout().version == 1:
         # The kernel's own list of what the devices controller lets the container open. (On v2 it
@@ -135,14 +140,16 @@ def test_no_host_block_devices(runtime: Driver, evidence) -> None:
     )
 
 
-def test_cannot_mount(runtime: Driver) -> None:
+def test_cannot_mount(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
-    rc, _, _ = runtime.exec(c, ["mount", "-t", "tmpfs", "isoproof-try", "/mnt"])
+    rc, _, err = runtime.exec(c, ["mount", "-t", "tmpfs", "isoproof-try", "/mnt"])
     mounted = [m for m in probes.mountpoints(c.pid) if m["source"] == "isoproof-try"]
+    evidence.record("mount -t tmpfs inside", expected="refused", measured=f"exit {rc}: {err.strip()}",
+                    mounted=bool(mounted))  # fmt: skip
     assert rc != 0 and not mounted, "a default container could mount a filesystem"
 
 
-def test_cannot_see_host_processes(runtime: Driver) -> None:
+def test_cannot_see_host_processes(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec())
     proc = Path(f"/proc/{c.pid}/root/proc")
     # The host's own process is the obvious witness: this pytest process.
@@ -154,4 +161,5 @@ def test_cannot_see_host_processes(runtime: Driver) -> None:
         "the container sees host processes"
     )
     out = runtime.exec_ok(c, ["sh", "-c", "ls /proc | grep -c '^[0-9]'"])
+    evidence.record("processes listed in /proc inside", expected="< 10", measured=int(out.strip()))
     assert int(out.strip()) < 10, f"ps inside sees {out.strip()} processes"
