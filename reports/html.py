@@ -611,13 +611,102 @@ def _evidence_text(value: Any) -> str:
     return text
 
 
+def _kv_table(d: dict[str, Any]) -> str:
+    rows = "".join(f'<tr><th scope="row">{esc(k)}</th><td><pre>{esc(_evidence_text(v))}</pre>'
+                   f"</td></tr>" for k, v in sorted(d.items()))  # fmt: skip
+    return f'<table class="kv">{rows}</table>'
+
+
+def deviation_block(d: Any) -> str:
+    """The declared deviation a check ran under (verify/deviations/*.toml)."""
+    if not isinstance(d, dict):
+        return ""
+    text = f"{d.get('why', '')}"
+    where = " ".join(str(d[k]) for k in ("runtime", "versions") if d.get(k))
+    out = f'<div class="msg"><b>deviates as declared</b>: {esc(text)}'
+    if where:
+        out += f" ({esc(where)})"
+    if d.get("spec"):
+        out += f"<br>spec: {esc(d['spec'])}"
+    if d.get("quote"):
+        out += f"<br>&ldquo;{esc(d['quote'])}&rdquo;"
+    if d.get("file"):
+        out += f'<br><span class="meta">declared in {esc(d["file"])}</span>'
+    return out + "</div>"
+
+
+def findings_block(findings: Any) -> str:
+    """Things worth knowing that are not a verdict (a conversion that distorts a ratio)."""
+    items = findings if isinstance(findings, list) else [findings]
+    lis = []
+    for f in items:
+        if isinstance(f, dict):
+            rest = {k: v for k, v in f.items() if k != "text"}
+            extra = f' <span class="meta">{esc(fmt_value(rest))}</span>' if rest else ""
+            lis.append(f"<li>{esc(f.get('text', ''))}{extra}</li>")
+        else:
+            lis.append(f"<li>{esc(fmt_value(f))}</li>")
+    return f'<div class="findings"><b>findings</b><ul>{"".join(lis)}</ul></div>' if lis else ""
+
+
+def _command(x: dict[str, Any]) -> str:
+    rc = "timed out" if x.get("exit") is None else f"exit {x['exit']}"
+    argv = x.get("argv")
+    cmd = " ".join(str(a) for a in argv) if isinstance(argv, list) else str(argv)
+    head = f"$ {cmd}  ({rc}, {x.get('duration_s', '?')} s)"
+    return head + (f"\n  {x['stderr']}" if x.get("stderr") else "")
+
+
+def failure_evidence_block(ev: Any) -> str | None:
+    """What the suite knew at the failure: per container its state, cgroup files, init status and
+    namespaces against the host's; the runtime's command transcript. None: not that shape."""
+    if not isinstance(ev, dict) or not isinstance(ev.get("containers", []), list):
+        return None
+    parts = ['<div class="evidence"><b>evidence at the failure</b>']
+    for c in ev.get("containers", []):
+        if not isinstance(c, dict):
+            return None
+        parts.append(f"<div>container <code>{esc(c.get('name', '?'))}</code> "
+                     f"({esc(c.get('runtime', '?'))}, init pid {esc(c.get('init_pid', '?'))})</div>")  # fmt: skip
+        if c.get("state"):
+            parts.append(f"<pre>{esc(_evidence_text(c['state']))}</pre>")
+        for key in ("cgroup_files", "init_status", "namespaces"):
+            value = c.get(key)
+            if isinstance(value, dict) and value:
+                parts.append(f'<div class="meta">{esc(key.replace("_", " "))}</div>'
+                             + _kv_table(value))  # fmt: skip
+    transcript = ev.get("transcript")
+    if isinstance(transcript, list) and transcript:
+        lines = [_command(x) if isinstance(x, dict) else str(x) for x in transcript]
+        parts.append(
+            f'<div class="meta">runtime commands</div><pre>{esc(chr(10).join(lines))}</pre>'
+        )
+    rest = {k: v for k, v in ev.items() if k not in ("containers", "transcript")}
+    if rest:
+        parts.append(_kv_table(rest))
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def evidence_blocks(evidence: dict[str, Any]) -> str:
-    """Fields of the result beyond outcome and measurements (a newer suite's evidence on failure:
-    cgroup files, the runtime's command transcript, /proc status), shown as written."""
+    """Fields of the result beyond outcome and measurements (the suite's evidence on failure:
+    cgroup files, the runtime's command transcript, /proc status; a declared deviation;
+    findings), drawn by shape where it is known, else shown as written."""
     parts = []
     for key, value in sorted(evidence.items()):
         if value in (None, "", [], {}):
             continue
+        if key == "deviation" and isinstance(value, dict):
+            parts.append(deviation_block(value))
+            continue
+        if key == "findings":
+            parts.append(findings_block(value))
+            continue
+        if key == "evidence":
+            block = failure_evidence_block(value)
+            if block is not None:
+                parts.append(block)
+                continue
         if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             rows = "".join(f"<tr><th scope=\"row\">{esc(k)}</th><td><pre>{esc(_evidence_text(v))}"
                            f"</pre></td></tr>" for k, v in sorted(value.items()))  # fmt: skip
@@ -642,7 +731,7 @@ def result_block(page: Page, r: CheckResult) -> str:
     if r.message:
         label = "reason" if r.outcome == "skipped" else "message"
         if is_deviation(r.outcome):
-            label = "deviates as declared"
+            label = "deviates as declared" if "deviation" not in r.evidence else "message"
         parts.append(f'<div class="msg">{label}: {esc(r.message)}</div>')
     if r.measurements:
         parts.append(measurement_table(r.measurements))

@@ -31,6 +31,9 @@ RESULTS_SCHEMA = "isoproof-results/1"
 # The plugin's user-property keys, as they reach matrix.json through verify.matrix.collect.
 MEASUREMENT_KEY = "isoproof_measurement"
 OUTCOME_KEY = "isoproof_outcome"
+# Other user properties of the suite, and the results.json field each one becomes there.
+EVIDENCE_KEYS = {"isoproof_evidence": "evidence", "isoproof_deviation": "deviation",
+                 "isoproof_finding": "findings"}  # fmt: skip
 NO_RUNTIME = "-"  # records of payloads that are not parametrised by runtime (the leg self-check)
 # Exact outcomes folded into the four summary counts.
 BUCKETS = {
@@ -339,21 +342,28 @@ def _worse(old: CheckResult | None, new: CheckResult) -> CheckResult:
 # --- matrix.json -----------------------------------------------------------------------------------
 
 
-def _matrix_measurements(path: Path, where: str, raw: Any) -> tuple[str | None, list[Measurement]]:
-    """(outcome override, measurements) from a matrix record's property dict."""
+def _matrix_measurements(
+    path: Path, where: str, raw: Any
+) -> tuple[str | None, list[Measurement], dict[str, Any]]:
+    """(outcome override, measurements, evidence) from a matrix record's property dict."""
     props = _need(path, where, raw or {}, dict)
     out: list[Measurement] = []
+    evidence: dict[str, Any] = {}
     override = None
     for key in sorted(props):
         value = props[key]
         if key == OUTCOME_KEY:
             override = str(value[-1] if isinstance(value, list) else value)
+        elif key in EVIDENCE_KEYS:  # as results.json has them: findings a list, the rest the last
+            many = value if isinstance(value, list) else [value]
+            name = EVIDENCE_KEYS[key]
+            evidence[name] = many if name == "findings" else many[-1]
         elif key == MEASUREMENT_KEY:
             items = value if isinstance(value, list) else [value]
             out += [_measurement(path, f"{where}.{key}", m) for m in items]
         else:  # a plain record_property of any other pytest payload
             out.append(Measurement(name=str(key), measured=value))
-    return override, out
+    return override, out, evidence
 
 
 def _suite_extras(base: Path, paths: list[Any]) -> tuple[dict[str, str], tuple[str, ...] | None]:
@@ -428,7 +438,9 @@ def load_matrix_doc(doc: Any, path: Path = Path("matrix.json")) -> Report:
         test_id = _need(path, f"{where}.test_id", r.get("test_id"), str)
         outcome = _need(path, f"{where}.outcome", r.get("outcome"), str)
         runtime = _need(path, f"{where}.runtime", r.get("runtime"), (str, type(None)))
-        override, ms = _matrix_measurements(path, f"{where}.measurements", r.get("measurements"))
+        override, ms, found = _matrix_measurements(
+            path, f"{where}.measurements", r.get("measurements")
+        )
         report.results.append(
             CheckResult(
                 leg=leg,
@@ -441,7 +453,7 @@ def load_matrix_doc(doc: Any, path: Path = Path("matrix.json")) -> Report:
                 message=_text(r.get("message")),
                 doc=_text(r.get("doc") or r.get("description")),
                 measurements=tuple(ms),
-                evidence={k: v for k, v in r.items() if k not in _ENTRY_FIELDS},
+                evidence={k: v for k, v in r.items() if k not in _ENTRY_FIELDS} | found,
             )
         )
     return report

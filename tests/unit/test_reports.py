@@ -894,3 +894,38 @@ def test_matrix_with_a_dead_leg_shows_it_as_not_run() -> None:
     assert "legs that did not finish: 6.12-v1" in page
     # isoproof's two recorded failures stand out on 6.12-v2, crun's refusals on the v1 legs.
     assert "failures in 6.18-hybrid / oci:crun, 6.1-v1 / oci:crun, 6.12-v2 / isoproof" in page
+
+
+# A real run with the suite's newer fields (verify/plugin.py: "deviation", "evidence"): runc's
+# lifecycle_state_machine deviates as declared (verify/deviations/runc-1.1.toml), crun refused
+# every container on the hybrid host, with the runtime's command transcript as evidence.
+DEVIATIONS = DATA / "reports-host-deviations.json"
+
+
+def test_declared_deviations_and_failure_evidence_are_shown() -> None:
+    r = model.load([DEVIATIONS], [])
+    page = html.render(r, "PINNED")
+    table = page[page.index('<table class="props">') :]
+    lifecycle = _prop_row(table, "lifecycle")
+    assert "deviates as declared 1/1" in lifecycle and "FAILS 0/1" in lifecycle
+    assert "Isolation NOT shown to hold: failures in host / oci:/usr/bin/crun" in page
+    assert "host / oci:/usr/sbin/runc" not in page.split("Isolation NOT shown to hold")[1][:80]
+    assert "<b>deviates as declared</b>: runc deletes a container" in page
+    assert "declared in " in page and "runc-1.1.toml" in page
+    assert page.count("<b>evidence at the failure</b>") >= 5
+    assert "cgroups in hybrid mode not supported" in page
+    assert re.search(r"\$ /usr/bin/crun --root \S+ create --bundle .*\(exit 1, [0-9.]+ s\)", page)
+    # The same fields reach a matrix as user properties, and land in the same place.
+    entry = next(e for e in json.loads(DEVIATIONS.read_text())["results"]
+                 if e["outcome"] == "xfailed")  # fmt: skip
+    doc = {"schema": "isoproof-matrix/1", "legs": [{"leg": "6.1-v2", "kernel": "6.1", "cgroup_mode": "v2"}],
+           "results": [{"leg": "6.1-v2", "runtime": "oci:runc", "test_id": entry["nodeid"],
+                        "outcome": "xfailed", "message": entry["message"],
+                        "measurements": {"isoproof_deviation": entry["deviation"],
+                                         "isoproof_evidence": entry["evidence"],
+                                         "isoproof_finding": {"text": "512:1024 asks 33:67"}}}]}  # fmt: skip
+    m = model.load_matrix_doc(doc)
+    (c,) = m.results
+    assert c.measurements == () and set(c.evidence) == {"deviation", "evidence", "findings"}
+    page = html.render(m, "PINNED")
+    assert "<b>deviates as declared</b>: runc deletes" in page and "512:1024 asks 33:67" in page
