@@ -25,8 +25,13 @@ def test_detached_exec_logs_stop_start_kill_rm(dk: Client, runtime: str) -> None
 
 
 @runtimes(xfail=NO_SECCOMP)
-def test_tty_run_and_exec_have_a_pty_and_console(dk: Client, runtime: str) -> None:
-    verbs.tty_run_and_exec(dk, runtime)
+def test_run_it_has_a_pty_and_console(dk: Client, runtime: str) -> None:
+    verbs.tty_run(dk, runtime)
+
+
+@runtimes(xfail=NO_SECCOMP)
+def test_exec_it_has_a_pty_and_console(dk: Client, runtime: str) -> None:
+    verbs.tty_exec(dk, runtime)
 
 
 @runtimes(xfail=NO_SECCOMP)
@@ -52,6 +57,16 @@ def test_pids_limit(dk: Client, runtime: str) -> None:
 @runtimes(xfail=NO_SECCOMP)
 def test_read_only_rootfs(dk: Client, runtime: str) -> None:
     verbs.read_only(dk, runtime)
+
+
+@runtimes(xfail=NO_SECCOMP)
+def test_tmpfs(dk: Client, runtime: str) -> None:
+    verbs.tmpfs(dk, runtime)
+
+
+@runtimes(xfail=NO_SECCOMP)
+def test_device(dk: Client, runtime: str) -> None:
+    verbs.device(dk, runtime)
 
 
 @runtimes(xfail=NO_SECCOMP)

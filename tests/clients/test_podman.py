@@ -25,8 +25,13 @@ def test_detached_exec_logs_stop_start_kill_rm(pm: Client, runtime: str) -> None
 
 
 @runtimes(xfail=NO_SECCOMP)
-def test_tty_run_and_exec_have_a_pty_and_console(pm: Client, runtime: str) -> None:
-    verbs.tty_run_and_exec(pm, runtime)
+def test_run_it_has_a_pty_and_console(pm: Client, runtime: str) -> None:
+    verbs.tty_run(pm, runtime)
+
+
+@runtimes(xfail=NO_SECCOMP)
+def test_exec_it_has_a_pty_and_console(pm: Client, runtime: str) -> None:
+    verbs.tty_exec(pm, runtime)
 
 
 @runtimes(xfail=NO_SECCOMP)
@@ -52,6 +57,16 @@ def test_pids_limit(pm: Client, runtime: str) -> None:
 @runtimes(xfail=NO_SECCOMP)
 def test_read_only_rootfs(pm: Client, runtime: str) -> None:
     verbs.read_only(pm, runtime)
+
+
+@runtimes(xfail=NO_SECCOMP)
+def test_tmpfs(pm: Client, runtime: str) -> None:
+    verbs.tmpfs(pm, runtime)
+
+
+@runtimes(xfail=NO_SECCOMP)
+def test_device(pm: Client, runtime: str) -> None:
+    verbs.device(pm, runtime)
 
 
 @runtimes(xfail=NO_SECCOMP)

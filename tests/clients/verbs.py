@@ -97,9 +97,12 @@ def in_pty(c: Client, runtime: str, *args: str, timeout: float = 30) -> tuple[in
 TTY_CHECK = "test -c /dev/console && echo console-ok; tty; test -t 0 && echo stdin-tty"
 
 
-def tty_run_and_exec(c: Client, runtime: str) -> None:
+def tty_run(c: Client, runtime: str) -> None:
     rc, out = in_pty(c, runtime, *c.run_args(runtime, "--rm", "-it", IMAGE, "sh", "-c", TTY_CHECK))
     assert rc == 0 and "console-ok" in out and "/dev/pts/" in out and "stdin-tty" in out, (rc, out)
+
+
+def tty_exec(c: Client, runtime: str) -> None:
     name = detached(c, runtime, "-t")
     rc, out = in_pty(c, runtime, "exec", "-it", name, "sh", "-c", TTY_CHECK)
     assert rc == 0 and "console-ok" in out and "/dev/pts/" in out and "stdin-tty" in out, (rc, out)
@@ -183,6 +186,26 @@ def network_none(c: Client, runtime: str) -> None:
               "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1")  # fmt: skip
     ns, *ifaces = r.stdout.split()
     assert ns != os.readlink("/proc/self/ns/net") and ifaces == ["lo"], r
+
+
+def tmpfs(c: Client, runtime: str) -> None:
+    r = c.run(runtime, "--rm", "--tmpfs", "/mnt:size=1m", IMAGE, "sh", "-c",
+              "echo w > /mnt/f && cat /mnt/f; grep ' /mnt ' /proc/mounts")  # fmt: skip
+    written, mount = r.stdout.splitlines()
+    assert written == "w" and mount.startswith("tmpfs /mnt tmpfs ") and "size=1024k" in mount, r
+    if c.kind == "podman":
+        # podman's --tmpfs asks for runc's `tmpcopyup`: the tmpfs starts with the directory's files.
+        r = c.run(runtime, "--rm", "--tmpfs", "/etc", IMAGE, "sh", "-c",
+                  "grep ' /etc ' /proc/mounts; cat /etc/passwd")  # fmt: skip
+        assert r.stdout.startswith("tmpfs /etc tmpfs ") and "root:x:0:0" in r.stdout, r
+
+
+def device(c: Client, runtime: str) -> None:
+    check = "test -c /dev/isoproof-null && echo x > /dev/isoproof-null && echo ok"
+    r = c.run(runtime, "--rm", "--device", "/dev/null:/dev/isoproof-null", IMAGE, "sh", "-c", check)
+    assert r.stdout.strip() == "ok", r
+    r = c.run(runtime, "--rm", IMAGE, "sh", "-c", check, check=False)
+    assert r.returncode != 0 and "ok" not in r.stdout, r  # the control: no device without --device
 
 
 def docker_update_memory(c: Client, runtime: str) -> None:
