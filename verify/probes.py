@@ -382,10 +382,20 @@ def proc_pids_in_pid_ns(pid: int) -> list[int]:
     return out
 
 
-def open_for_write_errno(path: str) -> int:
-    """0 when ``path`` opens O_WRONLY|O_APPEND (closed at once, not a byte written), else errno."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
-        return 0
-    except OSError as e:
-        return e.errno or -1
+def judge_hits(lines: list[str], inside: set[int]) -> tuple[list[str], int]:
+    """(the host objects among what the attacker opened, how many opens it logged). Anonymous
+    objects (a memfd copy of the runtime, pipes), character devices and files on the
+    container's own mounts are its own; a deleted file is no host file any more."""
+    bad = []
+    for line in lines:
+        parts = line.split("|")
+        if len(parts) < 5:
+            continue  # the process went while the line was being made
+        mode, path, target, mnt, kind = parts[:5]
+        mnt_id = int(mnt.split(":")[-1].strip() or -1) if mnt.strip() else -1
+        anon = target.startswith(ANON_FD_PREFIXES) or target.endswith(" (deleted)")
+        if anon or kind == "character special file" or mnt_id in inside or not target:
+            continue
+        how = "opened for writing" if mode == "W" else "opened read-only, write refused"
+        bad.append(f"{target} ({kind}, host mount {mnt_id}) via {path}: {how}")
+    return sorted(set(bad)), len(lines)

@@ -191,25 +191,6 @@ exec sleep 3600
 """
 
 
-def judge_hits(lines: list[str], inside: set[int]) -> tuple[list[str], int]:
-    """(the host objects among what the attacker opened, how many opens it logged). Anonymous
-    objects (a memfd copy of the runtime, pipes), character devices and files on the
-    container's own mounts are its own; a deleted file is no host file any more."""
-    bad = []
-    for line in lines:
-        parts = line.split("|")
-        if len(parts) < 5:
-            continue  # the process went while the line was being made
-        mode, path, target, mnt, kind = parts[:5]
-        mnt_id = int(mnt.split(":")[-1].strip() or -1) if mnt.strip() else -1
-        anon = target.startswith(probes.ANON_FD_PREFIXES) or target.endswith(" (deleted)")
-        if anon or kind == "character special file" or mnt_id in inside or not target:
-            continue
-        how = "opened for writing" if mode == "W" else "opened read-only, write refused"
-        bad.append(f"{target} ({kind}, host mount {mnt_id}) via {path}: {how}")
-    return sorted(set(bad)), len(lines)
-
-
 def test_runtime_executable_unreachable(runtime: Driver, evidence) -> None:
     """During ``exec`` (EXEC_ROUNDS times), a process inside opens every /proc/*/exe and
     /proc/*/fd/* it can see: nothing it opens may be a host file (the runtime's binary above all)."""
@@ -227,7 +208,7 @@ def test_runtime_executable_unreachable(runtime: Driver, evidence) -> None:
         time.sleep(0.05)
     hits = root / "tmp/isoproof-hits"
     lines = hits.read_text().splitlines() if hits.exists() else []
-    bad, opened = judge_hits(lines, inside)
+    bad, opened = probes.judge_hits(lines, inside)
     evidence.record("host files opened through /proc/*/exe and /proc/*/fd/* during exec",
                     expected=[], measured=bad, ok=not bad, execs=rounds,
                     opens_logged=opened)  # fmt: skip

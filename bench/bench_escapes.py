@@ -1,0 +1,72 @@
+"""What the escape battery (verify/checks/test_escapes.py) and the host snapshot add to the host
+leg: prints figures, asserts nothing. Target: at most 30 s per runtime.
+
+For each runtime: the battery's wall time run alone (serial, and with -n 2 as the host leg runs
+it), each check's duration from results.json, and the time of one host snapshot (taken twice per
+session). runc runs beside as the peer, in the same run.
+
+    python bench/bench_escapes.py [--runtime oci:isoproof-oci --runtime oci:/usr/sbin/runc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_S = 30.0
+
+
+def run_battery(runtime: str, results: Path, extra: list[str]) -> tuple[float, dict]:  # type: ignore[type-arg]
+    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs",
+           "verify.checks.test_escapes", "-c", os.devnull, "--rootdir", str(results),
+           "-p", "no:cacheprovider", "-q", "--runtime", runtime,
+           "--isoproof-results", str(results), *extra]  # fmt: skip
+    t0 = time.monotonic()
+    subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+    wall = time.monotonic() - t0
+    p = results / "results.json"
+    return wall, json.loads(p.read_text()) if p.exists() else {}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runtime", action="append", default=[])
+    a = ap.parse_args()
+    runtimes = a.runtime or ["oci:isoproof-oci", "oci:/usr/sbin/runc"]
+    if os.geteuid() != 0:
+        print("bench_escapes: needs root (containers, cgroups)", file=sys.stderr)
+        return 1
+    from verify import snapshot
+
+    t0 = time.monotonic()
+    for _ in range(5):
+        snapshot.take()
+    snap_s = (time.monotonic() - t0) / 5
+    print(f"host snapshot: {snap_s:.2f} s each, 2 per session -> {2 * snap_s:.2f} s")
+    with tempfile.TemporaryDirectory(prefix="isoproof-bench-") as tmp:
+        for rt in runtimes:
+            print(f"\n== escape battery, runtime {rt}, {os.cpu_count()} CPUs")
+            serial, doc = run_battery(rt, Path(tmp) / f"s-{len(rt)}-{abs(hash(rt))}", [])
+            for r in doc.get("results", []):
+                extra = ""
+                for m in r["measurements"]:
+                    if "tries" in m:
+                        extra = f"  ({m['tries']} creates in {m['elapsed_s']} s)"
+                    if "execs" in m:
+                        extra = f"  ({m['execs']} execs)"
+                print(f"  {r['check']:36s} {r['duration_s']:6.1f} s  {r['outcome']}{extra}")
+            par, _ = run_battery(rt, Path(tmp) / f"p-{len(rt)}-{abs(hash(rt))}", ["-n", "2"])
+            added = min(serial, par) + 2 * snap_s
+            print(f"battery wall: serial {serial:.1f} s, -n 2 {par:.1f} s; added to the host leg "
+                  f"~{added:.1f} s: {'within' if added <= TARGET_S else 'OVER'} {TARGET_S:.0f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
