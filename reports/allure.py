@@ -7,8 +7,8 @@ results.json the HTML report is made of (``reports.cli.write_report`` calls ``wr
 
 - ``environment.properties``: kernel, cgroup mode and controllers of each leg, and each runtime
   with its version (allure's "Environment" widget);
-- ``categories.json``: failures by property family, "deviates as declared", "inconclusive: host
-  too busy", runtime errors (allure's "Categories" tab); allure matches categories on the message,
+- ``categories.json``: "deviates as declared", "inconclusive: host too busy", "runtime command
+  failed", failures by property family, other errors (allure's "Categories" tab); allure matches categories on the message,
   so a failed test's message is prefixed with its property's title;
 - per result: parameters as text (``cpu-shares-2-to-1``, ``oci:/usr/sbin/runc``) instead of
   Python reprs, and labels: ``epic`` = property family, ``feature`` = property, ``tag`` = kernel
@@ -64,6 +64,9 @@ def categories() -> list[dict[str, Any]]:
          "messageRegex": "(?s).*(XFAIL|deviates as declared).*"},
         {"name": "inconclusive: host too busy", "matchedStatuses": ["skipped"],
          "messageRegex": "(?s).*inconclusive.*"},
+        # Before the families: the runtime under test failing a command is its own finding.
+        {"name": "runtime command failed", "matchedStatuses": ["failed", "broken"],
+         "messageRegex": "(?s).*RuntimeFailure.*"},
     ]  # fmt: skip
     for family in FAMILIES:
         cats.append(

@@ -856,6 +856,11 @@ def test_allure_environment_categories_and_readable_parameters(tmp_path: Path) -
     assert message == "CPU weights under contention: AssertionError: CPU split [0.3, 0.7]"
     resources = next(c for c in cats if c["name"].startswith("resources"))
     assert re.match(resources["messageRegex"], message)
+    # The first category whose regex matches wins: a runtime failure before its family.
+    failed = "lifecycle verbs: verify.drivers.base.RuntimeFailure: runtime create failed (exit 1)"
+    first = next(c["name"] for c in cats if "failed" in c["matchedStatuses"]
+                 and re.match(c.get("messageRegex", ".*"), failed))  # fmt: skip
+    assert first == "runtime command failed"
     # A second run changes nothing more.
     assert allure.write_extras(run / "allure", model.load([run], [])) == 0
 
