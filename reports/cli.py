@@ -189,3 +189,24 @@ def main(argv: list[str] | None = None) -> int:
         if comparison.regressed:
             return EXIT_REGRESSED
     return 0
+
+
+def suite_hook(results_json: Path, baseline: Path | None = None) -> tuple[str, bool]:
+    """For the suite (``verify/plugin.py``, ``isoproof verify --baseline``): write report.html
+    beside results.json, compared with ``baseline`` if given; return the line to print at the end
+    of the run and whether anything regressed. A report that cannot be made is one warning line
+    and never a regression: the run's own verdict stands."""
+    out = results_json.parent / REPORT_NAME
+    try:
+        comparison = make_report([results_json], [], out, baseline=baseline)
+    except Exception as e:  # a bug in the report too: it is named, the run's verdict stands
+        why = str(e) if isinstance(e, ReportError) else repr(e)
+        return f"isoproof: warning: no HTML report: {why}", False
+    line = f"isoproof isolation report: {out}"
+    if comparison is None:
+        return line, False
+    checks, props = comparison.counts("checks"), comparison.counts("properties")
+    line += (f"\nisoproof: since {baseline}: properties {props['regressed']} regressed, "
+             f"{props['fixed']} fixed; checks {checks['regressed']} regressed, {checks['fixed']} "
+             f"fixed, {checks['new']} new")  # fmt: skip
+    return line, comparison.regressed

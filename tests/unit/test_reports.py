@@ -934,3 +934,16 @@ def test_declared_deviations_and_failure_evidence_are_shown() -> None:
     assert c.measurements == () and set(c.evidence) == {"deviation", "evidence", "findings"}
     page = html.render(m, "PINNED")
     assert "<b>deviates as declared</b>: runc deletes" in page and "512:1024 asks 33:67" in page
+
+
+def test_suite_hook_compares_with_a_baseline(tmp_path: Path) -> None:
+    run = tmp_path / "results.json"
+    run.write_bytes(FAILURES.read_bytes())
+    line, regressed = cli.suite_hook(run, PASS)
+    assert regressed and line.startswith(f"isoproof isolation report: {tmp_path / 'report.html'}")
+    assert "properties 2 regressed, 0 fixed; checks 2 regressed" in line
+    assert "REGRESSED since the baseline" in (tmp_path / "report.html").read_text()
+    assert cli.suite_hook(run) == (f"isoproof isolation report: {tmp_path / 'report.html'}", False)
+    line, regressed = cli.suite_hook(run, tmp_path / "missing.json")
+    assert not regressed and line.startswith("isoproof: warning: no HTML report: ")
+    assert "missing.json: no such file" in line
