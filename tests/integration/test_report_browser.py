@@ -371,3 +371,22 @@ def test_console_errors_are_seen(browser: str, tmp_path: Path) -> None:
         errors = console_errors(dt)
     assert any("isoproof-boom" in e for e in errors)
     assert any("nosuchfunction" in e or "Uncaught" in e for e in errors), errors
+
+
+def test_report_prints_with_every_block_and_chart(browser: str, reports: dict[str, Path]) -> None:
+    """In print media the closed result blocks show their contents (CSS ::details-content, no
+    script needed), the navigation is dropped, and the page prints to a PDF."""
+    with page(browser, reports["pass"].as_uri(), javascript=False) as dt:
+        probe = """(() => { const s = document.querySelector('details.res:not([open]) svg.chart');
+            return [s.checkVisibility(), s.getBoundingClientRect().height,
+                    document.querySelector('nav').checkVisibility()]; })()"""
+        shown, _, nav = dt.js(probe)
+        assert not shown and nav  # on screen: the block is closed
+        dt.call("Emulation.setEmulatedMedia", media="print")
+        shown, height, nav = dt.js(probe)
+        assert shown and height > 100 and not nav
+        pdf = base64.b64decode(dt.call("Page.printToPDF", printBackground=True)["data"])
+        assert pdf.startswith(b"%PDF") and len(pdf) > 100_000
+        out = artifacts() / "report-pass.pdf"
+        out.write_bytes(pdf)
+        print(f"report printed: {out} ({len(pdf)} bytes)")
