@@ -987,6 +987,9 @@ def cmd_rm(e: Engine, argv: list[str]) -> int:
     p.add_argument("-v", "--volumes", action="store_true")
     p.add_argument("containers", nargs="+")
     a = p.parse_args(argv)
+    from runtime.engine.damage import sweep_temp
+
+    sweep_temp(e.home)
 
     def one(ref: str) -> None:
         try:
@@ -1079,6 +1082,9 @@ def cmd_ps(e: Engine, argv: list[str]) -> int:
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--format")
     a = p.parse_args(argv)
+    from runtime.engine.damage import sweep_temp
+
+    sweep_temp(e.home)  # what a create or rm killed mid-way left aside (only of dead writers)
     entries = []
     for cid in e.store.ids():
         try:
