@@ -371,7 +371,15 @@ class _TagBalance(HTMLParser):
 
 
 def test_page_is_well_formed(matrix_json: Path) -> None:
-    for page in (_render([RESULTS], [matrix_json]), _render([], [ERRORED_MATRIX])):
+    compared = html.render(
+        model.load([FAILURES], []),
+        "X",
+        compare.compare(model.load([FAILURES], []), model.load([PASS], []), "base"),
+    )
+    synth = html.render(model.load_matrix_doc(_synth().matrix()), "X")
+    pages = (_render([RESULTS], [matrix_json]), _render([], [ERRORED_MATRIX]),
+             _render([DEVIATIONS], []), compared, synth)  # fmt: skip
+    for page in pages:
         p = _TagBalance()
         p.feed(page)
         assert p.errors == [] and p.stack == []
