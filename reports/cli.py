@@ -156,13 +156,20 @@ def make_report(
 
 
 def _first_run_hint(results: list[Path], matrices: list[Path], defaulted: bool) -> None:
-    """Nothing given and nothing at the default place: say how results come to be."""
+    """Nothing given and nothing at the default place: say how results come to be. A named
+    directory without a results.json: say what writes one."""
     if defaulted and not model.results_path(results[0]).exists():
         raise ReportError(
             f"no results in {DEFAULT_RESULTS}/ (no results.json there yet): run the suite first "
             "with `isoproof verify` (or ./scripts/tox -e verify), or name a results.json with "
             "--results / a matrix.json with --matrix"
         )
+    for p in results:
+        path = model.results_path(p)
+        if p.is_dir() and not path.exists():
+            raise ReportError(
+                f"{path}: no such file (`isoproof verify --results {p}` writes one there)"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -884,6 +884,11 @@ def test_first_run_without_results_says_what_to_run(
     )
     assert "isoproof verify" in err and "--results" in err
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "run").mkdir()
+    assert cli.main(["--results", "run"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("isoproof-report: run/results.json: no such file (`isoproof verify --results "
+                   "run` writes one there)\n")  # fmt: skip
 
 
 def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
