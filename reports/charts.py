@@ -220,6 +220,9 @@ def line_chart(
     xt = nice_ticks(x0, x1)
     yt = nice_ticks(y_min, y_max)
     x0, x1, ya, yb = xt[0], xt[-1], yt[0], yt[-1]
+    # A range too small to tick (all samples equal, or nearly): give it a unit's width.
+    x1 = x1 if x1 > x0 else x0 + 1.0
+    yb = yb if yb > ya else ya + 1.0
     pw, ph = width - MARGIN_L - MARGIN_R, height - MARGIN_T - MARGIN_B
 
     def sx(x: float) -> float:
@@ -305,7 +308,7 @@ def bar_chart(
     values = [v for _, v, _ in bars] + [r.value for r in refs]
     top = max(values + [0.0])
     ticks = nice_ticks(0.0, top * 1.1 if top > 0 else 1.0)
-    x1 = ticks[-1]
+    x1 = ticks[-1] if ticks[-1] > 0 else 1.0
     left, pw = label_w, width - label_w - MARGIN_R
 
     def sx(v: float) -> float:
@@ -642,12 +645,17 @@ def charts_for(check: str, measurements: Sequence[Any], cid: str) -> list[str]:
     for i, m in enumerate(measurements):
         ev = Evidence(m, measurements, check)
         made = None
-        for build in builders:
-            made = build(f"{cid}-{i}", ev)
-            if made:
-                break
-        if made is None and m.series:
-            made = generic(f"{cid}-{i}", ev)
+        try:
+            for build in builders:
+                made = build(f"{cid}-{i}", ev)
+                if made:
+                    break
+            if made is None and m.series:
+                made = generic(f"{cid}-{i}", ev)
+        except (ArithmeticError, ValueError, TypeError, KeyError, IndexError) as e:
+            # Data of a shape no builder expected (a newer suite, a broken counter): the values
+            # are in the table above; the page must still render.
+            made = f'<p class="meta">chart of {esc(m.name)} not drawn: {esc(type(e).__name__)}</p>'
         if made:
             out.append(made)
     return out

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import verify.checks as checks_pkg
 from reports import allure, charts, cli, compare, html, model, properties
@@ -960,3 +962,34 @@ def test_suite_hook_compares_with_a_baseline(tmp_path: Path) -> None:
     line, regressed = cli.suite_hook(run, tmp_path / "missing.json")
     assert not regressed and line.startswith("isoproof: warning: no HTML report: ")
     assert "missing.json: no such file" in line
+
+
+_numbers = st.one_of(st.integers(-(10**12), 10**12),
+                     st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=3))  # fmt: skip
+
+
+@given(
+    check=st.sampled_from([*charts.BUILDERS, "test_other"]),
+    names=st.lists(st.sampled_from(["t", "write", "read_ios", "pids.current", "usage_ns", "high",
+                                    "low", "memory.current", "frozen"]), max_size=4, unique=True),
+    n=st.integers(0, 6),
+    data=st.data(),
+)  # fmt: skip
+@settings(max_examples=300, deadline=None)
+def test_charts_never_break_the_page(check: str, names: list[str], n: int, data: Any) -> None:
+    """Whatever shape a measurement has, drawing it never raises (a newer suite's or a broken
+    counter's data): at worst a chart is left out and says so."""
+    floats = st.floats(-1e12, 1e12, allow_nan=False)
+    series = {k: data.draw(st.lists(floats, min_size=n, max_size=n)) for k in names}
+    m = model.Measurement(
+        name=data.draw(st.sampled_from(["peak usage", "cpu time of high", "cpu used while paused",
+                                        "x"])),
+        expected=data.draw(_numbers), measured=data.draw(_numbers), unit=data.draw(
+            st.sampled_from(["", "s", "ns", "B/s", "IO/s", "bytes"])),
+        extra={"limit": data.draw(_numbers), "oom_at_s": data.draw(_numbers),
+               "written_ratio": data.draw(_numbers)},
+        series=series,
+    )  # fmt: skip
+    sibling = model.Measurement(name="oom_kill count", measured=data.draw(_numbers))
+    for fig in charts.charts_for(check, (m, sibling), "h"):
+        assert fig.startswith(("<figure", '<p class="meta">chart of'))
