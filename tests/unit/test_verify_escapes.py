@@ -94,8 +94,9 @@ def test_snapshot_per_interface_sysctls_follow_their_link() -> None:
 def test_snapshot_attribution() -> None:
     lines = ["sysctl fs.lease-break-time: 45 -> 46", "links added: isoproof0 mtu 1500 up",
              "cgroups added: /sys/fs/cgroup/pids/isoproof-verify-abcd1234/x"]  # fmt: skip
+    lines.append("mounts removed: /var/lib/docker/overlay2/x/merged overlay overlay rw")
     count, ignored = snapshot.attribute(lines, ["abcd1234"])
-    assert count == [lines[0], lines[2]] and ignored == [lines[1]]
+    assert count == [lines[0], lines[2]] and ignored == [lines[1], lines[3]]
 
 
 def test_volatile_sysctls_are_left_out(tmp_path: Path) -> None:
