@@ -77,7 +77,12 @@ def host_state(leg: Leg | None) -> tuple[str, str]:
         if leg.leaks:
             problems.append(f"left behind: {'; '.join(leg.leaks)}")
     for key, value in sorted(leg.extras.items()):
-        if isinstance(value, dict) and isinstance(value.get("ok"), bool):
+        # A check that did not run (``"skipped": why``, e.g. not root) proves nothing either way.
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("ok"), bool)
+            and not value.get("skipped")
+        ):
             known = True
             if not value["ok"]:
                 problems.append(f"{key}: {_describe(value)}")

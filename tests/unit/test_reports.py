@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import verify.checks as checks_pkg
-from reports import allure, charts, cli, compare, html, model, properties
+from reports import allure, charts, cli, compare, html, model, properties, verdicts
 from reports.model import ReportError
 from verify import plugin
 from verify.matrix import cli as matrix_cli
@@ -760,7 +760,10 @@ def test_page_works_without_javascript_and_from_the_keyboard() -> None:
 def test_new_and_missing_fields_never_break_rendering(tmp_path: Path) -> None:
     doc = {
         "schema": "isoproof-results/1",
-        "host_snapshot": {"ok": False, "changes": ["sysctl net.ipv4.ip_forward 0 -> 1"]},
+        # verify/snapshot.py's shape
+        "host_snapshot": {"ok": False, "differences": ["sysctl net.ipv4.ip_forward 0 -> 1"],
+                          "ignored_other_sessions": [], "sysctls_compared": 912},
+        "another_check": {"ok": True, "skipped": "no snapshot at the start (not root)"},
         "results": [
             {"nodeid": "checks/test_escapes.py::test_escape_cwd_fd[oci-runc]", "outcome": "failed",
              "message": "the container's cwd is a host directory",
@@ -787,6 +790,11 @@ def test_new_and_missing_fields_never_break_rendering(tmp_path: Path) -> None:
     assert "deviates as declared" in _prop_row(table, "seccomp")
     assert 'id="prop-other"' in table  # a check no property claims is still shown
     assert "host state changed in host" in page
+    assert verdicts.host_state(r.legs[0]) == (
+        "fail", "host_snapshot: sysctl net.ipv4.ip_forward 0 -> 1"
+    )  # fmt: skip
+    skipped_only = replace(r.legs[0], extras={"x": {"ok": True, "skipped": "not root"}})
+    assert verdicts.host_state(skipped_only) == ("absent", "")
 
 
 def test_baseline_marks_regressions_at_the_top_and_fails_the_exit(
