@@ -366,12 +366,16 @@ def _matrix_measurements(
     return override, out, evidence
 
 
-def _suite_extras(base: Path, paths: list[Any]) -> tuple[dict[str, str], tuple[str, ...] | None]:
-    """Runtime versions and the leak check from the suite's own results.json files of a leg, which
-    matrix.json lists but does not copy. They are extras: a file that is gone (the result set was
-    moved without its legs/ directory) or unreadable is passed over."""
+def _suite_extras(
+    base: Path, paths: list[Any]
+) -> tuple[dict[str, str], tuple[str, ...] | None, dict[str, Any]]:
+    """Runtime versions, the leak check and other top-level checks (the host snapshot) from the
+    suite's own results.json files of a leg, which matrix.json lists but does not copy. They are
+    extras: a file that is gone (the result set was moved without its legs/ directory) or
+    unreadable is passed over."""
     versions: dict[str, str] = {}
     leaks: list[str] | None = None
+    extras: dict[str, Any] = {}
     for rel in paths:
         try:
             doc = json.loads((base / str(rel)).read_text())
@@ -384,7 +388,14 @@ def _suite_extras(base: Path, paths: list[Any]) -> tuple[dict[str, str], tuple[s
         leak = doc.get("leak_check")
         if isinstance(leak, dict):
             leaks = (leaks or []) + [str(x) for x in leak.get("leaks") or ()]
-    return versions, None if leaks is None else tuple(leaks)
+        for key, value in doc.items():
+            if key not in _DOC_FIELDS and (key not in extras or value_is_bad(value)):
+                extras[key] = value  # several runs of a leg: a failed check wins
+    return versions, None if leaks is None else tuple(leaks), extras
+
+
+def value_is_bad(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("ok") is False
 
 
 def load_matrix(path: Path) -> Report:
@@ -406,7 +417,7 @@ def load_matrix_doc(doc: Any, path: Path = Path("matrix.json")) -> Report:
         s = _need(path, f"legs[{i}]", raw, dict)
         name = _need(path, f"legs[{i}].leg", s.get("leg"), str)
         console = s.get("console_log") or None
-        versions, leaks = _suite_extras(base, s.get("suite_results") or [])
+        versions, leaks, extras = _suite_extras(base, s.get("suite_results") or [])
         for label, version in versions.items():
             report.runtime_versions.setdefault(label, version)
         facts = {
@@ -429,6 +440,7 @@ def load_matrix_doc(doc: Any, path: Path = Path("matrix.json")) -> Report:
                 runtimes=tuple(str(r) for r in s.get("runtimes") or ()),
                 leaks=leaks,
                 facts=facts,
+                extras=extras,
             )
         )
     for i, raw in enumerate(records):

@@ -213,6 +213,7 @@ def test_matrix_leg_takes_versions_and_leaks_from_its_suite_results(
     suite = json.loads(RESULTS.read_text())
     suite["runtimes"] = {"oci:runc": "runc version 1.1.5"}
     suite["leak_check"] = {"ok": False, "leaks": ["cgroup /sys/fs/cgroup/isoproof-t1/x"]}
+    suite["host_snapshot"] = {"ok": False, "differences": ["link isoproof-v1 added"]}
     (tmp_path / "legs" / "6.1-v1" / "suite").mkdir(parents=True)
     (tmp_path / "legs" / "6.1-v1" / "suite" / "results.json").write_text(json.dumps(suite))
     doc["legs"][0]["suite_results"] = ["legs/6.1-v1/suite/results.json"]
@@ -223,6 +224,7 @@ def test_matrix_leg_takes_versions_and_leaks_from_its_suite_results(
     assert [leg.leaks for leg in r.legs] == [("cgroup /sys/fs/cgroup/isoproof-t1/x",), None, None]
     cls, sentence = html.overall(r)
     assert cls == "v-fail" and "left-behind resources in 6.1-v1" in sentence
+    assert verdicts.host_state(r.legs[0])[1].endswith("host_snapshot: link isoproof-v1 added")
 
 
 def test_matrix_outcome_override_and_plain_properties(tmp_path: Path) -> None:
