@@ -88,7 +88,7 @@ class User(Record):
 
 
 class Capabilities(Record):
-    __slots__ = ("bounding", "effective", "inheritable", "permitted", "ambient")
+    __slots__ = ("bounding", "effective", "inheritable", "permitted", "ambient", "unknown")
 
     def __init__(self, bounding: list[str] | None = None, effective: list[str] | None = None,
                  inheritable: list[str] | None = None, permitted: list[str] | None = None,
@@ -98,6 +98,7 @@ class Capabilities(Record):
         self.inheritable = inheritable or []
         self.permitted = permitted or []
         self.ambient = ambient or []
+        self.unknown: list[str] = []  # names we do not know: warned about and ignored, as runc
 
 
 class Rlimit(Record):
@@ -197,7 +198,7 @@ HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", 
 class Linux(Record):
     __slots__ = ("namespaces", "uid_mappings", "gid_mappings", "resources", "cgroups_path",
                  "masked_paths", "readonly_paths", "rootfs_propagation", "sysctl", "devices",
-                 "mount_label")  # fmt: skip
+                 "mount_label", "seccomp")  # fmt: skip
 
     def __init__(self) -> None:
         self.namespaces: list[Namespace] = []
@@ -210,6 +211,7 @@ class Linux(Record):
         self.rootfs_propagation = ""
         self.sysctl: dict[str, str] = {}
         self.devices: list[Device] = []
+        self.seccomp: Any = None  # a runtime.seccomp.Profile
         self.mount_label = ""  # SELinux
 
     def ns(self, kind: str) -> Namespace | None:
@@ -313,10 +315,9 @@ def _caps(v: Any) -> Capabilities:
     out = Capabilities()
     for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
         names = _strs(d.get(kind), f"process.capabilities.{kind}")
-        for i, n in enumerate(names):
-            if n not in CAPS:
-                raise SpecError(f"process.capabilities.{kind}[{i}]: unknown capability {n!r}")
-        setattr(out, kind, names)
+        # runc warns about a name it does not know (a newer kernel's) and ignores it
+        out.unknown += [n for n in names if n not in CAPS and n not in out.unknown]
+        setattr(out, kind, [n for n in names if n in CAPS])
     return out
 
 
@@ -589,7 +590,11 @@ def _linux(v: Any) -> Linux:
         )  # fmt: skip
     if d.get("mountLabel"):
         lx.mount_label = _str(d["mountLabel"], "linux.mountLabel")
-    for key in ("seccomp", "intelRdt", "personality"):
+    if d.get("seccomp") is not None:
+        from runtime import seccomp  # only specs with a profile pay for the import
+
+        lx.seccomp = seccomp.parse(d["seccomp"])
+    for key in ("intelRdt", "personality"):
         if d.get(key) is not None:
             raise SpecError(f"linux.{key}: not supported by isoproof-oci")
     return lx

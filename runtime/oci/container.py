@@ -111,6 +111,7 @@ def _create(
     from runtime import spec as spec_
     from runtime.oci import hooks as hooks_
     from runtime.oci import init, plan  # before fork: an import error must not happen in a child
+    from runtime.oci import process as proc_
 
     st_.check_id(cid)
     spec = spec_.load(bundle)
@@ -120,6 +121,8 @@ def _create(
     if spec.process.terminal and console_socket is None and not foreground:
         raise IsoproofError("process.terminal is true: --console-socket is required")
     spec_.check_host(spec)
+    # privileges' warnings, and the seccomp filter built here: a refused profile leaves nothing
+    proc_.before_fork(spec.process, spec.linux.seccomp, warn)
     os.makedirs(root, mode=0o700, exist_ok=True)
     sdir = os.path.join(root, cid)
     try:
@@ -322,6 +325,8 @@ def _config_for_state(spec: Any) -> dict[str, Any]:
     hooks = as_dicts(spec.hooks, ("poststart", "poststop"))
     if hooks:
         doc["hooks"] = hooks
+    if spec.linux.seccomp is not None:  # exec gets the container's filter, as with runc
+        doc["seccomp"] = spec.linux.seccomp.doc
     return doc
 
 
@@ -606,13 +611,14 @@ def exec_process(
     # Import before fork: after setns(mnt) the host's Python library is out of reach.
     from runtime.oci import caps as _caps  # noqa: F401
     from runtime.oci import init
-    from runtime.oci import process as _proc  # noqa: F401
+    from runtime.oci import process as _proc
 
     c = Container(root, cid)
     c.require("exec in", st_.CREATED, st_.RUNNING, *((st_.PAUSED,) if ignore_paused else ()))
     assert c.state is not None
     s = c.state
     cgroup_dirs = _sub_cgroups(c.mgr, cgroups or [])
+    seccomp = _proc.exec_seccomp(s.config.get("seccomp"))  # built before the fork
     ns_fds = _open_container_namespaces(s.pid)
     sys = Sys()
     sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -629,7 +635,7 @@ def exec_process(
         if stage1 == 0:
             init.child_main(
                 init.exec_stage1, cfd, pfd, process, ns_fds, s.config.get("new_userns", False),
-                console_fd,
+                console_fd, seccomp,
             )  # fmt: skip
         child_sock.close()
         for fd in ns_fds.values():

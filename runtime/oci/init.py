@@ -189,7 +189,7 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
             sys.sethostname(spec.hostname)
         if spec.domainname is not None:
             sys.setdomainname(spec.domainname)
-    path = proc_.prepare(sys, p, console_fd, in_new_userns, cap_last)
+    path = proc_.prepare(sys, p, console_fd, in_new_userns, cap_last, spec.linux.seccomp)
     os.set_inheritable(cfd, False)
     sync.send(cfd, sync.INIT_READY)
     os.close(cfd)
@@ -200,8 +200,8 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
     os.write(wfd, b"0")
     os.close(wfd)
     os.close(fifo_fd)
-    proc_.no_new_privs(sys, p)
     env = dict(e.split("=", 1) for e in p.env)
+    proc_.before_exec(sys, p, spec.linux.seccomp)
     try:
         os.execve(path, p.args, env)
     except OSError as e:
@@ -211,7 +211,7 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
 
 
 def exec_stage1(cfd: int, process: Any, ns_fds: dict[str, int], new_userns: bool,
-                console_fd: int) -> None:  # fmt: skip
+                console_fd: int, seccomp: Any = None) -> None:  # fmt: skip
     from runtime.oci.container import NS_ORDER
     from runtime.sys import Sys
 
@@ -219,18 +219,19 @@ def exec_stage1(cfd: int, process: Any, ns_fds: dict[str, int], new_userns: bool
     sync.recv(cfd, sync.CGROUP_PLACED)
     _join_for_exec(sys, ns_fds, NS_ORDER)
     # a pid namespace takes effect for children only: the process to exec is our child
-    _fork_and_announce(cfd, exec_init, process, new_userns, console_fd)
+    _fork_and_announce(cfd, exec_init, process, new_userns, console_fd, seccomp)
 
 
-def exec_init(cfd: int, process: Any, new_userns: bool, console_fd: int) -> None:
+def exec_init(cfd: int, process: Any, new_userns: bool, console_fd: int,
+              seccomp: Any = None) -> None:  # fmt: skip
     from runtime.oci import process as proc_
     from runtime.oci.caps import last_cap
     from runtime.sys import Sys
 
     sys = Sys()
-    path = proc_.prepare(sys, process, console_fd, new_userns, last_cap())
+    path = proc_.prepare(sys, process, console_fd, new_userns, last_cap(), seccomp)
     sync.send(cfd, sync.INIT_READY)
     os.close(cfd)
-    proc_.no_new_privs(sys, process)
     env = dict(e.split("=", 1) for e in process.env)
+    proc_.before_exec(sys, process, seccomp)
     os.execve(path, process.args, env)

@@ -6,8 +6,14 @@
 2. ``PR_SET_KEEPCAPS`` so the permitted set survives the uid change,
 3. drop from the bounding set what the spec does not list (needs CAP_SETPCAP, still held),
 4. supplementary groups, gid, uid,
-5. capset(effective, permitted, inheritable), then the ambient set,
-6. ``noNewPrivileges`` last, right before execve.
+5. capset(effective, permitted, inheritable), then the ambient set (only what the kernel lets us
+   raise: a capability in both permitted and inheritable; runc ignores the rest, we warn),
+6. ``noNewPrivileges`` and the seccomp filter last, right before execve (:func:`before_exec`).
+
+The seccomp filter goes where runc puts it: as late as possible, after no_new_privs, so that the
+fewest of our own syscalls run under the container's profile. Without no_new_privs the kernel
+lets only a CAP_SYS_ADMIN holder install a filter, so it is loaded in :func:`prepare` before the
+capabilities are dropped (podman sends exactly that: a profile and no noNewPrivileges).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import fcntl
 import os
 import struct
 
+from runtime import seccomp as seccomplib
 from runtime.errors import IsoproofError, SyscallError
 from runtime.oci import caps as capslib
 from runtime.oci.record import Record
@@ -30,6 +37,13 @@ from runtime.sys import (
     PR_SET_NO_NEW_PRIVS,
     Sys,
 )
+
+TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from runtime.seccomp import Profile
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -52,17 +66,45 @@ class CapMasks(Record):
 
 def cap_masks(c: Capabilities | None, last_cap: int) -> CapMasks:
     """The five sets as bit masks, limited to the capabilities this kernel knows. No
-    ``capabilities`` object means no capabilities at all (the safe reading of an absent field)."""
+    ``capabilities`` object means no capabilities at all (the safe reading of an absent field).
+
+    ``ambient`` holds only what PR_CAP_AMBIENT_RAISE accepts: a capability that is also permitted
+    and inheritable (``runc spec`` lists ambient capabilities that are not inheritable; the
+    kernel refuses those with EPERM and runc goes on without them)."""
     if c is None:
         return CapMasks(0, 0, 0, 0, 0)
     known = (1 << (last_cap + 1)) - 1
+    permitted = capslib.mask(c.permitted) & known
+    inheritable = capslib.mask(c.inheritable) & known
     return CapMasks(
         bounding=capslib.mask(c.bounding) & known,
         effective=capslib.mask(c.effective) & known,
-        permitted=capslib.mask(c.permitted) & known,
-        inheritable=capslib.mask(c.inheritable) & known,
-        ambient=capslib.mask(c.ambient) & known,
+        permitted=permitted,
+        inheritable=inheritable,
+        ambient=capslib.mask(c.ambient) & permitted & inheritable,
     )
+
+
+def cap_warnings(c: Capabilities | None, last_cap: int) -> list[str]:
+    """What :func:`cap_masks` leaves out of the spec's capabilities, one line each: names we do
+    not know, capabilities this kernel lacks, ambient ones the kernel would not raise."""
+    if c is None:
+        return []
+    out = []
+    if c.unknown:
+        out.append(f"process.capabilities: unknown capabilities ignored: {', '.join(c.unknown)}")
+    listed = set(c.bounding) | set(c.effective) | set(c.permitted) | set(c.inheritable)
+    beyond = sorted((n for n in listed | set(c.ambient) if capslib.CAPS[n] > last_cap),
+                    key=capslib.CAPS.__getitem__)  # fmt: skip
+    if beyond:
+        out.append(f"process.capabilities: not known to this kernel, ignored: {', '.join(beyond)}")
+    skipped = (
+        capslib.mask(c.ambient) & ~cap_masks(c, last_cap).ambient & ((1 << (last_cap + 1)) - 1)
+    )
+    if skipped:
+        out.append("process.capabilities.ambient: not raised (the kernel needs them permitted "
+                   f"and inheritable): {', '.join(capslib.names(skipped))}")  # fmt: skip
+    return out
 
 
 def apply(sys: Sys, proc: Process, in_new_userns: bool, last_cap: int) -> None:
@@ -106,7 +148,8 @@ def apply(sys: Sys, proc: Process, in_new_userns: bool, last_cap: int) -> None:
         os.umask(u.umask)
 
 
-def prepare(sys: Sys, proc: Process, console_fd: int, in_new_userns: bool, last_cap: int) -> str:
+def prepare(sys: Sys, proc: Process, console_fd: int, in_new_userns: bool, last_cap: int,
+            seccomp: Profile | None = None) -> str:  # fmt: skip
     """The steps the container's init and an exec'd process share before their exec: terminal,
     cwd, the binary (looked up while $PATH and the rootfs are final), limits/user/capabilities, and
     close-on-exec for everything but stdio. Returns the path to exec."""
@@ -117,6 +160,8 @@ def prepare(sys: Sys, proc: Process, console_fd: int, in_new_userns: bool, last_
     except OSError as e:
         raise IsoproofError(f"process.cwd: {proc.cwd}: {e.strerror}") from None
     path = lookup(proc.args[0], proc.env)
+    if seccomp is not None and not proc.no_new_privileges:
+        seccomplib.load(seccomp)  # while we still hold CAP_SYS_ADMIN: see the module's docstring
     apply(sys, proc, in_new_userns, last_cap)
     close_extra_fds(3 + proc.preserve_fds)  # --preserve-fds (runtime/oci/cli.py)
     return path
@@ -125,6 +170,21 @@ def prepare(sys: Sys, proc: Process, console_fd: int, in_new_userns: bool, last_
 def no_new_privs(sys: Sys, proc: Process) -> None:
     if proc.no_new_privileges:
         sys.prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def before_exec(sys: Sys, proc: Process, seccomp: Profile | None = None) -> None:
+    """The last steps before execve: no_new_privs, then (with it) the seccomp filter.
+
+    This runs after ``start`` released us: nobody is left to read an error over the sync socket,
+    so a failure is written to the container's stderr and the process ends, as a failed execve
+    does."""
+    no_new_privs(sys, proc)
+    if seccomp is not None and proc.no_new_privileges:
+        try:
+            seccomplib.load(seccomp)
+        except IsoproofError as e:
+            os.write(2, f"isoproof-oci: {e}\n".encode())
+            os._exit(127)
 
 
 def env_path(env: list[str]) -> str:
@@ -184,3 +244,26 @@ def setup_terminal(console_fd: int, size: tuple[int, int] | None = None) -> None
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)
+
+
+def before_fork(proc: Process, seccomp: Profile | None, warn: Callable[[str], None] | None,
+                last_cap: int | None = None) -> None:  # fmt: skip
+    """The runtime's part, before it forks the container's first child: say what of the process's
+    privileges will not be applied (runc's log lines), and build the seccomp filter, so a profile
+    libseccomp refuses fails the command before anything exists and the init only loads it."""
+    if warn is not None:
+        for message in cap_warnings(proc.capabilities, capslib.last_cap() if last_cap is None
+                                    else last_cap):  # fmt: skip
+            warn(message)
+    if seccomp is not None:
+        seccomplib.build(seccomp, warn)
+
+
+def exec_seccomp(doc: dict[str, Any] | None) -> Profile | None:
+    """The container's seccomp profile for ``exec``, from the copy kept in its state (the bundle
+    may have changed since create), with its filter built."""
+    if not doc:
+        return None
+    profile = seccomplib.parse(doc)
+    seccomplib.build(profile)
+    return profile
