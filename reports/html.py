@@ -120,7 +120,7 @@ h1{{margin:0 0 .2em}}h2{{margin-top:1.6em;border-bottom:1px solid #ccc}}
 nav a{{margin-right:1em}}
 table{{border-collapse:collapse;margin:.4em 0}}
 th,td{{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}}
-th{{background:{BG_HEAD}}}.num{{text-align:right}}
+th{{background:{BG_HEAD}}}.num{{text-align:right}}.holds{{min-width:8em;font-size:13px}}
 .meta{{color:{MUTED}}}.mono,code{{font-family:ui-monospace,monospace;font-size:12px}}
 .verdict{{padding:.6em 1em;margin:1em 0;font-size:1.2em;font-weight:bold;border-radius:4px}}
 .o-passed,.v-pass,.p-pass{{background:{BG_PASS}}}
@@ -406,12 +406,18 @@ def properties_section(page: Page) -> str:
     for prop in page.verdicts.properties:
         ok, judged = page.verdicts.holds(prop.id)
         holds = f"{ok} of {judged}" if judged else "-"
+        row = page.verdicts.row(prop.id)
+        failing = [f"{leg} / {rt}" for (leg, rt), cell in zip(cols, row, strict=True)
+                   if cell.verdict == "fail"]  # fmt: skip
+        if failing:
+            more = f" and {len(failing) - 3} more" if len(failing) > 3 else ""
+            holds += f'<br><span class="meta">fails on {esc(", ".join(failing[:3]))}{more}</span>'
         cells = [_prop_cell(page, prop.id, leg, rt) for leg, rt in cols]
         cells += [f'<td class="c p-absent"><a href="#legs" title="{esc(leg.reason or "")}">'
                   f"not run</a></td>" for leg in page.dead_legs]  # fmt: skip
         body.append(
             f'<tr><th scope="row" class="r" id="prop-{esc(prop.id)}"><b>{esc(prop.title)}</b>'
-            f'<br><span class="meta">{esc(prop.what)}</span></th><td class="num">{holds}</td>'
+            f'<br><span class="meta">{esc(prop.what)}</span></th><td class="holds">{holds}</td>'
             + "".join(cells)
             + "</tr>"
         )

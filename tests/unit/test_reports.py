@@ -922,6 +922,11 @@ def test_matrix_with_a_dead_leg_shows_it_as_not_run() -> None:
     assert table.count(">not run</a>") == len(properties.PROPERTIES)
     assert '6.12-v1<br><span class="meta">no results</span>' in table
     assert "legs that did not finish: 6.12-v1" in page
+    # Each property says in words where it fails.
+    assert "fails on 6.18-hybrid / oci:crun, 6.1-v1 / oci:crun, 6.12-v2 / isoproof<" in _prop_row(
+        table, "io"
+    )
+    assert "fails on" not in _prop_row(table, "host")
     # isoproof's two recorded failures stand out on 6.12-v2, crun's refusals on the v1 legs.
     assert "failures in 6.18-hybrid / oci:crun, 6.1-v1 / oci:crun, 6.12-v2 / isoproof" in page
 
