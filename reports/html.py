@@ -374,6 +374,28 @@ def comparison_section(page: Page) -> str:
     return "".join(parts)
 
 
+def grouped_head(page: Page) -> str:
+    """Two header rows: each leg once over its runtimes (kernel and cgroup mode with it), then the
+    runtimes; a leg with no results spans both rows."""
+    top = ['<th scope="col" rowspan="2">property</th>', '<th scope="col" rowspan="2">holds on</th>']
+    groups: list[list[Any]] = []
+    for name, _ in page.columns:
+        if groups and groups[-1][0] == name:
+            groups[-1][1] += 1
+        else:
+            groups.append([name, 1])
+    for leg_name, n in groups:
+        info = page.report.leg(leg_name)
+        sub = f"{info.kernel} {info.cgroup_mode}" if info else ""
+        top.append(f'<th scope="colgroup" colspan="{n}">{esc(leg_name)}<br>'
+                   f'<span class="meta">{esc(sub)}</span></th>')  # fmt: skip
+    top += [f'<th scope="col" rowspan="2">{esc(leg.name)}<br><span class="meta">no results</span>'
+            "</th>" for leg in page.dead_legs]  # fmt: skip
+    runtimes = [f'<th scope="col">{esc(rt if rt != NO_RUNTIME else "self-check")}</th>'
+                for _, rt in page.columns]  # fmt: skip
+    return f"<thead><tr>{''.join(top)}</tr><tr>{''.join(runtimes)}</tr></thead>"
+
+
 def _prop_cell(page: Page, prop: str, leg: str, rt: str) -> str:
     cell: Cell = page.verdicts.cell(prop, leg, rt)
     text = VERDICT_TEXT[cell.verdict]
@@ -398,10 +420,6 @@ def properties_section(page: Page) -> str:
     """Every isolation property x leg/runtime: the page's answer, each cell linking to the
     evidence of its worst check there."""
     cols = page.columns
-    head = ['<th scope="col">property</th>', '<th scope="col">holds on</th>']
-    head += [f'<th scope="col">{column_head(page.report, leg, rt)}</th>' for leg, rt in cols]
-    head += [f'<th scope="col">{esc(leg.name)}<br><span class="meta">no results</span></th>'
-             for leg in page.dead_legs]  # fmt: skip
     body = []
     for prop in page.verdicts.properties:
         ok, judged = page.verdicts.holds(prop.id)
@@ -429,8 +447,8 @@ def properties_section(page: Page) -> str:
     )
     return (
         '<section id="properties" aria-labelledby="properties-h"><h2 id="properties-h">'
-        f'Isolation properties</h2>{legend}<table class="props"><thead><tr>{"".join(head)}'
-        f"</tr></thead><tbody>{''.join(body)}</tbody></table></section>"
+        f'Isolation properties</h2>{legend}<table class="props">{grouped_head(page)}'
+        f"<tbody>{''.join(body)}</tbody></table></section>"
     )
 
 
