@@ -329,13 +329,6 @@ def change_badge(kind: str | None) -> str:
     return f'<span class="chg chg-{kind}">{CHANGE_TEXT[kind]}</span>'
 
 
-def column_head(report: Report, leg_name: str, rt: str) -> str:
-    leg = report.leg(leg_name)
-    sub = f"{leg.kernel} {leg.cgroup_mode}" if leg else ""
-    name = rt if rt != NO_RUNTIME else "self-check"
-    return f'{esc(leg_name)}<br>{esc(name)}<br><span class="meta">{esc(sub)}</span>'
-
-
 def comparison_section(page: Page) -> str:
     c = page.comparison
     if c is None:
@@ -374,10 +367,10 @@ def comparison_section(page: Page) -> str:
     return "".join(parts)
 
 
-def grouped_head(page: Page) -> str:
+def grouped_head(page: Page, first: tuple[str, ...], dead_legs: bool) -> str:
     """Two header rows: each leg once over its runtimes (kernel and cgroup mode with it), then the
-    runtimes; a leg with no results spans both rows."""
-    top = ['<th scope="col" rowspan="2">property</th>', '<th scope="col" rowspan="2">holds on</th>']
+    runtimes; the ``first`` headers and a leg with no results span both rows."""
+    top = [f'<th scope="col" rowspan="2">{esc(h)}</th>' for h in first]
     groups: list[list[Any]] = []
     for name, _ in page.columns:
         if groups and groups[-1][0] == name:
@@ -390,7 +383,7 @@ def grouped_head(page: Page) -> str:
         top.append(f'<th scope="colgroup" colspan="{n}">{esc(leg_name)}<br>'
                    f'<span class="meta">{esc(sub)}</span></th>')  # fmt: skip
     top += [f'<th scope="col" rowspan="2">{esc(leg.name)}<br><span class="meta">no results</span>'
-            "</th>" for leg in page.dead_legs]  # fmt: skip
+            "</th>" for leg in (page.dead_legs if dead_legs else [])]  # fmt: skip
     runtimes = [f'<th scope="col">{esc(rt if rt != NO_RUNTIME else "self-check")}</th>'
                 for _, rt in page.columns]  # fmt: skip
     return f"<thead><tr>{''.join(top)}</tr><tr>{''.join(runtimes)}</tr></thead>"
@@ -447,7 +440,7 @@ def properties_section(page: Page) -> str:
     )
     return (
         '<section id="properties" aria-labelledby="properties-h"><h2 id="properties-h">'
-        f'Isolation properties</h2>{legend}<table class="props">{grouped_head(page)}'
+        f'Isolation properties</h2>{legend}<table class="props">{grouped_head(page, ("property", "holds on"), True)}'
         f"<tbody>{''.join(body)}</tbody></table></section>"
     )
 
@@ -562,8 +555,6 @@ def _anchor(i: int) -> str:
 
 def grid_section(page: Page) -> str:
     report, cols = page.report, page.columns
-    head = ['<th scope="col">check</th>']
-    head += [f'<th scope="col">{column_head(report, leg, rt)}</th>' for leg, rt in cols]
     body = []
     module = None
     for i, row in enumerate(page.rows):
@@ -598,7 +589,7 @@ def grid_section(page: Page) -> str:
     )
     return (
         f'<section id="matrix" aria-labelledby="matrix-h"><h2 id="matrix-h">Checks by leg and '
-        f'runtime</h2>{filters}<table class="grid"><thead><tr>{"".join(head)}</tr></thead>'
+        f'runtime</h2>{filters}<table class="grid">{grouped_head(page, ("check",), False)}'
         f"<tbody>{''.join(body)}</tbody></table></section>"
     )
 
