@@ -250,9 +250,9 @@ def shares_identity(shares: int) -> int:
 
 
 CONVERSIONS: dict[str, tuple[str, Callable[[int], int]]] = {
-    "identity": ("cgroup v1 cpu.shares, the value asked for", shares_identity),
-    "log": ("cpu.weight by the log-scale formula (runc >= 1.3.2, crun >= 1.23)", weight_log),
-    "linear": ("cpu.weight by the linear formula (runc <= 1.3.1, crun <= 1.22)", weight_linear),
+    "identity": ("cgroup v1, which takes the shares as they are", shares_identity),
+    "log": ("the log-scale formula of runc >= 1.3.2 and crun >= 1.23", weight_log),
+    "linear": ("the linear formula of runc <= 1.3.1 and crun <= 1.22", weight_linear),
 }
 
 
@@ -316,12 +316,12 @@ def judge_cpu_weights(
     match = next((k for k, want in tries.items() if want == written), None)
     file = "cpu.shares" if cgroup_version == 1 else "cpu.weight"
     if match is None:
-        options = "; ".join(f"{CONVERSIONS[k][0]} gives {want}" for k, want in tries.items())
+        options = " or ".join(f"{want} by {CONVERSIONS[k][0]}" for k, want in tries.items())
         msg = (f"{file} written {written} for requested shares {requested}: not what was asked "
-               f"for ({options})")  # fmt: skip
+               f"for, which is {options}")  # fmt: skip
         return WeightVerdict(False, None, claimed, tries[candidates[0]], msg, None)
     expected = tries[match]
-    msg = f"{file} written {written} = requested shares {requested} through {CONVERSIONS[match][0]}"
+    msg = f"{file} written {written} = requested shares {requested} by {CONVERSIONS[match][0]}"
     finding = None
     asked, given = split(requested), split(expected)
     # One percentage point of the split: what a user reading "33:67" would call a different ratio.

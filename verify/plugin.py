@@ -159,7 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         # Not a .hypothesis/ in the directory the suite was started from (a runtime's own
         # repository): the examples are derandomized and need no database.
-        set_hypothesis_home_dir(str(workdir(config) / "hypothesis"))
+        set_hypothesis_home_dir(str(workdir(config) / "isoproof-hypothesis"))
 
 
 def _evidence_paths(config: pytest.Config) -> None:
@@ -367,6 +367,9 @@ class Evidence:
 
     def __init__(self, item: pytest.Item) -> None:
         self.item = item
+
+    def __repr__(self) -> str:  # hypothesis prints the arguments of a failing example
+        return "<evidence>"
 
     def record(self, name: str, *, expected: Any = None, measured: Any = None,
                tolerance: Any = None, unit: str = "", ok: bool | None = None,

@@ -25,6 +25,9 @@ REAL = shutil.which("runc") or "/usr/sbin/runc"
 SLOW_CHECKS = {
     "test_cpu_shares_split", "test_cpu_quota", "test_io_throttle", "test_cpu_shares_generated",
     "test_memory_limit_generated", "test_lifecycle_state_machine",
+    # The escape races: their power is shown by the runtimes that have those flaws
+    # (test_escape_races_catch_real_flaws), not by a shim; runc 1.1.5 itself fails the mount race.
+    "test_runtime_executable_unreachable", "test_mount_destination_race",
 }  # fmt: skip
 # Checks that target the engine's verbs only (skipped for an OCI runtime).
 ENGINE_ONLY = {"test_stop_sends_term_first", "test_stop_kills_after_timeout", "test_kill_is_sigkill",
@@ -75,6 +78,12 @@ def mutate(cfg):
         cpu = res(cfg).get("cpu", {{}})
         if "shares" in cpu and cpu["shares"] in (2048, 256, 512):
             cpu["shares"] *= 2
+    elif m == "drop_cpu_shares":  # a runtime that ignores --cpu-shares: the default weight
+        res(cfg).get("cpu", {{}}).pop("shares", None)
+    elif m == "all_shares_1024":
+        cpu = res(cfg).get("cpu", {{}})
+        if "shares" in cpu:
+            cpu["shares"] = 1024
     elif m == "drop_quota":
         res(cfg).get("cpu", {{}}).pop("quota", None)
     elif m == "drop_pids":
@@ -90,8 +99,40 @@ def mutate(cfg):
         cfg["linux"]["maskedPaths"] = []
     elif m == "no_readonly":
         cfg["linux"]["readonlyPaths"] = []
+    elif m == "drop_seccomp":  # a runtime that accepts linux.seccomp and loads nothing
+        cfg["linux"].pop("seccomp", None)
     elif m == "all_devices":
         res(cfg)["devices"] = [{{"allow": True, "access": "rwm"}}]
+    elif m in ("sys_rw", "cgroup_rw"):
+        dest = "/sys" if m == "sys_rw" else "/sys/fs/cgroup"
+        for mnt in cfg["mounts"]:
+            if mnt["destination"] == dest:
+                mnt["options"] = [o for o in mnt.get("options", []) if o != "ro"]
+    elif m == "ignore_oom_score_adj":
+        cfg["process"].pop("oomScoreAdj", None)
+    elif m == "cwd_host":
+        # The CVE-2024-21626 end state: the workload starts in a host directory through a leaked
+        # fd, which is closed before it runs (so only its cwd shows it).
+        wrap(cfg, 3)
+    elif m == "cwd_escape" and cfg["process"].get("cwd", "/").startswith("/proc/self/fd/"):
+        # A runtime that honours process.cwd = /proc/self/fd/N against its own fds (runc < 1.1.12).
+        n = int(cfg["process"]["cwd"].rsplit("/", 1)[1])
+        cfg["process"]["cwd"] = "/"
+        wrap(cfg, n)
+
+
+def wrap(cfg, n):
+    cfg["process"]["args"] = ["sh", "-c", f'cd /proc/self/fd/{{n}} 2>/dev/null; exec 3<&-; exec "$@"',
+                              "sh", *cfg["process"]["args"]]
+
+
+def leak_host_root():
+    """Host / as fd 3, inherited by the runtime, which passes it on (--preserve-fds 1)."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    if fd != 3:
+        os.dup2(fd, 3)
+        os.close(fd)
+    os.set_inheritable(3, True)
 
 
 verb_i = next((i for i, a in enumerate(args) if a in ("create", "run", "pause")), None)
@@ -112,6 +153,12 @@ if verb_i is not None and args[verb_i] in ("create", "run"):
     mutate(cfg)
     with open(path, "w") as f:
         json.dump(cfg, f)
+    if MUTATION in ("leak_host_root_fd", "cwd_host", "cwd_escape"):
+        leak_host_root()
+        args[verb_i + 1:verb_i + 1] = ["--preserve-fds", "1"]
+    if MUTATION == "host_sysctl":  # a runtime that applies a sysctl in the host's namespaces
+        with open("/proc/sys/fs/lease-break-time", "w") as f:
+            f.write(os.environ["ISOPROOF_SHIM_SYSCTL"])  # the value the self-test chose
 os.execv(REAL, [REAL, *args])
 '''
 
@@ -140,6 +187,10 @@ MUTATIONS: dict[str, set[str]] = {
     "drop_memory": {"test_memory_limit_oom", "test_page_cache_capped"},
     "memory_x4": {"test_memory_limit_oom", "test_page_cache_capped"},
     "shares_first_x2": {"test_cpu_shares_split"},
+    # Both judged against the requested shares, so they fail on cgroup v2 too (where the kernel
+    # then splits evenly, which a check judging the written weights would call a pass).
+    "drop_cpu_shares": {"test_cpu_shares_split", "test_cpu_shares_generated"},
+    "all_shares_1024": {"test_cpu_shares_split", "test_cpu_shares_generated"},
     "drop_quota": {"test_cpu_quota"},
     "drop_pids": {"test_pids_limit"},
     "drop_blockio": {"test_io_throttle"},
@@ -147,8 +198,15 @@ MUTATIONS: dict[str, set[str]] = {
     "add_sys_admin": {"test_capabilities", "test_cannot_mount"},
     "new_privs": {"test_no_new_privs"},
     "unmask": {"test_masked_paths"},
-    "no_readonly": {"test_readonly_paths"},
+    "no_readonly": {"test_readonly_paths", "test_proc_sys_readonly"},
     "all_devices": {"test_no_host_block_devices"},
+    "drop_seccomp": {"test_seccomp_profile_in_force", "test_seccomp_applies_to_exec"},
+    "leak_host_root_fd": {"test_no_host_fds"},
+    "cwd_host": {"test_cwd_inside_root"},
+    "cwd_escape": {"test_cwd_cannot_name_a_leaked_fd"},
+    "sys_rw": {"test_sysfs_readonly"},
+    "cgroup_rw": {"test_cgroupfs_readonly", "test_cannot_raise_own_limits"},
+    "ignore_oom_score_adj": {"test_oom_score_adj"},
 }  # fmt: skip
 
 
@@ -216,6 +274,8 @@ def test_suite_fails_exactly_the_broken_property(mutation: str, tmp_path: Path) 
     )
     if not shared:  # a mount that propagated out is, rightly, also reported as a leak
         assert doc["leak_check"]["ok"], f"leaks: {doc['leak_check']['leaks']}"
+        snap = doc["host_snapshot"]
+        assert snap["ok"], f"the host differs after the run: {snap['differences']}"
 
 
 def test_leak_check_fails_the_run(tmp_path: Path) -> None:
@@ -247,3 +307,37 @@ def test_leak_check_fails_the_run(tmp_path: Path) -> None:
     assert not doc["leak_check"]["ok"] and any("cgroup" in x for x in doc["leak_check"]["leaks"])
     left = [p for p in Path("/sys/fs/cgroup").glob(f"*/isoproof-verify-{session}") if p.exists()]
     assert not left, f"the suite did not clean up after reporting the leak: {left}"
+
+
+def test_snapshot_fails_a_run_that_writes_a_host_sysctl(tmp_path: Path) -> None:
+    """A runtime that writes a (non-namespaced) sysctl of the host at create: every check passes,
+    the host snapshot names the sysctl and fails the run. The value is restored afterwards."""
+    if not os.path.exists(REAL):
+        pytest.skip(f"needs runc as the good runtime to wrap; not found at {REAL}")
+    knob = Path("/proc/sys/fs/lease-break-time")
+    original = knob.read_text().strip()
+    workdir = Path(f"/run/isoproof-selftest-{os.getpid()}-sysctl")
+    workdir.mkdir(parents=True)
+    shim = tmp_path / "isoproof-shim"
+    shim.write_text(
+        SHIM.format(python=sys.executable, real=REAL, mutation="host_sysctl", workdir=str(workdir))
+    )
+    shim.chmod(0o755)
+    results = tmp_path / "results"
+    results.mkdir()
+    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs", "verify.checks",
+           "-c", os.devnull, "--rootdir", str(results), "-p", "no:cacheprovider", "-q",
+           "--runtime", f"oci:{shim}", "--isoproof-results", str(results),
+           "--isoproof-workdir", str(workdir), "-k", "test_uts_isolated"]  # fmt: skip
+    env = {**os.environ, "ISOPROOF_SHIM_SYSCTL": str(int(original) + 1)}
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/", env=env)
+        doc = json.loads((results / "results.json").read_text())
+    finally:
+        knob.write_text(original)
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert {x["outcome"] for x in doc["results"]} == {"passed"}, doc["results"]
+    snap = doc["host_snapshot"]
+    assert r.returncode != 0, "a run that changed a host sysctl passed"
+    assert "host snapshot FAILED" in r.stdout
+    assert not snap["ok"] and any("fs.lease-break-time" in x for x in snap["differences"]), snap

@@ -112,6 +112,9 @@ class Driver(abc.ABC):
         # stderr, duration_s.
         self.log: list[dict[str, Any]] = []
 
+    def __repr__(self) -> str:  # hypothesis prints the arguments of a failing example
+        return f"<runtime {self.label}>"
+
     def new_name(self) -> str:
         self.counter += 1
         return f"{self.prefix}-{self.counter}"
