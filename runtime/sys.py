@@ -60,6 +60,13 @@ MS_LAZYTIME = 0x2000000
 
 MNT_DETACH = 0x2
 
+# --- openat2(2) resolve flags (linux/openat2.h) ------------------------------------------------------
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
 # --- prctl(2) -------------------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -82,6 +89,8 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # pivot_root(2) has no glibc wrapper: call it by number.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+# Nor has openat2(2) (Linux 5.6): one number on every architecture, as for all new calls.
+_SYS_OPENAT2 = 437
 # Nor has bpf(2).
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 
@@ -105,6 +114,10 @@ class _CapData(ctypes.Structure):
         ("permitted", ctypes.c_uint32),
         ("inheritable", ctypes.c_uint32),
     ]
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
 class _BpfProgLoad(ctypes.Structure):
@@ -203,6 +216,14 @@ class Sys:
             raise SyscallError("pivot_root", 38, os.uname().machine)  # ENOSYS: unknown arch
         ret = self._libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old))
         self._check(ret, "pivot_root", new_root)
+
+    def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+        """openat(2) with ``resolve`` rules (RESOLVE_IN_ROOT: resolve as if ``dirfd`` were "/").
+        ENOSYS on kernels before 5.6: callers fall back to a walk of their own."""
+        how = _OpenHow(flags, mode, resolve)
+        ret = self._libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), _b(path),
+                                 ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))  # fmt: skip
+        return self._check(ret, "openat2", path)
 
     # identity
     def sethostname(self, name: str) -> None:
@@ -322,6 +343,19 @@ class Sys:
         return self._check(ret, "bpf(BPF_PROG_GET_FD_BY_ID)", str(prog_id))
 
 
+_REAL: list[Sys | None] = [None]  # RecordingSys's real Sys for openat2, made on first use
+
+
+def _named(path: str | None) -> str | None:
+    """A /proc/self/fd/N mount argument as "fd:<what it names>", read while N is still open."""
+    if path is None or not path.startswith("/proc/self/fd/"):
+        return path
+    try:
+        return "fd:" + os.readlink(path)
+    except OSError:
+        return path
+
+
 class RecordingSys(Sys):
     """A fake that records every call instead of making it.
 
@@ -364,13 +398,21 @@ class RecordingSys(Sys):
         flags: int = 0,
         data: str | None = None,
     ) -> None:
-        self._rec("mount", source, target, fstype, flags, data)
+        self._rec("mount", _named(source), _named(target), fstype, flags, data)
 
     def umount2(self, target: str, flags: int = 0) -> None:
         self._rec("umount2", target, flags)
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         self._rec("pivot_root", new_root, put_old)
+
+    def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+        """Recorded, then really made: it only resolves paths, and the code under test goes on to
+        use the fd (fstat, mkdirat) on the test's own directories."""
+        self._rec("openat2", path, flags, resolve)
+        if _REAL[0] is None:
+            _REAL[0] = Sys()
+        return _REAL[0].openat2(dirfd, path, flags, resolve, mode)
 
     def sethostname(self, name: str) -> None:
         self._rec("sethostname", name)

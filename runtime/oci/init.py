@@ -15,6 +15,7 @@ import signal
 
 from runtime.errors import IsoproofError, SyscallError
 from runtime.oci import sync
+from runtime.sys import PR_SET_DUMPABLE
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
@@ -106,6 +107,106 @@ def _join_for_exec(sys: Any, fds: dict[str, int], order: tuple[str, ...]) -> Non
     _join(sys, fds, tuple(refused))
 
 
+def not_dumpable(sys: Any) -> None:
+    """Make this process (and the children it forks) non-dumpable, before it joins or makes any
+    of the container's namespaces: the CVE-2019-5736 class.
+
+    Every process of ours that the container can see (the init until its execve; the process
+    ``exec`` forks into the container's pid namespace) is this Python interpreter, holding the
+    runtime's privileges. A dumpable one lets a process inside with the same uid open its
+    /proc/PID/exe (the host's interpreter, to overwrite once it is no longer running), its
+    /proc/PID/fd/* and /proc/PID/mem. Non-dumpable, each of those needs CAP_SYS_PTRACE over the
+    host's user namespace. The final execve makes the process dumpable again (the kernel does
+    that for a readable binary), when it is the container's program and no longer ours.
+
+    Why not also a sealed memfd copy of the executable, as runc does: our executable is a shared
+    interpreter (plus its libpython and standard library), not one static binary; re-executing
+    it from a copy costs a whole Python start per create and exec and does not cover the library.
+    What remains is documented in the tests (tests/integration/test_escapes_runtime.py): a
+    container given CAP_SYS_PTRACE can ptrace any process of ours it can see, with or without a
+    copy, and a program whose interpreter line is /proc/self/exe makes the kernel start our
+    interpreter as the container's process."""
+    sys.prctl(PR_SET_DUMPABLE, 0)
+
+
+_SEALED = [False]  # True in a process started by reexec_read_only
+
+
+def reexec_read_only(body: str, cfd: int, keep_fds: list[int], *args: Any) -> None:
+    """Run the rest of ``body`` in this same process (same pid: the parent has placed it in the
+    cgroup already) re-executed from a read-only bind of our interpreter, before anything of the
+    container is joined or made. Returns at once in a process that already is that.
+
+    The CVE-2019-5736 attack, whole: the container's program may be a script whose interpreter
+    line is ``#!/proc/self/exe``. Our final execve then makes the kernel start *our* executable as
+    the container's process, dumpable again and owned by the container's user, which opens its
+    /proc/PID/exe and writes the host's interpreter once nothing runs it any more. The executable
+    the kernel resolves there is the file we were exec'd from, through the mount we were exec'd
+    from: exec'd through a read-only bind (in a mount namespace of the runtime's own), every open
+    for writing through /proc/PID/exe or a descriptor reopened from it fails with EROFS.
+
+    runc's answers were a sealed memfd copy of its static binary, then this read-only bind. The
+    bind fits a Python runtime better: it copies nothing (the interpreter finds its libpython and
+    standard library through its real path, $ORIGIN-relative ones included), at the price of one
+    more interpreter start per create and exec (measured in bench/: about what an import-light
+    Python start costs). Non-dumpable (:func:`not_dumpable`) covers the rest of the time."""
+    if _SEALED[0]:
+        return
+    import pickle
+    import sys as _sys
+
+    from runtime.sys import CLONE_NEWNS, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE, Sys
+
+    exe = os.readlink("/proc/self/exe")
+    sys = Sys()
+    sys.unshare(CLONE_NEWNS)
+    sys.mount(None, "/", None, MS_SLAVE | MS_REC)  # nothing we mount here reaches the host
+    sys.mount(exe, exe, None, MS_BIND)
+    sys.mount(None, exe, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    # A built seccomp filter is libseccomp memory of this process: rebuilt after the exec.
+    rebuild = []
+    for a in args:
+        prof = getattr(getattr(a, "linux", None), "seccomp", None) or (
+            a if hasattr(a, "filter") and hasattr(a, "doc") else None
+        )
+        if prof is not None and prof.filter is not None:
+            prof.filter = None
+            rebuild.append(prof)
+    payload = os.memfd_create("isoproof-stage")
+    with open(payload, "wb", closefd=False) as f:
+        # The modules this process has: the init may lose its way to the host's library (a user
+        # namespace, a joined mount namespace, pivot_root) before it first needs one.
+        mods = [m for m in _sys.modules if m != "__main__"]
+        pickle.dump((body, cfd, args, rebuild, mods), f)
+    os.lseek(payload, 0, os.SEEK_SET)
+    for fd in (cfd, payload, *keep_fds):
+        if fd >= 0:
+            os.set_inheritable(fd, True)
+    code = (f"import sys; sys.path[:] = {_sys.path!r}; "
+            f"from runtime.oci.init import resume; resume({payload})")  # fmt: skip
+    os.execve(exe, [_sys.executable, "-S", "-c", code], os.environ)
+
+
+def resume(payload: int) -> None:
+    """The other side of :func:`reexec_read_only`."""
+    import pickle
+
+    with open(payload, "rb") as f:
+        body, cfd, args, rebuild, mods = pickle.load(f)
+    _SEALED[0] = True
+    import importlib
+
+    for m in mods:
+        with contextlib.suppress(Exception):
+            importlib.import_module(m)
+    if rebuild:
+        from runtime import seccomp
+
+        for prof in rebuild:
+            seccomp.build(prof)
+    child_main(globals()[body], cfd, -1, *args)
+
+
 def _fork_and_announce(cfd: int, body: Callable[..., None], *args: Any) -> None:
     """Fork the init and send INIT_PID for it. The init shares our sync socket, so it must not
     send INIT_READY before INIT_PID is out: it waits for EOF on a pipe that we close after."""
@@ -128,10 +229,15 @@ def _after_announce(cfd: int, r: int, w: int, body: Callable[..., None], *args: 
 def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_own: str | None) -> None:
     # Import what we and the init need now, while the parent writes our pid into the cgroups (its
     # slowest step): the two overlap. After pivot_root nothing could be imported anyway.
+    reexec_read_only("stage1", cfd, [fifo_fd, console_fd], spec, fifo_fd, console_fd, cg_own)
     from runtime.oci import caps, plan, process, rootfs  # noqa: F401
+
+    if console_fd >= 0:
+        import socket  # noqa: F401  (process.setup_terminal sends the pty master after pivot_root)
     from runtime.sys import Sys
 
     sys = Sys()
+    not_dumpable(sys)
     sync.recv(cfd, sync.CGROUP_PLACED)
     # Read the host's view of our cgroup now: after unshare(CLONE_NEWCGROUP) it reads "/".
     cg_binds = []
@@ -161,9 +267,8 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_own: str | Non
 
 def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds: list) -> None:
     # After pivot_root the host's Python library is out of reach: import all we need first.
-    from runtime.oci import hooks
+    from runtime.oci import hooks, rootfs
     from runtime.oci import process as proc_
-    from runtime.oci import rootfs
     from runtime.oci.caps import last_cap
     from runtime.sys import Sys
 
@@ -215,7 +320,16 @@ def exec_stage1(cfd: int, process: Any, ns_fds: dict[str, int], new_userns: bool
     from runtime.oci.container import NS_ORDER
     from runtime.sys import Sys
 
+    reexec_read_only("exec_stage1", cfd, [*ns_fds.values(), console_fd], process, ns_fds,
+                     new_userns, console_fd, seccomp)  # fmt: skip
+    # After setns(mnt) the host's Python library is out of reach: import what exec_init needs.
+    from runtime.oci import caps as _caps  # noqa: F401
+    from runtime.oci import process as _process  # noqa: F401
+
+    if console_fd >= 0:
+        import socket  # noqa: F401  (process.setup_terminal sends the pty master with it)
     sys = Sys()
+    not_dumpable(sys)
     sync.recv(cfd, sync.CGROUP_PLACED)
     _join_for_exec(sys, ns_fds, NS_ORDER)
     # a pid namespace takes effect for children only: the process to exec is our child

@@ -1,5 +1,5 @@
 """Spec -> plan conversions (pure): mount options, the rootfs mount list, namespace joins and
-unshares, capability masks, device rules, and secure_join."""
+unshares, capability masks and device rules (path resolution: test_rootfs_resolve.py)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,15 @@ def test_parse_options_flags_propagation_and_data():
     assert data == "mode=755,size=64k"
 
 
-def test_plan_keeps_spec_mounts_adds_missing_defaults_parents_first():
+def test_plan_keeps_spec_mounts_in_config_order_adds_missing_defaults_first():
     sp = make()
     sp.mounts = [m for m in sp.mounts if m.destination not in ("/dev", "/sys")]
     sp.mounts.insert(0, spec_.Mount("/dev/pts/x", "bind", "data", ["bind"]))
     steps = rootfs.plan(sp)
     dests = [st.destination for st in steps]
-    assert dests.index("/dev") < dests.index("/dev/pts") < dests.index("/dev/pts/x")
-    assert "/sys" in dests  # default added back
+    assert dests[:2] == ["/dev", "/sys"]  # the defaults the spec lacks, in front
+    # then the spec's own, in its order (runc's): /dev/pts/x first, even before /dev/pts
+    assert dests[2:] == [os.path.normpath(m.destination) for m in sp.mounts]
     assert dests.count("/proc") == 1  # the spec's own, not a second default
     bind = next(st for st in steps if st.destination == "/dev/pts/x")
     assert bind.is_bind and bind.source == "/b/data"  # relative to the bundle
@@ -81,21 +82,6 @@ def test_device_rules_append_defaults_after_spec_rules():
     assert sp.linux.resources["devices"] == [{"allow": False, "access": "rwm"}]  # not mutated
 
 
-def test_secure_join_never_leaves_root(tmp_path: Path):
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
-    os.symlink("/etc", root / "abs")
-    os.symlink("../../../../../etc", root / "rel")
-    os.symlink("loop2", root / "loop1")
-    os.symlink("loop1", root / "loop2")
-    assert rootfs.secure_join(str(root), "/abs/passwd") == f"{root}/etc/passwd"
-    assert rootfs.secure_join(str(root), "/rel/x") == f"{root}/etc/x"
-    assert rootfs.secure_join(str(root), "/../../x") == f"{root}/x"
-    assert rootfs.secure_join(str(root), "/missing/a") == f"{root}/missing/a"
-    with pytest.raises(OSError):
-        rootfs.secure_join(str(root), "/loop1")
-
-
 def test_cgroup_binds_hybrid(tmp_path: Path):
     mi = tmp_path / "mountinfo"
     mi.write_text(
@@ -125,3 +111,10 @@ def test_lookup_uses_container_path():
         process.lookup("tool", ["PATH=/bin"], exists)
     with pytest.raises(process.ExecError):
         process.lookup("/bin/tool", [], exists)
+
+
+def test_plan_default_spec_keeps_config_order():
+    """runc's order: /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys, ... as listed (the old
+    plan sorted by depth and put /sys before /dev/pts)."""
+    sp = make()
+    assert [st.destination for st in rootfs.plan(sp)] == [m.destination for m in sp.mounts]

@@ -103,16 +103,21 @@ def test_finalize_masks_readonly_and_root(tmp_path: Path, monkeypatch: pytest.Mo
     sp = spec_.parse(doc, "/b")
     rec = s.RecordingSys()
     rootfs.finalize(rec, sp)
-    mounts = [c[1] for c in rec.calls]
-    assert (str(d), str(d), None, s.MS_BIND | s.MS_REC, None) == mounts[0]
+    # every path is resolved to an fd first and mounted through /proc/self/fd
+    mounts = [c[1] for c in rec.calls if c[0] == "mount"]
+    assert (f"fd:{d}", f"fd:{d}", None, s.MS_BIND | s.MS_REC, None) == mounts[0]
+    assert mounts[1][1] == f"fd:{d}"
     assert (
         mounts[1][3] & (s.MS_RDONLY | s.MS_REMOUNT | s.MS_BIND)
         == s.MS_RDONLY | s.MS_REMOUNT | s.MS_BIND
     )
-    assert ("tmpfs", str(d), "tmpfs", s.MS_RDONLY, None) in mounts
-    assert ("/dev/null", str(f), None, s.MS_BIND, None) in mounts
-    assert not any(m[1] == str(tmp_path / "missing") for m in mounts)
+    assert ("tmpfs", f"fd:{d}", "tmpfs", s.MS_RDONLY, None) in mounts
+    assert ("/dev/null", f"fd:{f}", None, s.MS_BIND, None) in mounts
+    assert not any(str(tmp_path / "missing") in (m[1] or "") for m in mounts)
     assert mounts[-1][1] == "/" and mounts[-1][3] & s.MS_RDONLY
+    opened = [c[1][0] for c in rec.calls if c[0] == "openat2"]
+    assert str(tmp_path / "missing") in opened
+    assert all(c[1][2] & s.RESOLVE_IN_ROOT for c in rec.calls if c[0] == "openat2")
 
 
 def test_pivot_uses_pivot_root_never_chroot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
