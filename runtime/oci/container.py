@@ -104,7 +104,7 @@ def _create(
     foreground: bool,
     warn: Callable[[str], None] | None = None,
     preserve_fds: int = 0,
-) -> tuple[State, Any]:
+) -> tuple[State, Any, int]:
     """create, returning the cgroup manager too. ``warn`` receives each setting the cgroup
     manager accepted but cannot enforce, once the limits are written and before anything is
     forked: the children inherit our stderr, so nothing may be left buffered for them."""
@@ -135,7 +135,7 @@ def _create(
     sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
     mgr = None
     stage1 = init_pid = 0
-    console_fd = fifo_fd = -1
+    console_fd = fifo_fd = pty_sock = master = -1
     try:
         # Who is creating it: if this process dies (SIGKILL) before state.json exists, `delete`
         # can tell an abandoned create from one in progress and clean up after it.
@@ -158,6 +158,8 @@ def _create(
                 warn(message)
         if console_socket is not None and spec.process.terminal:
             console_fd = _connect(console_socket)
+        elif spec.process.terminal:  # foreground run: the init sends the pty master to us
+            console_fd, pty_sock = _pty_socketpair(spec.process)
         parent_sock, child_sock = sync_socketpair()
         pfd, cfd = parent_sock.fileno(), child_sock.fileno()
         # The container's cgroup below each hierarchy, for a `type: cgroup` mount (else None).
@@ -188,6 +190,9 @@ def _create(
         _reap(stage1)  # it exited after INIT_PID; reaping it here overlaps with the init's work
         stage1 = 0
         parent_sock.close()
+        if pty_sock >= 0:
+            master = _recv_master(pty_sock)  # sent before INIT_READY: already waiting
+            pty_sock = -1
         info = st_.read_proc_stat(init_pid)
         if info is None or info[0] in ("Z", "X"):
             raise IsoproofError("container init exited during create")
@@ -205,7 +210,7 @@ def _create(
         st_.save(root, state)
         if pid_file:
             write_pid_file(pid_file, init_pid)
-        return state, mgr
+        return state, mgr, master
     except BaseException:
         for pid in (stage1, init_pid):
             if pid > 0:
@@ -213,7 +218,7 @@ def _create(
         for pid in (stage1, init_pid):
             if pid > 0:
                 _reap(pid, wait_reparent=True)
-        for fd in (console_fd, fifo_fd):
+        for fd in (console_fd, fifo_fd, pty_sock, master):
             if fd >= 0:
                 os.close(fd)
         if mgr is not None:
@@ -443,12 +448,14 @@ def run(
 ) -> int:
     """create + start; in the foreground, wait for the init and return its exit code (128+N for
     a signal), forwarding the usual signals, then delete the container (unless ``keep``)."""
-    state, mgr = _create(root, cid, bundle, pid_file, console_socket, not detach, warn,
-                         preserve_fds)  # fmt: skip
+    state, mgr, master = _create(root, cid, bundle, pid_file, console_socket, not detach, warn,
+                                 preserve_fds)  # fmt: skip
     c = Container.just_made(root, state, mgr)
     try:
         _open_fifo(c.dir, state)
     except BaseException:
+        if master >= 0:
+            os.close(master)
         _force_cleanup(c, warn)
         raise
     _run_hooks(c, "poststart", st_.RUNNING, warn)
@@ -457,18 +464,119 @@ def run(
     # We are the init's subreaper (see create), so we can wait for it like a child.
 
     def forward(signum: int, _frame: Any) -> None:
-        _kill(state.pid, signum)
+        if signum == signal.SIGWINCH and master >= 0:
+            _copy_winsize(0, master)  # the kernel tells the pty's foreground group itself
+        else:
+            _kill(state.pid, signum)
 
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
               signal.SIGUSR2, signal.SIGWINCH):  # fmt: skip
         signal.signal(s, forward)
-    status = _reap(state.pid, wait_reparent=True)
+    if master >= 0:
+        status = _pty_session(master, state.pid)
+    else:
+        status = _reap(state.pid, wait_reparent=True)
     code = 255 if status is None else os.waitstatus_to_exitcode(status)
     if code < 0:
         code = 128 - code
     if not keep:
         _force_cleanup(c, warn)
     return code
+
+
+# --- a pty for `run` in the foreground (process.terminal without --console-socket) -------------------
+
+
+def _pty_socketpair(process: Any) -> tuple[int, int]:
+    """The init makes the pty in the container's devpts and sends its master over a console
+    socket, as for --console-socket; here the socket's other end is ours. The pty starts with
+    the caller's window size when the caller has a terminal (and the spec names none)."""
+    import socket  # the init needs it too, after pivot_root: imported here, before the fork
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if process.console_size is None and os.isatty(0):
+        size = os.get_terminal_size(0)
+        process.console_size = (size.lines, size.columns)
+    return theirs.detach(), ours.detach()
+
+
+def _recv_master(sock_fd: int) -> int:
+    import socket
+
+    s = socket.socket(fileno=sock_fd)
+    try:
+        _msg, fds, _flags, _addr = socket.recv_fds(s, 4096, 1)
+    finally:
+        s.close()
+    if not fds:
+        raise IsoproofError("process.terminal: the container's init sent no pty")
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+def _copy_winsize(src: int, dst: int) -> None:
+    import fcntl
+    import termios
+
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _pty_session(master: int, pid: int) -> int | None:
+    """Copy our stdin to the pty and the pty to our stdout until the init has exited and the pty
+    is drained (runc's foreground tty). Our terminal, if stdin is one, is raw meanwhile: the
+    container's line discipline does the echo and ^C, not ours. Returns the init's wait status."""
+    import select
+
+    saved = None
+    if os.isatty(0):
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+    poller = select.poll()
+    poller.register(master, select.POLLIN)
+    poller.register(0, select.POLLIN)
+    status = None
+    open_fds = {0, master}
+    try:
+        while master in open_fds:
+            events = poller.poll(50)
+            for fd, _ev in events:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: every holder of the pty's other end has exited
+                    data = b""
+                if not data:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                elif fd == master:
+                    _write_all(1, data)
+                else:
+                    _write_all(master, data)
+            if status is None:
+                with contextlib.suppress(ChildProcessError):
+                    done, st = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        status = st
+            if status is not None and not events:
+                break  # the init is gone and the pty has nothing more to say
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        os.close(master)
+    if status is None:
+        status = _reap(pid, wait_reparent=True)
+    return status
 
 
 def _force_cleanup(c: Container, warn: Callable[[str], None] | None = None) -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime.spec import HOOK_KINDS
-
 pytestmark = pytest.mark.root
 
 HOST_UTS = os.readlink("/proc/self/ns/uts")
 HOST_MNT = os.readlink("/proc/self/ns/mnt")
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+              "poststop")  # fmt: skip
 SH = "/bin/sh"  # the host's for the runtime-side hooks; the busybox rootfs has one too
 
 
