@@ -53,6 +53,7 @@ class ContainerSpec:
     env: list[str] = dataclasses.field(default_factory=list)
     cwd: str = "/"  # process.cwd (the escape checks ask for /proc/self/fd/N)
     oom_score_adj: int | None = None  # process.oomScoreAdj
+    seccomp: dict[str, Any] | None = None  # linux.seccomp, an OCI profile sent as it is
 
     def pinned(self, cpus: str, cpuset: bool | None = None) -> ContainerSpec:
         """Run only on ``cpus`` (the contention checks put their containers on one CPU): a cpuset
@@ -148,6 +149,8 @@ def oci_config(
     }
     if spec.oom_score_adj is not None:
         cfg["process"]["oomScoreAdj"] = spec.oom_score_adj
+    if spec.seccomp is not None:
+        linux["seccomp"] = spec.seccomp
     if spec.hostname is not None and "uts" in has:
         cfg["hostname"] = spec.hostname
     return cfg

@@ -101,6 +101,8 @@ def mutate(cfg):
         cfg["linux"]["readonlyPaths"] = []
     elif m == "drop_seccomp":  # a runtime that accepts linux.seccomp and loads nothing
         cfg["linux"].pop("seccomp", None)
+    elif m == "drop_seccomp":  # a runtime that accepts linux.seccomp and loads nothing
+        cfg["linux"].pop("seccomp", None)
     elif m == "all_devices":
         res(cfg)["devices"] = [{{"allow": True, "access": "rwm"}}]
     elif m in ("sys_rw", "cgroup_rw"):
@@ -200,6 +202,7 @@ MUTATIONS: dict[str, set[str]] = {
     "unmask": {"test_masked_paths"},
     "no_readonly": {"test_readonly_paths", "test_proc_sys_readonly"},
     "all_devices": {"test_no_host_block_devices"},
+    "drop_seccomp": {"test_seccomp_profile_in_force", "test_seccomp_applies_to_exec"},
     "drop_seccomp": {"test_seccomp_profile_in_force", "test_seccomp_applies_to_exec"},
     "leak_host_root_fd": {"test_no_host_fds"},
     "cwd_host": {"test_cwd_inside_root"},

@@ -161,6 +161,13 @@ class DockerLikeDriver(Driver):
                 a += [f"{flag}={_devnode(dev['major'], dev['minor'])}:{dev['rate']}"]
         if spec.readonly_rootfs:
             a += ["--read-only"]
+        if spec.seccomp is not None:
+            if self.label == "isoproof":
+                raise Unavailable("the isoproof engine cannot pass a seccomp profile (its "
+                                  "--security-opt knows only no-new-privileges)")  # fmt: skip
+            profile = self.workdir / f"{name}-seccomp.json"
+            profile.write_text(json.dumps(spec.seccomp))
+            a += [f"--security-opt=seccomp={profile}"]  # docker and podman read the OCI shape
         return [*a, "busybox", *gated(spec.args, GATE_MAX_S * host.slowdown())]
 
     def create(self, spec: ContainerSpec) -> Container:
