@@ -565,11 +565,11 @@ def _linux(v: Any) -> Linux:
     for k in lx.sysctl:
         if not k or ".." in k or k.startswith(("/", ".")):
             raise SpecError(f"linux.sysctl: invalid key {k!r}")
-        kind = sysctl_namespace(k)
-        if kind is None:
+        ns_type = sysctl_namespace(k)
+        if ns_type is None:
             raise SpecError(f"linux.sysctl: {k} is not in a separate kernel namespace")
-        if lx.ns(kind) is None:
-            raise SpecError(f"linux.sysctl: {k} needs a {kind} namespace of the container's own")
+        if lx.ns(ns_type) is None:
+            raise SpecError(f"linux.sysctl: {k} needs a {ns_type} namespace of the container's own")
     for i, dev in enumerate(_list(d.get("devices"), "linux.devices")):
         name = f"linux.devices[{i}]"
         dev = _obj(dev, name)
@@ -701,10 +701,10 @@ def check_host(spec: Spec, nstype_of: Any = None) -> None:
         if kind != NAMESPACES[ns.type]:
             raise SpecError(f"{name}: {ns.path} is not a {ns.type} namespace")
     for key in spec.linux.sysctl:
-        ns = spec.linux.ns(sysctl_namespace(key) or "")
-        if ns is not None and ns.path is not None and _same_ns(ns.path, ns.type):
-            raise SpecError(f"linux.sysctl: {key} would be written to the host ({ns.path} is"
-                            f" the runtime's own {ns.type} namespace)")  # fmt: skip
+        owner = spec.linux.ns(sysctl_namespace(key) or "")
+        if owner is not None and owner.path is not None and _same_ns(owner.path, owner.type):
+            raise SpecError(f"linux.sysctl: {key} would be written to the host ({owner.path} is"
+                            f" the runtime's own {owner.type} namespace)")  # fmt: skip
     check_labels(spec)
 
 

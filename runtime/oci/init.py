@@ -282,7 +282,7 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
     cap_last = last_cap()
     mnt = spec.linux.ns("mount")
     if mnt is not None and mnt.path is None:
-        rootfs.prepare(sys, spec, userns, cg_binds, hook_point and hook_point.create)
+        rootfs.prepare(sys, spec, userns, cg_binds, hook_point.create if hook_point else None)
         rootfs.write_sysctls(spec)
         rootfs.finalize(sys, spec)
     elif hook_point is not None:
