@@ -952,3 +952,59 @@ def test_foreground_terminal_takes_the_callers_size_and_input(oci, bundle, tmp_p
         os.close(caller_master)
     text = out.decode(errors="replace")
     assert "21 55" in text and "got-hello" in text, text
+
+
+def test_foreground_terminal_follows_the_callers_window_size(oci, bundle, tmp_path):
+    """SIGWINCH to the runtime (the caller's terminal was resized): the container's pty gets the
+    new size, and the kernel tells the container's foreground process."""
+    import fcntl
+    import pty
+    import signal
+    import struct
+    import termios
+    import time
+
+    if not oci.is_ours:
+        pytest.skip("compares the runtime's own resize path; runc does the same through its tty")
+    b = bundle(args=["sh", "-c", "trap 'stty size' WINCH; echo ready; "
+                                 "while :; do sleep 0.05; done"],
+               process={"terminal": True})  # fmt: skip
+    caller_master, caller_slave = pty.openpty()
+    fcntl.ioctl(caller_slave, termios.TIOCSWINSZ, struct.pack("HHHH", 21, 55, 0, 0))
+    argv = [*oci.command, "--root", oci.root, "run", "--bundle", str(b.path), "fg-winch"]
+    oci.created.append("fg-winch")
+    p = subprocess.Popen(argv, stdin=caller_slave, stdout=caller_slave, stderr=subprocess.PIPE,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)  # fmt: skip
+    os.close(caller_slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"ready" not in out and time.monotonic() < deadline:
+            out += os.read(caller_master, 4096)
+        fcntl.ioctl(caller_master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        p.send_signal(signal.SIGWINCH)
+        while b"40 120" not in out and time.monotonic() < deadline:
+            out += os.read(caller_master, 4096)
+    finally:
+        p.kill()
+        p.wait()
+        os.close(caller_master)
+    assert b"40 120" in out, out
+
+
+def test_exec_preserve_fds(oci, bundle, tmp_path):
+    started(oci, bundle(), "exec-fds")
+    (tmp_path / "fd3").write_text("exec-three\n")
+    argv = [*oci.command, "--root", oci.root, "exec", "--preserve-fds", "1", "exec-fds",
+            "sh", "-c", "cat <&3"]  # fmt: skip
+    r = subprocess.run(["sh", "-c", 'exec 3<"$1"; shift; exec "$@"', "sh",
+                        str(tmp_path / "fd3"), *argv], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["exec-three"]
+    # without the flag the fd stays out of the container, as with runc
+    r = subprocess.run(["sh", "-c", 'exec 3<"$1"; shift; exec "$@"', "sh", str(tmp_path / "fd3"),
+                        *[a for a in argv if a not in ("--preserve-fds", "1")]],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)  # fmt: skip
+    assert r.returncode != 0 and "exec-three" not in r.stdout
