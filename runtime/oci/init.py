@@ -283,10 +283,23 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
     mnt = spec.linux.ns("mount")
     if mnt is not None and mnt.path is None:
         rootfs.prepare(sys, spec, userns, cg_binds, hook_point.create if hook_point else None)
+        if p.terminal and console_fd >= 0:
+            # The pty now, to bind its slave onto /dev/console before the rootfs is finalized
+            # (runc's order); prepare() below then has no console left to set up.
+            proc_.setup_terminal(console_fd, p.console_size)
+            rootfs.mount_console(sys)
+            console_fd = -1
         rootfs.write_sysctls(spec)
         rootfs.finalize(sys, spec)
-    elif hook_point is not None:
-        hook_point.create()
+    else:
+        if mnt is None:
+            # No mount namespace of its own (runc: no pivot_root then, a chroot): the host's
+            # mounts, seen from the rootfs; nothing is mounted, so nothing can be left behind.
+            os.chdir(spec.root_path)
+            os.chroot(".")
+            os.chdir("/")
+        if hook_point is not None:
+            hook_point.create()
     # A joined mount namespace is already set up by whoever made it: we do not touch its mounts.
     uts = spec.linux.ns("uts")
     if uts is not None and uts.path is None:

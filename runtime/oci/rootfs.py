@@ -574,10 +574,26 @@ def prepare(sys: Sys, spec: Spec, userns: bool, cgroup_bind_list: list,
         sys.mount(None, "/", None, root_propagation(spec))
 
 
+def mount_console(sys: Sys) -> None:
+    """/dev/console for ``process.terminal``: the pty slave (our stdin by now) bound onto it, as
+    runc does; programs that write to the console (init systems, getty) reach the terminal."""
+    slave = os.ttyname(0)
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = file_in_root(sys, root, "/dev/console", 0o666)
+        try:
+            sys.mount(slave, fd_path(fd), None, MS_BIND)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root)
+
+
 def _parent_private(sys: Sys, rootfs: str, mountinfo: str = "/proc/self/mountinfo") -> None:
     """Make the mount that holds ``rootfs`` private if it is shared (runc's
     rootfsParentMountPrivate): pivot_root refuses a shared parent, and our bind of the rootfs
-    onto itself must not propagate to the host."""
+    onto itself must not propagate to the host. Also if it is unbindable ("unbindable" asked for
+    on "/"): nothing could be bound out of it, the rootfs included (runc 1.1 fails there)."""
     best: tuple[str, bool] | None = None
     with open(mountinfo) as f:
         for line in f:
@@ -586,7 +602,7 @@ def _parent_private(sys: Sys, rootfs: str, mountinfo: str = "/proc/self/mountinf
             holds = point == "/" or rootfs == point or rootfs.startswith(point + "/")
             # ">=": a later line at the same point is mounted on top of the earlier one
             if holds and (best is None or len(point) >= len(best[0])):
-                best = (point, any(o.startswith("shared:") for o in pre[6:]))
+                best = (point, any(o.startswith(("shared:", "unbindable")) for o in pre[6:]))
     if best is not None and best[1]:
         sys.mount(None, best[0], None, MS_PRIVATE)
 

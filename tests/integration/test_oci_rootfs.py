@@ -1,0 +1,101 @@
+"""The rootfs as runc builds it (issue 12): mounts in the config's order, each once;
+``rootfsPropagation`` honoured; fifo devices; /dev/console for a terminal. Each property is read from
+inside the container. With ``ISOPROOF_TEST_RUNTIME=/usr/sbin/runc`` runc 1.1.5 passes all but
+propagation: it leaves the new "/" unshared for "shared" and fails "unbindable"."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def mount_points(text: str) -> list[str]:
+    """Mount points of a mountinfo, in the order they were made (mount ids only grow)."""
+    rows = [ln.split() for ln in text.splitlines() if ln.strip()]
+    return [r[4] for r in sorted(rows, key=lambda r: int(r[0]))]
+
+
+def test_mounts_in_config_order_each_once(oci, bundle):
+    b = bundle(args=["cat", "/proc/self/mountinfo"])
+    oci("run", "--bundle", str(b.path), "order", stdout=b.out)
+    points = mount_points(b.out.read_text())
+    wanted = [m["destination"] for m in b.config["mounts"]]
+    assert [p for p in points if p in wanted] == wanted  # runc's order: /dev/pts before /sys
+    assert len(points) == len(set(points)), f"mounted twice: {points}"
+
+
+def root_line(text: str) -> list[str]:
+    """The optional fields (shared:N, master:N, unbindable) of the container's "/" mount."""
+    for ln in text.splitlines():
+        fields = ln.split()
+        if fields[4] == "/":
+            return fields[6 : fields.index("-")]
+    raise AssertionError(f"no / in {text}")
+
+
+@pytest.mark.parametrize(
+    ("prop", "want"),
+    [("shared", "shared:"), ("rshared", "shared:"), ("unbindable", "unbindable"), ("private", None),
+     ("rprivate", None), ("slave", None), ("rslave", None)],
+)  # fmt: skip
+def test_rootfs_propagation(oci, bundle, prop, want):
+    """runc makes the rootfs's parent mount private for pivot_root, then gives the new "/" the
+    propagation asked for (before: "shared" failed with pivot_root EINVAL)."""
+    b = bundle(args=["cat", "/proc/self/mountinfo"], rootfsPropagation=prop)
+    oci("run", "--bundle", str(b.path), "prop", stdout=b.out)
+    fields = root_line(b.out.read_text())
+    if want is None:
+        assert not any(f.startswith(("shared:", "unbindable")) for f in fields), fields
+    else:
+        assert any(f.startswith(want) for f in fields), fields
+
+
+def test_fifo_device(oci, bundle):
+    dev = {"path": "/dev/isoproof-fifo", "type": "p", "major": 0, "minor": 0, "fileMode": 0o600}
+    b = bundle(args=["sh", "-c", "[ -p /dev/isoproof-fifo ] && stat -c %a /dev/isoproof-fifo"],
+               devices=[dev])  # fmt: skip
+    r = oci("run", "--bundle", str(b.path), "fifo", stdout=b.out, check=False)
+    assert r.returncode == 0, r.stderr
+    assert b.out.read_text().strip() == "600"
+
+
+def test_dev_console_is_the_terminal(oci, bundle, tmp_path):
+    """process.terminal: the pty's slave is bound onto /dev/console (runc's mountConsole): what the
+    container writes there reaches the console socket's master."""
+    path = str(tmp_path / "console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got: dict[str, int] = {}
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        got["fd"] = fds[0]
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    script = "[ -c /dev/console ] && echo via-console > /dev/console; echo done"
+    b = bundle(args=["sh", "-c", script], process={"terminal": True})
+    oci.create(b, "cons", "--console-socket", path)
+    t.join(5)
+    srv.close()
+    assert "fd" in got
+    oci("start", "cons")
+    data = b""
+    try:
+        while b"done" not in data:
+            chunk = os.read(got["fd"], 1024)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    os.close(got["fd"])
+    assert b"via-console" in data, data
