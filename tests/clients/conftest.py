@@ -60,6 +60,13 @@ def isoproof_oci(base: Path) -> str:
     return str(path)
 
 
+def installed_isoproof_oci() -> str | None:
+    """The console-script entry point installed next to the interpreter (tox's venv), as users run
+    it; the wrapper above goes around the installation, so this one is tested on its own."""
+    path = Path(sys.executable).parent / "isoproof-oci"
+    return str(path) if path.exists() else None
+
+
 @dataclass
 class Result:
     args: list[str]
@@ -257,8 +264,10 @@ def podman(clients_base: Path) -> Iterator[Client]:
             "--tmpdir", f"{base}/tmp", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
             "--events-backend", "file"]  # fmt: skip
     parent = f"/isoproof-podman-{os.getpid()}"
-    client = Client("podman", base, argv, env, parent,
-                    {"runc": RUNC, "isoproof-oci": isoproof_oci(clients_base)})  # fmt: skip
+    runtimes = {"runc": RUNC, "isoproof-oci": isoproof_oci(clients_base)}
+    if installed := installed_isoproof_oci():
+        runtimes["installed"] = installed
+    client = Client("podman", base, argv, env, parent, runtimes)
     before = iptables_rules()
     try:
         client("import", str(busybox_tar(clients_base)), IMAGE, timeout=120)

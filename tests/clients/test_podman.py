@@ -3,10 +3,12 @@ profile, rlimits, console socket for -t), beside runc; see conftest.py for the p
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.clients import verbs
-from tests.clients.conftest import Client, runtimes
+from tests.clients.conftest import IMAGE, Client, runtimes
 
 pytestmark = pytest.mark.root
 
@@ -15,6 +17,11 @@ NOT_FOUND_127 = (
     "podman exits 126, not 127, for a missing program: isoproof-oci says "
     "'exec: /isoproof-missing: no such executable'; clients map runc's "
     "'...: no such file or directory' to 127 (and '...: permission denied' to 126)"
+)
+INSTALLED_REEXEC = (
+    "the installed (editable) entry point fails every create: 'No module named runtime' in the "
+    "re-exec'd init (runtime/oci/init.py reexec_read_only keeps sys.path under -S, not the "
+    "editable finder), then 'sync: the child went away before sending INIT_PID'"
 )
 NO_CONSOLE = "process.terminal: the pty works (/dev/pts/N, stdin a tty) but /dev/console is missing"
 TMPCOPYUP = (
@@ -91,3 +98,13 @@ def test_user_1000(pm: Client, runtime: str) -> None:
 @runtimes()
 def test_network_none(pm: Client, runtime: str) -> None:
     verbs.network_none(pm, runtime)
+
+
+@pytest.mark.xfail(strict=True, reason=INSTALLED_REEXEC)
+def test_installed_entry_point(pm: Client) -> None:
+    """The other tests give podman a wrapper that runs this checkout's runtime package; users give
+    it the installed ``isoproof-oci`` (here the tox venv's console script)."""
+    if "installed" not in pm.runtime_paths:
+        pytest.skip(f"no isoproof-oci installed next to {sys.executable} (tox installs it)")
+    r = pm.run("installed", "--rm", IMAGE, "echo", "hello", check=False)
+    assert (r.returncode, r.stdout) == (0, "hello\n"), r
