@@ -79,7 +79,7 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[Any, ...], ...], tuple[str, ...]]] = 
              (("--detach", "-d"), "detach", FLAG, False, "do not wait for the container"),
              (("--keep",), "keep", FLAG, False, "do not delete the container after it exits"),
              (("--no-subreaper",), "no_subreaper", FLAG, False,
-              "accepted; the foreground run reaps its init as a subreaper all the same"),
+              "accepted; the foreground run still reaps its init as subreaper"),
              _NO_PIVOT, _NO_KEYRING, _PRESERVE), ("id",)),
     "start": ("start a created container", (), ("id",)),
     "state": ("print the OCI state", (), ("id",)),
@@ -110,7 +110,7 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[Any, ...], ...], tuple[str, ...]]] = 
               (("--no-new-privs",), "no_new_privs", FLAG, False, "set no_new_privs"),
               _PRESERVE,
               (("--cgroup",), "cgroup", APPEND, None,
-               "run it in an existing sub-cgroup: [CONTROLLER[,CONTROLLER]:]PATH (repeatable)"),
+               "join an existing sub-cgroup [CTRL[,CTRL]:]PATH (repeatable)"),
               (("--ignore-paused",), "ignore_paused", FLAG, False, "allow exec in a paused container"),
               (("--apparmor",), "apparmor", VALUE, None, "AppArmor profile for the process"),
               (("--process-label",), "process_label", VALUE, None, "SELinux label for the process")),
@@ -119,7 +119,7 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[Any, ...], ...], tuple[str, ...]]] = 
              (_BUNDLE, (("--rootless",), "rootless", FLAG, False, "not supported")), ()),
     "update": ("change the container's cgroup limits",
                ((("--resources", "-r"), "resources", VALUE, None,
-                 "an OCI linux.resources JSON file, or - for stdin (other flags are then ignored)"),
+                 "a linux.resources JSON file (- for stdin); alone"),
                 *((names, dest, VALUE, None, text) for names, dest, text in _UPDATE_FLAGS)),
                ("id",)),
     "features": ("print the OCI features document (what this runtime implements), as JSON",
@@ -138,12 +138,14 @@ def usage_error(message: str) -> NoReturn:
 
 def _help(verb: str | None) -> str:
     def opt_lines(options: tuple[tuple[Any, ...], ...]) -> list[str]:
-        out = []
-        for names, _dest, kind, _default, text in options:
+        lefts = []
+        for names, _dest, kind, _default, _text in options:
             arg = "" if kind == FLAG else " " + ("|".join(kind) if isinstance(kind, tuple) else
                                                  names[0].lstrip("-").upper())  # fmt: skip
-            out.append(f"  {', '.join(names) + arg:<32} {text}".rstrip())
-        return out
+            lefts.append(", ".join(names) + arg)
+        width = max([32, *(len(left) + 1 for left in lefts)])  # one column for the whole list
+        rows = zip(lefts, (o[4] for o in options), strict=True)
+        return [f"  {left:<{width}} {text}".rstrip() for left, text in rows]
 
     if verb is None:
         lines = [f"usage: {PROG} [global options] COMMAND [options] ...",
