@@ -119,7 +119,7 @@ COMMANDS: dict[str, tuple[str, tuple[tuple[Any, ...], ...], tuple[str, ...]]] = 
              (_BUNDLE, (("--rootless",), "rootless", FLAG, False, "not supported")), ()),
     "update": ("change the container's cgroup limits",
                ((("--resources", "-r"), "resources", VALUE, None,
-                 "a linux.resources JSON file (- for stdin); alone"),
+                 "JSON file (- for stdin); the other flags are then ignored"),
                 *((names, dest, VALUE, None, text) for names, dest, text in _UPDATE_FLAGS)),
                ("id",)),
     "features": ("print the OCI features document (what this runtime implements), as JSON",
