@@ -116,6 +116,27 @@ def io_bytes(c: Any, major: int, minor: int) -> dict[str, int]:
     return out
 
 
+def io_throttle_written(c: Any, dev: tuple[int, int], kind: str) -> int | None:
+    """The throttle the kernel was given for one device: ``kind`` is read_bps, write_bps,
+    read_iops or write_iops; None when there is no rule for the device."""
+    where = f"{dev[0]}:{dev[1]}"
+    if host.layout().version == 2:
+        key = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops", "write_iops": "wiops"}
+        for line in c.read_cgroup("io", "io.max").splitlines():
+            parts = line.split()
+            if parts and parts[0] == where:
+                kv = dict(p.split("=", 1) for p in parts[1:])
+                v = kv.get(key[kind], "max")
+                return None if v == "max" else int(v)
+        return None
+    direction, unit = kind.split("_")
+    for line in c.read_cgroup("blkio", f"blkio.throttle.{direction}_{unit}_device").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == where:
+            return int(parts[1])
+    return None
+
+
 def freezer_state(c: Any) -> str:
     if host.layout().version == 2:
         frozen = parse_flat_keyed(c.read_cgroup("freezer", "cgroup.events")).get("frozen", 0)

@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -480,7 +481,8 @@ def format_command(x: dict[str, Any]) -> str:
 def plain_message(text: str) -> str:
     """A failure message as a sentence: the check's own words, without pytest's assertion
     introspection (``assert 1 != 1`` + ``where 1 = <function ns_inode at 0x...>``)."""
-    text = text.removeprefix("AssertionError: ").strip()
+    # "AssertionError: " or "verify.drivers.base.RuntimeFailure: ": the words matter, not the class.
+    text = re.sub(r"^[\w.]*(Error|Failure|Exception): ", "", text.strip())
     lines = text.splitlines()
     keep = [lines[0]] if lines else []
     for line in lines[1:]:

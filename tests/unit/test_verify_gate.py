@@ -239,6 +239,8 @@ def test_plain_message_drops_pytest_introspection() -> None:
         plugin.plain_message("runtime create failed (exit 1): boom")
         == "runtime create failed (exit 1): boom"
     )
+    failure = "verify.drivers.base.RuntimeFailure: runtime create failed (exit 1): boom"
+    assert plugin.plain_message(failure) == "runtime create failed (exit 1): boom"
 
 
 def test_xfailed_and_stale_deviation_entries() -> None:
@@ -319,3 +321,19 @@ def test_plugin_is_inert_outside_the_suite(pytestconfig: pytest.Config) -> None:
     """This very run (the project's unit tests) is not the suite's: loaded through pytest11, the
     plugin must not skip, lock, or leak-check it."""
     assert not plugin.active(pytestconfig)
+
+
+def test_io_throttle_written_v1_and_v2(v2: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = FakeCgroup(
+        {
+            "io.max": "8:0 rbps=max wbps=10485760 riops=max wiops=max\n254:0 rbps=5 wbps=max riops=max wiops=max\n"
+        }
+    )
+    assert measure.io_throttle_written(c, (8, 0), "write_bps") == 10485760
+    assert measure.io_throttle_written(c, (8, 0), "read_bps") is None  # "max": no limit
+    assert measure.io_throttle_written(c, (254, 0), "read_bps") == 5
+    assert measure.io_throttle_written(c, (9, 9), "read_bps") is None
+    monkeypatch.setattr(host, "layout", lambda: host.layout_from_mountinfo(HYBRID))
+    c = FakeCgroup({"blkio.throttle.write_iops_device": "254:0 100\n"})
+    assert measure.io_throttle_written(c, (254, 0), "write_iops") == 100
+    assert measure.io_throttle_written(c, (8, 0), "write_iops") is None

@@ -23,6 +23,14 @@ from verify.spec import ContainerSpec
 pytestmark = pytest.mark.root
 
 
+def written_limit(evidence, what: str, requested, written, unit: str = "") -> None:  # type: ignore[no-untyped-def]
+    """The value in the cgroup file is evidence; it must be what was asked for."""
+    evidence.record(f"{what} written", expected=requested, measured=written, unit=unit,
+                    ok=written == requested)  # fmt: skip
+    if written != requested:
+        raise AssertionError(f"{what} written {written}, requested {requested}")
+
+
 def _start_all(
     runtime: Driver, scenario: Scenario, device: tuple[int, int] | None = None
 ) -> list[Container]:
@@ -123,9 +131,7 @@ def test_memory_limit_oom(runtime: Driver, scenario: Scenario, evidence) -> None
     vmstat_before = measure.vmstat_oom_kills()
     (c,) = _start_all(runtime, scenario)
     limit = scenario.containers[0].limits["memory"]
-    assert measure.memory_limit(c) == limit, (
-        f"memory limit written {measure.memory_limit(c)}, requested {limit}"
-    )
+    written_limit(evidence, "memory limit", limit, measure.memory_limit(c), "bytes")
     peak = measure.peak_while_running(c, 60)
     status = c.wait_exit(60)
     kills, source = measure.oom_kills_after_exit(c, vmstat_before)
@@ -157,9 +163,7 @@ def test_page_cache_capped(runtime: Driver, scenario: Scenario, evidence) -> Non
     vmstat_before = measure.vmstat_oom_kills()  # before the writer can run (see memory_generated)
     (c,) = _start_all(runtime, scenario)
     limit = scenario.containers[0].limits["memory"]
-    assert measure.memory_limit(c) == limit, (
-        f"memory limit written {measure.memory_limit(c)}, requested {limit}"
-    )
+    written_limit(evidence, "memory limit", limit, measure.memory_limit(c), "bytes")
     peak = measure.peak_while_running(c, 120)
     status = c.wait_exit(120)
     if status is None and hasattr(runtime, "inspect"):
@@ -231,6 +235,7 @@ def test_io_throttle(runtime: Driver, scenario: Scenario, evidence) -> None:
             f"count={count}",
             "oflag=direct",
         ]
+    written_limit(evidence, kind, limit, measure.io_throttle_written(c, dev, kind), unit="per s")
     before = measure.io_bytes(c, *dev)[counter]
     sampler = measure.Sampler(lambda: measure.io_bytes(c, *dev)[counter], interval=0.1)
     # Popen, not exec(): the counters are sampled while dd runs.
@@ -271,8 +276,7 @@ def test_io_throttle(runtime: Driver, scenario: Scenario, evidence) -> None:
 def test_pids_limit(runtime: Driver, scenario: Scenario, evidence) -> None:
     (c,) = _start_all(runtime, scenario)
     limit = scenario.containers[0].limits["pids"]
-    written = c.read_cgroup("pids", "pids.max").strip()
-    assert written == str(limit), f"pids.max written {written}, requested {limit}"
+    written_limit(evidence, "pids.max", str(limit), c.read_cgroup("pids", "pids.max").strip())
     # busybox sh gives up at the first refused fork, so the peak is sampled while it forks.
     sampler = measure.Sampler(lambda: int(c.read_cgroup("pids", "pids.current")), interval=0.005)
     deadline = time.monotonic() + 10
