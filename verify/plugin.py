@@ -150,9 +150,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RESULTS] = []
         for label in runtimes(config):
             try:
-                make_driver(label, "x", Path("/nonexistent"), "x")
+                d = make_driver(label, "x", Path("/nonexistent"), "x")
             except ValueError as e:  # a bad label: one clear line, no traceback
                 raise pytest.UsageError(str(e)) from None
+            if d.kind == "oci":
+                # A binary that is not there is a typo, not a reason to skip every check.
+                # (An engine that is installed but not working still skips, with its reason.)
+                try:
+                    d.check_available()
+                except Unavailable as e:
+                    raise pytest.UsageError(f"--runtime {label}: {e}") from None
         _scenarios(config)  # a malformed scenario stops the run before anything is made
         _deviations(config)  # so does a malformed deviations file
     with contextlib.suppress(ImportError):
