@@ -4,6 +4,7 @@ known deviations, failure evidence in results.json, the verify CLI's front door.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,16 @@ def test_io_throttle_written_v1_and_v2(v2: None, monkeypatch: pytest.MonkeyPatch
     c = FakeCgroup({"blkio.throttle.write_iops_device": "254:0 100\n"})
     assert measure.io_throttle_written(c, (254, 0), "write_iops") == 100
     assert measure.io_throttle_written(c, (8, 0), "write_iops") is None
+
+
+def test_plugin_refuses_a_missing_oci_binary(tmp_path: Path) -> None:
+    """Run through pytest directly (no CLI): one usage-error line, no session of skips."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "-p", "no:cacheprovider",
+           "--pyargs", "verify.checks", "--runtime", "oci:/nope/runc"]  # fmt: skip
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == pytest.ExitCode.USAGE_ERROR, r.stdout + r.stderr
+    assert "--runtime oci:/nope/runc: needs an OCI runtime binary at '/nope/runc'" in r.stderr
+    assert "collected" not in r.stdout and os.listdir(tmp_path) == []
