@@ -27,6 +27,7 @@ def run_battery(runtime: str, results: Path, extra: list[str]) -> tuple[float, d
            "verify.checks.test_escapes", "-c", os.devnull, "--rootdir", str(results),
            "-p", "no:cacheprovider", "-q", "--runtime", runtime,
            "--isoproof-results", str(results), *extra]  # fmt: skip
+    results.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     subprocess.run(cmd, capture_output=True, text=True, cwd="/")
     wall = time.monotonic() - t0

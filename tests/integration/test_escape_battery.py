@@ -32,6 +32,7 @@ ENV = {"ISOPROOF_RACE_TRIES": "100", "ISOPROOF_RACE_BOX_S": "90"}
 
 def run_races(runtime: str, tmp: Path) -> dict[str, dict]:  # type: ignore[type-arg]
     results = tmp / "results"
+    results.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs",
            "verify.checks.test_escapes", "-c", os.devnull, "--rootdir", str(results),
            "-p", "no:cacheprovider", "-q", "--runtime", runtime,

@@ -101,8 +101,6 @@ def mutate(cfg):
         cfg["linux"]["readonlyPaths"] = []
     elif m == "drop_seccomp":  # a runtime that accepts linux.seccomp and loads nothing
         cfg["linux"].pop("seccomp", None)
-    elif m == "drop_seccomp":  # a runtime that accepts linux.seccomp and loads nothing
-        cfg["linux"].pop("seccomp", None)
     elif m == "all_devices":
         res(cfg)["devices"] = [{{"allow": True, "access": "rwm"}}]
     elif m in ("sys_rw", "cgroup_rw"):
@@ -116,11 +114,14 @@ def mutate(cfg):
         # The CVE-2024-21626 end state: the workload starts in a host directory through a leaked
         # fd, which is closed before it runs (so only its cwd shows it).
         wrap(cfg, 3)
+        return True
     elif m == "cwd_escape" and cfg["process"].get("cwd", "/").startswith("/proc/self/fd/"):
         # A runtime that honours process.cwd = /proc/self/fd/N against its own fds (runc < 1.1.12).
         n = int(cfg["process"]["cwd"].rsplit("/", 1)[1])
         cfg["process"]["cwd"] = "/"
         wrap(cfg, n)
+        return True
+    return m == "leak_host_root_fd"  # whether the runtime gets host / as fd 3
 
 
 def wrap(cfg, n):
@@ -152,10 +153,10 @@ if verb_i is not None and args[verb_i] in ("create", "run"):
     path = os.path.join(bundle, "config.json")
     with open(path) as f:
         cfg = json.load(f)
-    mutate(cfg)
+    leak = mutate(cfg)
     with open(path, "w") as f:
         json.dump(cfg, f)
-    if MUTATION in ("leak_host_root_fd", "cwd_host", "cwd_escape"):
+    if leak:
         leak_host_root()
         args[verb_i + 1:verb_i + 1] = ["--preserve-fds", "1"]
     if MUTATION == "host_sysctl":  # a runtime that applies a sysctl in the host's namespaces
@@ -202,7 +203,6 @@ MUTATIONS: dict[str, set[str]] = {
     "unmask": {"test_masked_paths"},
     "no_readonly": {"test_readonly_paths", "test_proc_sys_readonly"},
     "all_devices": {"test_no_host_block_devices"},
-    "drop_seccomp": {"test_seccomp_profile_in_force", "test_seccomp_applies_to_exec"},
     "drop_seccomp": {"test_seccomp_profile_in_force", "test_seccomp_applies_to_exec"},
     "leak_host_root_fd": {"test_no_host_fds"},
     "cwd_host": {"test_cwd_inside_root"},
@@ -277,8 +277,6 @@ def test_suite_fails_exactly_the_broken_property(mutation: str, tmp_path: Path) 
     )
     if not shared:  # a mount that propagated out is, rightly, also reported as a leak
         assert doc["leak_check"]["ok"], f"leaks: {doc['leak_check']['leaks']}"
-        snap = doc["host_snapshot"]
-        assert snap["ok"], f"the host differs after the run: {snap['differences']}"
 
 
 def test_leak_check_fails_the_run(tmp_path: Path) -> None:
