@@ -9,6 +9,7 @@ import ctypes
 import errno
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -406,3 +407,55 @@ def test_spec_keeps_the_validated_profile_on_linux():
     doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_NOTIFY"}
     with pytest.raises(SpecError, match="^linux.seccomp.defaultAction: SCMP_ACT_NOTIFY"):
         spec_.parse(doc, BUNDLE)
+
+
+def _child_outcome(profile: dict[str, Any]) -> tuple[int | None, int]:
+    """Load ``profile`` in a forked child, call getppid() through syscall(2) (glibc's getppid
+    cannot report an error) and return (its errno or 0, the signal that ended the child or 0)."""
+    p = sc.parse(profile)
+    f = sc.build(p, None, lib_or_skip())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(38, 1, 0, 0, 0)
+            f.load()
+            ret = libc.syscall(nr("getppid"))
+            os.write(w, str(ctypes.get_errno() if ret == -1 else 0).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    out = os.read(r, 64)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    f.release()
+    return (int(out) if out else None), (os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0)
+
+
+@pytest.mark.parametrize(
+    ("act", "want"),
+    [
+        ("SCMP_ACT_ALLOW", (0, 0)),
+        ("SCMP_ACT_LOG", (0, 0)),  # allowed, and logged by the kernel
+        ("SCMP_ACT_ERRNO", (errno.EPERM, 0)),  # no errnoRet: EPERM, as runc
+        ("SCMP_ACT_TRACE", (errno.ENOSYS, 0)),  # no tracer attached: the kernel says ENOSYS
+        ("SCMP_ACT_TRAP", (None, signal.SIGSYS)),  # SIGSYS
+        (
+            "SCMP_ACT_KILL",
+            (None, signal.SIGSYS),
+        ),  # the thread (here: the whole single-threaded child)
+        ("SCMP_ACT_KILL_PROCESS", (None, signal.SIGSYS)),
+    ],
+)
+def test_each_action_on_the_real_kernel(act: str, want: tuple[int | None, int]):
+    flags = [
+        "SECCOMP_FILTER_FLAG_LOG",
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        "SECCOMP_FILTER_FLAG_TSYNC",
+    ]
+    default = "SCMP_ACT_LOG" if act == "SCMP_ACT_ALLOW" else "SCMP_ACT_ALLOW"
+    prof = {"defaultAction": default, "flags": flags,
+            "syscalls": [{"names": ["getppid"], "action": act}]}  # fmt: skip
+    assert _child_outcome(prof) == want
