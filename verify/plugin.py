@@ -43,6 +43,7 @@ OUTCOME = "isoproof_outcome"
 FINDING = "isoproof_finding"  # worth knowing, not a verdict (e.g. a conversion distorts a ratio)
 DEVIATION = "isoproof_deviation"  # the declared deviation a check was run under
 FAILURE_EVIDENCE = "isoproof_evidence"  # what the suite knew when a check failed
+EVIDENCE_FILE = "isoproof_evidence_file"  # the same as a JSON file (DIR/evidence/), for JUnit
 CHECKS_PACKAGE = "verify.checks"
 
 MARKERS = [
@@ -520,6 +521,17 @@ def pytest_runtest_makereport(
         report.user_properties.append((FAILURE_EVIDENCE, ev))
         report.sections += _text_of(ev)
         _attach_allure_evidence(ev)
+        results = item.config.getoption("isoproof_results")
+        if results:
+            # JUnit has no attachments of its own: the evidence as a file beside it, named in a
+            # property of the test case.
+            name = re.sub(r"[^\w.-]+", "_", item.nodeid.split("::", 1)[-1]) + ".json"
+            path = Path(results).absolute() / "evidence" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(ev, indent=2, default=str))
+            report.user_properties.append((EVIDENCE_FILE, str(path)))
+            # The item's own list reaches JUnit (written from the teardown report).
+            item.user_properties.append((EVIDENCE_FILE, str(path)))
     if report.failed or report.when == "call":
         _attach_allure(item, report)
 
@@ -584,6 +596,8 @@ def result_entry(report: pytest.TestReport) -> dict[str, Any]:
         entry["deviation"] = deviation
     if _props(report, FAILURE_EVIDENCE):
         entry["evidence"] = _props(report, FAILURE_EVIDENCE)[-1]
+    if _props(report, EVIDENCE_FILE):
+        entry["evidence_file"] = _props(report, EVIDENCE_FILE)[-1]
     if xpassed:
         entry["message"] = (f"declared deviation did not happen: the check passed; remove it from "
                             f"{deviation['file']}")  # fmt: skip

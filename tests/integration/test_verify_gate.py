@@ -69,6 +69,12 @@ def test_without_the_declaration_runc_fails(tmp_path: Path) -> None:
     assert r.returncode == 1, r.stdout[-3000:]
     (entry,) = [e for e in doc["results"] if e["check"] == "test_lifecycle_state_machine"]
     assert entry["outcome"] == "failed" and "deviation" not in entry
+    # ... also as a file, named in the JUnit test case (JUnit has no attachments of its own).
+    assert json.loads(Path(entry["evidence_file"]).read_text()) == entry["evidence"]
+    assert (
+        f'name="isoproof_evidence_file" value="{entry["evidence_file"]}"'
+        in (tmp_path / "results" / "junit.xml").read_text()
+    )
     # The failure carries what the suite knew, as data: the runtime's commands with exit codes.
     assert any(c["argv"][-2:] == ["delete", c["argv"][-1]] and c["exit"] == 0
                for c in entry["evidence"]["transcript"]), entry["evidence"]["transcript"][-5:]  # fmt: skip
