@@ -631,10 +631,17 @@ def parse(doc: Any, bundle: str) -> Spec:
         hooks=None if d.get("hooks") is None else _hooks(d["hooks"]),
     )
     if spec.linux.ns("mount") is None:
-        raise SpecError("linux.namespaces: a mount namespace is required (new or joined)")
-    uts = spec.linux.ns("uts")
-    if (hostname or domainname) and (uts is None or uts.path):
-        raise SpecError("hostname: setting it needs a new uts namespace in linux.namespaces")
+        # No mount namespace: runc chroots into the rootfs. Mounts would be made on the host's own
+        # mount table and outlive the container: refused, as anything else we could not undo.
+        for key, val in (("mounts", spec.mounts), ("linux.maskedPaths", spec.linux.masked_paths),
+                         ("linux.readonlyPaths", spec.linux.readonly_paths),
+                         ("root.readonly", spec.root_readonly)):  # fmt: skip
+            if val:
+                raise SpecError(f"{key}: needs a mount namespace in linux.namespaces")
+    # A joined uts namespace keeps its names: the hostname is set only in one of our own (runc
+    # refuses a hostname only without any uts namespace).
+    if (hostname or domainname) and spec.linux.ns("uts") is None:
+        raise SpecError("hostname: setting it needs a uts namespace in linux.namespaces")
     return spec
 
 

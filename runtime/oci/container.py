@@ -728,6 +728,8 @@ def exec_process(
     cgroup_dirs = _sub_cgroups(c.mgr, cgroups or [])
     seccomp = _proc.exec_seccomp(s.config.get("seccomp"))  # built before the fork
     ns_fds = _open_container_namespaces(s.pid)
+    if "mnt" not in ns_fds:  # no mount namespace of its own: its root is a chroot (init.py)
+        ns_fds["root"] = os.open(f"/proc/{s.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     sys = Sys()
     sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
     console_fd = -1

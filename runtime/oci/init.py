@@ -158,6 +158,11 @@ def reexec_read_only(body: str, cfd: int, keep_fds: list[int], *args: Any) -> No
     from runtime.sys import CLONE_NEWNS, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE, Sys
 
     exe = os.readlink("/proc/self/exe")
+    # Back in these after the exec: the private namespace is only needed until the kernel has
+    # opened the executable through the read-only bind (it keeps that mount for as long as the
+    # process runs it), so nothing else about the runtime's view of the host changes.
+    home = (os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC),
+            os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))  # fmt: skip
     sys = Sys()
     sys.unshare(CLONE_NEWNS)
     sys.mount(None, "/", None, MS_SLAVE | MS_REC)  # nothing we mount here reaches the host
@@ -177,9 +182,9 @@ def reexec_read_only(body: str, cfd: int, keep_fds: list[int], *args: Any) -> No
         # The modules this process has: the init may lose its way to the host's library (a user
         # namespace, a joined mount namespace, pivot_root) before it first needs one.
         mods = [m for m in _sys.modules if m != "__main__"]
-        pickle.dump((body, cfd, args, rebuild, mods), f)
+        pickle.dump((body, cfd, args, rebuild, mods, home), f)
     os.lseek(payload, 0, os.SEEK_SET)
-    for fd in (cfd, payload, *keep_fds):
+    for fd in (cfd, payload, *home, *keep_fds):
         if fd >= 0:
             os.set_inheritable(fd, True)
     code = (f"import sys; sys.path[:] = {_sys.path!r}; "
@@ -192,8 +197,14 @@ def resume(payload: int) -> None:
     import pickle
 
     with open(payload, "rb") as f:
-        body, cfd, args, rebuild, mods = pickle.load(f)
+        body, cfd, args, rebuild, mods, (mnt_ns, cwd) = pickle.load(f)
     _SEALED[0] = True
+    from runtime.sys import CLONE_NEWNS, Sys
+
+    Sys().setns(mnt_ns, CLONE_NEWNS, "mnt")
+    os.fchdir(cwd)
+    os.close(mnt_ns)
+    os.close(cwd)
     import importlib
 
     for m in mods:
@@ -244,6 +255,13 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_own: str | Non
     if cg_own is not None:
         cg_binds = rootfs.own_cgroup_binds(rootfs.cgroup_binds(), cg_own)
     joins = plan.joins(spec)
+    # In a mount namespace not made by us (joined, or none) the /proc the init sees may not show
+    # it (another pid namespace's procfs, or no /proc in the rootfs): the host's, to reopen the
+    # fifo. Close-on-exec and closed once used: no host fd reaches the container's program.
+    mnt = spec.linux.ns("mount")
+    proc_fd = -1
+    if mnt is None or mnt.path is not None:
+        proc_fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     fds = {}
     for kind, path in joins:  # open them all before any setns changes what the paths mean
         fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -262,10 +280,11 @@ def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_own: str | Non
         new_flags &= ~CLONE_NEWUSER
     if new_flags:
         sys.unshare(new_flags)
-    _fork_and_announce(cfd, container_init, spec, fifo_fd, console_fd, cg_binds)
+    _fork_and_announce(cfd, container_init, spec, fifo_fd, console_fd, cg_binds, proc_fd)
 
 
-def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds: list) -> None:
+def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds: list,
+                   proc_fd: int = -1) -> None:  # fmt: skip
     # After pivot_root the host's Python library is out of reach: import all we need first.
     from runtime.oci import hooks, rootfs
     from runtime.oci import process as proc_
@@ -312,7 +331,11 @@ def container_init(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_binds:
     sync.send(cfd, sync.INIT_READY)
     os.close(cfd)
     # Blocks until `start` opens the fifo for reading. Nothing of the user's has run yet.
-    wfd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    if proc_fd >= 0:  # "self" in the host's procfs: this process, seen from the host
+        wfd = os.open(f"self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fd)
+        os.close(proc_fd)
+    else:
+        wfd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     if hook_point is not None:
         hook_point.start(wfd)  # startContainer hooks; on failure it answers start and exits
     os.write(wfd, b"0")
@@ -345,6 +368,12 @@ def exec_stage1(cfd: int, process: Any, ns_fds: dict[str, int], new_userns: bool
     not_dumpable(sys)
     sync.recv(cfd, sync.CGROUP_PLACED)
     _join_for_exec(sys, ns_fds, NS_ORDER)
+    root = ns_fds.pop("root", None)
+    if root is not None:
+        # a container without a mount namespace of its own: its root is a chroot, not ours
+        os.fchdir(root)
+        os.chroot(".")
+        os.close(root)
     # a pid namespace takes effect for children only: the process to exec is our child
     _fork_and_announce(cfd, exec_init, process, new_userns, console_fd, seccomp)
 

@@ -99,3 +99,44 @@ def test_dev_console_is_the_terminal(oci, bundle, tmp_path):
         pass
     os.close(got["fd"])
     assert b"via-console" in data, data
+
+
+def test_no_mount_namespace_is_a_chroot(oci, bundle):
+    """No mount namespace (runc: no pivot_root, a chroot): the host's mount namespace, the rootfs
+    as "/", nothing mounted (a config with mounts is refused: they would stay on the host)."""
+    namespaces = [{"type": t} for t in ("pid", "network", "ipc", "uts")]
+    b = bundle(args=["sh", "-c", "cat /isoproof-marker; sleep 100"], namespaces=namespaces,
+               mounts=[], maskedPaths=[], readonlyPaths=[],
+               root={"path": "rootfs", "readonly": False})  # fmt: skip
+    (b.rootfs / "isoproof-marker").write_text("in-rootfs\n")
+    oci.create(b, "nomnt")
+    pid = oci.state("nomnt")["pid"]
+    assert os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino
+    assert os.readlink(f"/proc/{pid}/root") == str(b.rootfs)
+    oci("start", "nomnt")
+    r = oci("exec", "nomnt", "cat", "/isoproof-marker")  # exec joins its chroot too
+    assert r.stdout == "in-rootfs\n"
+    oci("delete", "--force", "nomnt")
+    assert b.out.read_text() == "in-rootfs\n"
+    b.config["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    b.write()
+    r = oci("create", "--bundle", str(b.path), "nomnt2", check=False)
+    assert r.returncode != 0 and "mount namespace" in r.stderr
+
+
+def test_joined_mount_and_uts_namespaces(oci, bundle):
+    """Joining another container's mount and uts namespaces by path: its root and its names; our
+    own hostname is not set in a uts namespace that is not ours."""
+    a = bundle(hostname="isoproof-a")
+    (a.rootfs / "isoproof-marker").write_text("a's rootfs\n")
+    oci.create(a, "host-a")
+    oci("start", "host-a")
+    apid = oci.state("host-a")["pid"]
+    joined = [{"type": "pid"}, {"type": "mount", "path": f"/proc/{apid}/ns/mnt"},
+              {"type": "uts", "path": f"/proc/{apid}/ns/uts"}]  # fmt: skip
+    b = bundle(args=["sh", "-c", "hostname; cat /isoproof-marker"], namespaces=joined,
+               hostname="isoproof-b")  # fmt: skip
+    oci("run", "--bundle", str(b.path), "joins-a", stdout=b.out)
+    assert b.out.read_text() == "isoproof-a\na's rootfs\n"
+    r = oci("exec", "host-a", "hostname")
+    assert r.stdout.strip() == "isoproof-a"

@@ -110,7 +110,7 @@ def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ("linux.uidMappings", [{"containerID": 0, "hostID": 0, "size": 1}], "linux.uidMappings"),
         ("linux.sysctl", {"../etc": "1"}, "linux.sysctl"),
         ("linux.seccomp", {}, "linux.seccomp"),
-        ("linux.namespaces", [{"type": "pid"}], "linux.namespaces"),  # no mount namespace
+        ("linux.namespaces", [{"type": "pid"}], "mounts"),  # mounts without a mount namespace
     ],
 )
 def test_each_bad_field_is_named(path: str, value: Any, field: str):
@@ -131,9 +131,28 @@ def test_user_namespace_needs_both_maps_and_hostname_needs_uts():
     s = spec_.parse(doc, BUNDLE)
     assert s.linux.uid_mappings[0].host_id == 1000
     doc = good()
-    doc["linux"]["namespaces"] = [{"type": "mount"}, {"type": "uts", "path": "/proc/1/ns/uts"}]
+    doc["linux"]["namespaces"] = [{"type": "mount"}]
     with pytest.raises(SpecError, match="hostname"):
         spec_.parse(doc, BUNDLE)
+    # a joined uts namespace: accepted, the hostname is left alone (runtime/oci/init.py)
+    doc["linux"]["namespaces"] = [{"type": "mount"}, {"type": "uts", "path": "/proc/1/ns/uts"}]
+    assert spec_.parse(doc, BUNDLE).hostname == doc["hostname"]
+
+
+def test_no_mount_namespace_only_without_mounts():
+    doc = good()
+    doc["linux"]["namespaces"] = [{"type": "pid"}]
+    doc["mounts"], doc["linux"]["maskedPaths"], doc["linux"]["readonlyPaths"] = [], [], []
+    doc["root"]["readonly"] = False
+    doc.pop("hostname", None)  # no uts namespace either
+    assert spec_.parse(doc, BUNDLE).linux.ns("mount") is None
+    for key, val in (("maskedPaths", ["/proc/kcore"]), ("readonlyPaths", ["/proc/sys"])):
+        bad = good()
+        bad["linux"]["namespaces"] = [{"type": "pid"}]
+        bad["mounts"], bad["linux"]["maskedPaths"], bad["linux"]["readonlyPaths"] = [], [], []
+        bad["linux"][key] = val
+        with pytest.raises(SpecError, match=f"linux.{key}: needs a mount namespace"):
+            spec_.parse(bad, BUNDLE)
 
 
 def test_check_host_compares_namespace_types(tmp_path: Path):
