@@ -6,6 +6,10 @@ it), each check's duration from results.json, and the time of one host snapshot 
 session). runc runs beside as the peer, in the same run.
 
     python bench/bench_escapes.py [--runtime oci:isoproof-oci --runtime oci:/usr/sbin/runc]
+
+Measured 12-03 at load average ~13 (other sessions' suites): snapshot 1.6 s (0.4 s idle); runc:
+checks 28.8 s with a 20 s race box (97 creates), isoproof-oci before the issue-13 fixes 48 s (18
+creates, 30 execs 12.8 s). Hence the 12 s box.
 """
 
 from __future__ import annotations
@@ -63,9 +67,15 @@ def main() -> int:
                         extra = f"  ({m['execs']} execs)"
                 print(f"  {r['check']:36s} {r['duration_s']:6.1f} s  {r['outcome']}{extra}")
             par, _ = run_battery(rt, Path(tmp) / f"p-{len(rt)}-{abs(hash(rt))}", ["-n", "2"])
-            added = min(serial, par) + 2 * snap_s
-            print(f"battery wall: serial {serial:.1f} s, -n 2 {par:.1f} s; added to the host leg "
-                  f"~{added:.1f} s: {'within' if added <= TARGET_S else 'OVER'} {TARGET_S:.0f} s")  # fmt: skip
+            # Inside a host leg the session already exists: what the battery adds is its checks'
+            # time (spread over the workers with -n 2) and the two snapshots.
+            checks = sum(r["duration_s"] for r in doc.get("results", []))
+            added = checks + 2 * snap_s
+            print(
+                f"battery alone (its own pytest session): serial {serial:.1f} s, -n 2 {par:.1f} s"
+            )
+            print(f"added to a serial host leg: checks {checks:.1f} s + snapshots {2 * snap_s:.1f} s"
+                  f" = {added:.1f} s: {'within' if added <= TARGET_S else 'OVER'} {TARGET_S:.0f} s")  # fmt: skip
     return 0
 
 
