@@ -178,7 +178,9 @@ def test_cwd_cannot_name_a_leaked_fd(runtime: Driver, evidence) -> None:
 # with the kernel's view of it (its path, type and mount id), from the still-open fd.
 ATTACKER = r"""
 exec 2>/dev/null
+n=0
 while [ ! -e /tmp/isoproof-stop ]; do
+  n=$((n+1))
   for d in /proc/[0-9]*; do
     [ "${d#/proc/}" = "$$" ] && continue
     for f in $d/exe $d/fd/*; do
@@ -190,7 +192,7 @@ while [ ! -e /tmp/isoproof-stop ]; do
     done
   done
 done
-: > /tmp/isoproof-stopped
+echo $n > /tmp/isoproof-stopped
 exec sleep 3600
 """
 
@@ -210,11 +212,15 @@ def test_runtime_executable_unreachable(runtime: Driver, evidence) -> None:
     deadline = time.monotonic() + 5 * host.slowdown()
     while not (root / "tmp/isoproof-stopped").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    stopped = root / "tmp/isoproof-stopped"
+    sweeps = int(stopped.read_text().strip() or 0) if stopped.exists() else 0
+    if sweeps == 0:  # an attacker that never looked proves nothing
+        raise RuntimeFailure("exec", None, "the attacker inside made no sweep over /proc")
     hits = root / "tmp/isoproof-hits"
     lines = hits.read_text().splitlines() if hits.exists() else []
     bad, opened = probes.judge_hits(lines, inside)
     evidence.record("host files opened through /proc/*/exe and /proc/*/fd/* during exec",
-                    expected=[], measured=bad, ok=not bad, execs=rounds,
+                    expected=[], measured=bad, ok=not bad, execs=rounds, sweeps=sweeps,
                     opens_logged=opened)  # fmt: skip
     assert not bad, f"from inside the container, during {rounds} execs: {bad}"
 
