@@ -104,7 +104,10 @@ def _exec_tty(rt: OciRuntime, cid: str, pj: str, tmp: str, interactive: bool) ->
                     break
                 continue
             with conn:
-                master = recv_fd(conn)
+                try:
+                    master = recv_fd(conn)
+                except OSError:  # the runtime hung up without a pty: its stderr says why
+                    break
     finally:
         listener.close()
     _out, err = child.communicate()

@@ -291,6 +291,8 @@ def connect(home: Home, cid: str, netns_path: str, hostname: str) -> dict[str, A
     veth, peer = host_veth(cid), peer_veth(cid)
     failed = f"network setup for {cid[:12]} failed"
     try:
+        if os.path.exists(f"/sys/class/net/{veth}"):  # a start killed half-way made it: redo it
+            _ip(["ip", "link", "del", "dev", veth], failed)
         with _lock():
             _ensure_bridge(bridge)
             # ip -batch splits on blanks: the namespace goes by an fd path, whatever the home's.

@@ -144,11 +144,9 @@ class Eng:
             veth = f"isoproof{cid[:7]}"
             if Path(f"/sys/class/net/{veth}").exists():
                 found.append(f"veth {veth}")
-        ipam = self.home / "ipam.json"
-        if ipam.exists():
-            used = {ip: c for net in json.loads(ipam.read_text()).values() for ip, c in net.items()}
-            if used:
-                found.append(f"addresses: {used}")
+        used = self.leases()
+        if used:
+            found.append(f"addresses: {used}")
         for ctrl in Path("/sys/fs/cgroup").iterdir():
             parent = ctrl / self.cgroup_parent
             if parent.is_dir():
@@ -168,6 +166,23 @@ class Eng:
             if b"runtime.engine.monitor" in cmd and home.encode() in cmd:
                 found.append(f"monitor pid {proc.name}")
         return found
+
+    def lease_file(self) -> Path:
+        """The bridge's host-wide lease table (runtime/engine/network.py)."""
+        return Path("/run/isoproof") / f"{self.bridge}.leases.json"
+
+    def leases(self) -> dict[str, str]:
+        """Addresses leased to containers of this home: {address: container ID}."""
+        try:
+            table = json.loads(self.lease_file().read_text())
+        except FileNotFoundError:
+            return {}
+        return {
+            ip: lease["id"]
+            for net in table.values()
+            for ip, lease in net.items()
+            if lease.get("home") == str(self.home)
+        }
 
     def clean(self) -> None:
         ids = self.run("ps", "-aq", "--no-trunc").stdout.split()
@@ -973,7 +988,7 @@ def test_concurrent_runs_get_distinct_addresses(eng: Eng) -> None:
 def _bridge_snapshot(eng: Eng) -> dict[str, Any]:
     """What prune must leave alone while the bridge is in use, as the kernel and the engine see it."""
     dev = Path(f"/sys/class/net/{eng.bridge}")
-    ipam = eng.home / "ipam.json"
+    ipam = eng.lease_file()
     return {
         "ifindex": (dev / "ifindex").read_text() if dev.exists() else None,
         "ports": sorted(os.listdir(dev / "brif")) if dev.exists() else [],
@@ -998,7 +1013,7 @@ def test_network_prune_removes_an_unused_bridge_and_run_recreates_it(eng: Eng) -
     assert _subnet_addresses_on_host(eng) == []  # the gateway address went with the bridge
     veths = {f"isoproof{cid[:7]}" for cid in eng.seen}
     assert veths.isdisjoint(os.listdir("/sys/class/net"))
-    assert not (eng.home / "ipam.json").exists()
+    assert not eng.lease_file().exists()
     assert eng.ok("network", "prune", "-f") == ""  # nothing left to prune: silent, exit 0
     # The next container makes the bridge again and is reachable over it.
     eng.ok("run", "-d", "--name", "again", "busybox", "sleep", "100")
@@ -1046,9 +1061,12 @@ HALF_START = (
 )
 
 
-def test_a_start_that_died_halfway_is_repaired(
+def test_a_start_that_died_halfway_is_wound_up_by_its_monitor(
     eng: Eng, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The CLI dies between the runtime's create and start: its end of the ready socket closes,
+    and the monitor, seeing the container still created, kills it and winds it up (before, the
+    container stayed created with its monitor, init, cgroups and mounts until a later command)."""
     log = _log_runtime_calls(eng, tmp_path, monkeypatch)
     for name in ("halfway", "halfgone"):
         eng.ok("create", "--name", name, "busybox", "echo", "hi")
@@ -1056,13 +1074,17 @@ def test_a_start_that_died_halfway_is_repaired(
             [sys.executable, "-c", HALF_START, name], env=eng.env, capture_output=True, text=True
         )
         assert cp.returncode == 0, cp.stderr
-        assert eng.inspect(name, "{{.State.Status}}") == "created"
+        eng.wait_status(name, "exited")
+        assert eng.inspect(name, "{{.State.Error}}") == (
+            "the client exited before it started the container"
+        )
+        cid = eng.inspect(name, "{{.Id}}")
+        eng.wait_for(name, lambda c=cid: not eng.state(c)["MonitorPid"], "no monitor", 15)
+        assert len(_deletes(log, cid)) == 1, log.read_text()  # the monitor's one delete
     assert eng.ok("start", "-a", "halfway") == "hi\n"
     eng.ok("rm", "halfway")
-    gone = eng.inspect("halfgone", "{{.Id}}")
     eng.ok("rm", "halfgone")
     assert eng.ok("ps", "-aq") == ""
-    assert len(_deletes(log, gone)) == 1, log.read_text()  # rm kills the init, its monitor deletes
 
 
 # -- images --------------------------------------------------------------------------------------
