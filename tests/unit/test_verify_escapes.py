@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 from verify import probes, snapshot
 from verify.spec import ContainerSpec, oci_config
@@ -50,7 +51,7 @@ def test_spec_carries_cwd_and_oom_score_adj() -> None:
     assert "oomScoreAdj" not in oci_config(ContainerSpec(), "/r", "/c")["process"]
 
 
-def fake_snapshot() -> dict[str, object]:
+def fake_snapshot() -> dict[str, Any]:
     return {
         "uts": ["hostname h", "domainname (none)"],
         "sysctl": {
@@ -73,9 +74,9 @@ def test_snapshot_diff_is_empty_for_the_same_host() -> None:
 
 def test_snapshot_diff_names_every_change() -> None:
     before, after = fake_snapshot(), fake_snapshot()
-    after["sysctl"]["vm.swappiness"] = "10"  # type: ignore[index]
+    after["sysctl"]["vm.swappiness"] = "10"
     after["ipc"] = ["shm key 124426 id 7 perms 600"]
-    after["mounts"] = [*after["mounts"], "/mnt/x tmpfs isoproof-x rw"]  # type: ignore[list-item]
+    after["mounts"] = [*after["mounts"], "/mnt/x tmpfs isoproof-x rw"]
     assert snapshot.diff(before, after) == [
         "sysctl vm.swappiness: 60 -> 10",
         "ipc added: shm key 124426 id 7 perms 600",
@@ -87,7 +88,7 @@ def test_snapshot_per_interface_sysctls_follow_their_link() -> None:
     """A link that went is one difference (links), not one per sysctl of it."""
     before, after = fake_snapshot(), copy.deepcopy(fake_snapshot())
     after["links"] = ["eth0 mtu 1500 up"]
-    del after["sysctl"]["net.ipv4.conf.isoproofab12a.forwarding"]  # type: ignore[attr-defined]
+    del after["sysctl"]["net.ipv4.conf.isoproofab12a.forwarding"]
     assert snapshot.diff(before, after) == ["links removed: isoproofab12a mtu 1500 up"]
 
 
