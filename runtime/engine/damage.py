@@ -112,11 +112,39 @@ def monitors(home: Home) -> dict[str, list[int]]:
 
 
 def cgroup_dirs(parent: str | None = None) -> list[str]:
-    """The parent cgroup's directory in every hierarchy (those that exist)."""
-    from runtime.cgroups import new_manager
+    """The parent cgroup's directory in every mounted hierarchy where it exists: the named ones
+    too (``name=systemd``), where runc makes a container's cgroup and our manager does not look."""
+    from runtime.cgroups.mountinfo import unescape
 
-    probe = new_manager(f"/{parent or cgroup_parent()}/probe", "probe")
-    return sorted({os.path.dirname(p) for p in probe.paths().values() if os.path.isdir(os.path.dirname(p))})  # fmt: skip
+    name = parent or cgroup_parent()
+    out = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields and fields[fields.index("-") + 1] in ("cgroup", "cgroup2"):
+                d = os.path.join(unescape(fields[4]), name)
+                if os.path.isdir(d):
+                    out.add(d)
+    return sorted(out)
+
+
+def _rmdir_everywhere(cid: str) -> None:
+    """The container's cgroup directory in every hierarchy: its tasks killed, then removed."""
+    for parent in cgroup_dirs():
+        d = os.path.join(parent, cid)
+        for _ in range(50):
+            if not os.path.isdir(d):
+                break
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    pids = [int(p) for p in f.read().split()]
+            except OSError:
+                pids = []
+            _kill_and_wait(pids)
+            try:
+                os.rmdir(d)
+            except OSError:
+                time.sleep(0.05)
 
 
 def cgroup_ids(parent: str | None = None) -> set[str]:
@@ -261,6 +289,7 @@ def scrub(home: Home, cid: str, cfg: dict[str, Any] | None = None) -> list[str]:
                 except IsoproofError:
                     time.sleep(0.05)
             done.append("cgroup")
+        _rmdir_everywhere(cid)
     nspath = home.netns_path(cid)
     if nspath.exists():
         _kill_and_wait(netns_pids(nspath))

@@ -236,6 +236,8 @@ def _teardown_env(eng: Eng) -> None:
     with open("/proc/self/mountinfo") as f:
         leaks += [f"mount {ln.split()[4]}" for ln in f if str(eng.home) in ln]
     shutil.rmtree(eng.home, ignore_errors=True)
+    eng.lease_file().unlink(missing_ok=True)  # empty by now (leaks() checked): the file and lock
+    eng.lease_file().with_suffix(".lock").unlink(missing_ok=True)
     assert not leaks, f"left behind at the end of the session: {leaks}"
 
 
