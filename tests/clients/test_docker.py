@@ -16,7 +16,6 @@ NOT_FOUND_127 = (
     "'exec: /isoproof-missing: no such executable'; clients map runc's "
     "'...: no such file or directory' to 127 (and '...: permission denied' to 126)"
 )
-NO_CONSOLE = "process.terminal: the pty works (/dev/pts/N, stdin a tty) but /dev/console is missing"
 
 
 @runtimes(xfail=NOT_FOUND_127)
@@ -29,12 +28,12 @@ def test_detached_exec_logs_stop_start_kill_rm(dk: Client, runtime: str) -> None
     verbs.detached_lifecycle(dk, runtime)
 
 
-@runtimes(xfail=NO_CONSOLE)
+@runtimes()
 def test_run_it_has_a_pty_and_console(dk: Client, runtime: str) -> None:
     verbs.tty_run(dk, runtime)
 
 
-@runtimes(xfail=NO_CONSOLE)
+@runtimes()
 def test_exec_it_has_a_pty_and_console(dk: Client, runtime: str) -> None:
     verbs.tty_exec(dk, runtime)
 

@@ -23,7 +23,6 @@ INSTALLED_REEXEC = (
     "re-exec'd init (runtime/oci/init.py reexec_read_only keeps sys.path under -S, not the "
     "editable finder), then 'sync: the child went away before sending INIT_PID'"
 )
-NO_CONSOLE = "process.terminal: the pty works (/dev/pts/N, stdin a tty) but /dev/console is missing"
 TMPCOPYUP = (
     "podman's tmpfs option 'tmpcopyup' (runc's extension; podman sends it for --read-only's "
     "/run, /tmp, /var/tmp and for every --tmpfs) reaches the kernel: "
@@ -45,12 +44,12 @@ def test_detached_exec_logs_stop_start_kill_rm(pm: Client, runtime: str) -> None
     verbs.detached_lifecycle(pm, runtime)
 
 
-@runtimes(xfail=NO_CONSOLE)
+@runtimes()
 def test_run_it_has_a_pty_and_console(pm: Client, runtime: str) -> None:
     verbs.tty_run(pm, runtime)
 
 
-@runtimes(xfail=NO_CONSOLE)
+@runtimes()
 def test_exec_it_has_a_pty_and_console(pm: Client, runtime: str) -> None:
     verbs.tty_exec(pm, runtime)
 
