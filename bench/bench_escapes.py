@@ -9,7 +9,7 @@ session). runc runs beside as the peer, in the same run.
 
 Measured 12-03 at load average ~13 (other sessions' suites): snapshot 1.6 s (0.4 s idle); runc:
 checks 28.8 s with a 20 s race box (97 creates), isoproof-oci before the issue-13 fixes 48 s (18
-creates, 30 execs 12.8 s). Hence the 12 s box.
+creates, 30 execs 12.8 s). Hence a 10 s box and fds 3..7 for the cwd attack (was 3..9).
 """
 
 from __future__ import annotations
