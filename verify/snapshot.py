@@ -8,7 +8,9 @@ object or a firewall rule behind, fails the session even when every check passed
 
 Attribution on a shared host: objects named ``isoproof*`` belong to some isoproof session. Only
 those that name this session (its id or work directory) count; another session's are listed as
-ignored (its own run judges them). Everything not named ``isoproof*`` counts.
+ignored (its own run judges them), and so are objects that went away during the run. Everything
+else counts; on a host where other work runs beside the suite, ``$ISOPROOF_SNAPSHOT_IGNORE`` (a
+regular expression matched against each difference line) names what is not the run's.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ VOLATILE_SYSCTLS = {
 # went is reported once, under links).
 _PER_IFACE = re.compile(r"^net\.ipv[46]\.(conf|neigh)\.([^.]+)\.")
 
+
+def _ignore_pattern(text: str) -> re.Pattern[str] | None:
+    """``$ISOPROOF_SNAPSHOT_IGNORE`` as a pattern; text that is no valid expression is literal."""
+    if not text:
+        return None
+    try:
+        return re.compile(text)
+    except re.error:
+        return re.compile(re.escape(text))
+
+
+_IGNORE = _ignore_pattern(os.environ.get("ISOPROOF_SNAPSHOT_IGNORE", ""))
 _SNAP = pytest.StashKey[dict[str, Any]]()
 _RESULT = pytest.StashKey[dict[str, Any]]()
 
@@ -202,7 +216,8 @@ def attribute(lines: list[str], ours: list[str]) -> tuple[list[str], list[str]]:
     count, ignored = [], []
     for line in lines:
         gone = line.startswith(tuple(f"{s} removed: " for s in _GONE_IS_OTHERS))
-        if gone or ("isoproof" in line and not any(x in line for x in ours)):
+        told = bool(_IGNORE and _IGNORE.search(line))
+        if gone or told or ("isoproof" in line and not any(x in line for x in ours)):
             ignored.append(line)
         else:
             count.append(line)
