@@ -108,3 +108,11 @@ def test_volatile_sysctls_are_left_out(tmp_path: Path) -> None:
         p.write_text(value + "\n")
     assert snapshot.sysctls(tmp_path) == {"vm.swappiness": "60"}
     assert all(why for why in snapshot.VOLATILE_SYSCTLS.values())
+
+
+def test_snapshot_ignore_pattern(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    line = "mounts added: /tmp/ipt-c4/containers/x/bundle/rootfs overlay overlay rw"
+    assert snapshot.attribute([line], ["abcd1234"]) == ([line], [])
+    monkeypatch.setattr(snapshot, "_IGNORE", snapshot._ignore_pattern("^mounts added: /tmp/ipt-"))
+    assert snapshot.attribute([line], ["abcd1234"]) == ([], [line])
+    assert snapshot._ignore_pattern("(") is not None  # not a valid expression: taken literally
