@@ -653,11 +653,12 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 def pytest_report_teststatus(
     report: pytest.TestReport, config: pytest.Config
 ) -> Generator[None, Any, None]:
-    """With --isoproof-progress the suite writes its own line per check: pytest's letter goes."""
+    """With --isoproof-progress the suite writes its own line per check: pytest's letter goes (its
+    word stays, for the short summary at the end)."""
     outcome = yield
     if config.getoption("isoproof_progress", False) and _is_check_report(report):
-        category, _letter, _word = outcome.get_result()
-        outcome.force_result((category, "", ""))
+        category, _letter, word = outcome.get_result()
+        outcome.force_result((category, "", word))
 
 
 def _progress_line(config: pytest.Config, report: pytest.TestReport, entry: dict[str, Any]) -> None:
