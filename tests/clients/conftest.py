@@ -197,6 +197,21 @@ def processes_mentioning(needle: str) -> list[str]:
     return found
 
 
+def oci_state_dirs(events: Path) -> list[str]:
+    """State directories left in the runtimes' default roots (podman gives them no --root) by the
+    containers podman's event log names."""
+    from runtime.oci.state import DEFAULT_ROOT
+
+    ids = set()
+    for line in events.read_text().splitlines() if events.exists() else []:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            event = json.loads(line)
+            if event["Type"] == "container":
+                ids.add(event["ID"])
+    assert ids, f"no container events in {events}: the state-directory check would see nothing"
+    return [d for i in ids for d in (f"/run/runc/{i}", f"{DEFAULT_ROOT}/{i}") if os.path.exists(d)]
+
+
 def iptables_rules() -> str | None:
     exe = shutil.which("iptables-save")
     if not exe:
@@ -215,11 +230,25 @@ def busybox_tar(base: Path) -> Path:
     return tar
 
 
+# Made by the clients whatever their flags say (hard-coded in them): dockerd's plugin directory,
+# containerd 1.6's shim socket directory, podman's (containers/image) blob-info cache for root.
+# Removed at the end when the session made them.
+HOST_PATHS = ["/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd",
+              "/var/lib/containers/cache", "/var/lib/containers"]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def clients_base() -> Iterator[Path]:
     # Short: docker's and containerd's unix sockets live below it (108-byte limit).
     base = Path(tempfile.mkdtemp(prefix="isoproof-cl-", dir="/tmp"))
+    existed = {p for p in HOST_PATHS if os.path.exists(p)}
     yield base
+    for p in HOST_PATHS:
+        if p not in existed:
+            if p == "/var/lib/containers/cache":
+                shutil.rmtree(p, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(p)  # only when empty: never what something else put there meanwhile
     left = mounts_under(base)
     for m in reversed(left):
         subprocess.run(["umount", "-l", m], check=False)
@@ -276,6 +305,7 @@ def podman(clients_base: Path) -> Iterator[Client]:
         client("rm", "-a", "-f", check=False)
         left = [f"container {c}" for c in client.containers()]
         left += _check_nothing_left(client, before)
+        left += [f"OCI state {d}" for d in oci_state_dirs(base / "events.log")]
         client("system", "reset", "--force", check=False, timeout=120)
         client.remove_cgroup_parent()
         left += [f"process {p}" for p in processes_mentioning(str(base))]
