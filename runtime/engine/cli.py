@@ -1676,15 +1676,60 @@ COMMANDS: dict[str, Callable[[Engine, list[str]], int]] = {
     "system": cmd_system,
 }
 
-USAGE = "Usage: isoproof COMMAND [OPTIONS]\n\nCommands:\n  " + "\n  ".join(
-    sorted([*COMMANDS, "verify", "matrix"])
+VERBS = {
+    "attach": "Attach to a running container's input and output",
+    "create": "Create a new container",
+    "exec": "Run a command in a running container",
+    "images": "List images",
+    "import": "Import a rootfs tarball as an image",
+    "inspect": "Show low-level information on containers or images",
+    "kill": "Send a signal to running containers",
+    "load": "Load an image from a docker save / OCI layout tarball",
+    "logs": "Fetch the logs of a container",
+    "matrix": "Run the verification suite on a matrix of kernels",
+    "network": "List networks, or prune the bridge (ls, prune)",
+    "pause": "Pause all processes within containers",
+    "ps": "List containers",
+    "restart": "Restart containers",
+    "rm": "Remove containers (-f: running or damaged ones too)",
+    "rmi": "Remove images",
+    "run": "Create and start a new container",
+    "start": "Start stopped containers",
+    "stats": "Show resource usage of containers",
+    "stop": "Stop running containers",
+    "system": "Remove stopped and damaged containers and leftovers (prune)",
+    "top": "Show the processes of a container",
+    "unpause": "Unpause all processes within containers",
+    "verify": "Run the isolation verification suite against a runtime",
+    "wait": "Block until containers stop, print their exit codes",
+}
+USAGE = (
+    "Usage: isoproof [--version] COMMAND [OPTIONS]\n\nA docker-like engine on an OCI runtime.\n\n"
+    "Commands:\n"
+    + "\n".join(
+        f"  {v:<10}{VERBS.get(v, '')}" for v in sorted([*COMMANDS, "verify", "matrix"])
+    )  # fmt: skip
+    + "\n\nRun 'isoproof COMMAND --help' for a command's flags."
 )
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("isoproof")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
+        return 0
+    if args[0] in ("-v", "--version", "version"):
+        print(f"isoproof version {version()}")
         return 0
     verb, rest = args[0], args[1:]
     if verb == "verify":

@@ -589,3 +589,13 @@ def test_fs_type_is_the_deepest_mount_above_the_path() -> None:
     assert fs_type("/tmpxy", mountinfo) == "9p"  # a prefix of the name is not a parent
     assert fs_type("/tmp", mountinfo) == "tmpfs"
     assert fs_type("/", "") == "an unknown filesystem"
+
+
+def test_help_has_a_line_per_verb_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for verb in [*cli.COMMANDS, "verify", "matrix"]:
+        row = next((ln for ln in lines if ln.split()[:1] == [verb]), None)
+        assert row is not None and len(row.split()) > 2, f"no description for {verb}"
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("isoproof version ")
