@@ -171,7 +171,11 @@ def oci_ids(home: Home) -> set[str]:
 
 
 def register_home(home: Home) -> None:
-    """Note this home in the host-wide list, so that another home's prune knows it exists."""
+    """Note this home in the host-wide list, so that another home's prune knows it exists. The
+    common case (listed already) is one read; a new home rewrites the list under its lock and
+    drops homes that are gone."""
+    import fcntl
+
     path = Path(HOMES_DIR) / HOMES_FILE
     me = str(home.root)
     try:
@@ -183,9 +187,18 @@ def register_home(home: Home) -> None:
         return
     with contextlib.suppress(OSError):
         os.makedirs(HOMES_DIR, mode=0o755, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fd = os.open(
+            path.with_name(f"{HOMES_FILE}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
         try:
-            os.write(fd, f"{me}\n".encode())  # one short append: atomic against other writers
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                homes = [h for h in path.read_text().splitlines() if h and os.path.isdir(h)]
+            except FileNotFoundError:
+                homes = []
+            tmp = path.with_name(f".{HOMES_FILE}.{os.getpid()}.tmp")
+            tmp.write_text("".join(f"{h}\n" for h in dict.fromkeys([*homes, me])))
+            os.replace(tmp, path)  # readers see the old list or the new one
         finally:
             os.close(fd)
 
@@ -244,7 +257,7 @@ def netns_pids(path: Path) -> list[int]:
         st = os.stat(path)
     except OSError:
         return []
-    out: list[str] = []
+    out: list[int] = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             with contextlib.suppress(OSError):
