@@ -156,7 +156,7 @@ def test_cwd_cannot_name_a_leaked_fd(runtime: Driver, evidence) -> None:
         try:
             c = runtime.create(ContainerSpec(cwd=f"/proc/self/fd/{n}"))
         except RuntimeFailure as e:
-            if f"/proc/self/fd/{n}" not in str(e):
+            if not any(k in str(e) for k in (f"/proc/self/fd/{n}", "working directory", "cwd")):
                 raise  # refused for another reason: this proves nothing about the cwd
             results.append(f"fd {n}: refused ({str(e)[-120:]})")
             continue
