@@ -29,7 +29,7 @@ suite options:
                         (default $ISOPROOF_RESULTS or .isoproof-results)
   --scenarios DIR       scenario TOML files for the limit checks (default: the shipped ones)
   --deviations DIR      known-deviation TOML files (default: the shipped verify/deviations/)
-  --workdir DIR         bundles and runtime state (default /run/isoproof-verify-<session>)
+  --workdir DIR         bundles and runtime state (default /var/tmp/isoproof-verify-<session>)
   -k EXPR               only the checks matching EXPR (e.g. -k uts, -k "cpu and not quota")
   -n N                  run on N processes (pytest-xdist); timing checks still run alone
   --list                print the checks (name, property, kind) and exit

@@ -90,11 +90,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--isoproof-scenarios", default=None, metavar="DIR",
                 help="scenario directory (default $ISOPROOF_SCENARIOS or the scenarios isoproof ships)")  # fmt: skip
     g.addoption("--isoproof-workdir", default=os.environ.get(ENV_WORKDIR), metavar="DIR",
-                help="where bundles and state go (default /run/isoproof-verify-<session>); must be "
+                help="where bundles and state go (default /var/tmp/isoproof-verify-<session>); must be "
                      "on a block device for the I/O checks")  # fmt: skip
     g.addoption("--isoproof-deviations", default=None, metavar="DIR",
                 help="known-deviation files (default $ISOPROOF_DEVIATIONS or the ones isoproof "
                      "ships in verify/deviations/)")  # fmt: skip
+    g.addoption("--isoproof-baseline", default=None, metavar="PATH",
+                help="an earlier results.json or matrix.json (or its directory): the report "
+                     "marks what regressed since, and a regression fails the run")  # fmt: skip
     g.addoption("--isoproof-progress", action="store_true", default=False,
                 help="one line per check (outcome, name, runtime, duration, done/total) instead "
                      "of pytest's dots")  # fmt: skip
@@ -187,7 +190,10 @@ def _evidence_paths(config: pytest.Config) -> None:
 
 def workdir(config: pytest.Config) -> Path:
     w = config.getoption("isoproof_workdir")
-    return Path(w) if w else Path(f"/run/isoproof-verify-{session_id(config)}")
+    # Not /run: on a real machine it is a tmpfs, where the page-cache check's file is unreclaimable
+    # shmem (the writer is OOM-killed) and the I/O checks find no block device (seen in a fresh
+    # Debian root). /var/tmp is on disk on Debian and Ubuntu.
+    return Path(w) if w else Path(f"/var/tmp/isoproof-verify-{session_id(config)}")
 
 
 def cgroup_parent(config: pytest.Config) -> str:
@@ -828,7 +834,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = config.getoption("isoproof_results")
     if results:
         out = write_results(config, Path(results), leaks)
-        config.stash[_REPORT_LINE] = html_report(out)
+        base = config.getoption("isoproof_baseline")
+        line, regressed = html_report(out, Path(base) if base else None)
+        config.stash[_REPORT_LINE] = line
+        if regressed:  # a gate: something that held in the baseline fails now
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def write_results(config: pytest.Config, d: Path, leaks: list[str]) -> Path:
@@ -858,19 +868,19 @@ def write_results(config: pytest.Config, d: Path, leaks: list[str]) -> Path:
 _REPORT_LINE = pytest.StashKey[str]()
 
 
-def html_report(results_json: Path) -> str:
-    """Write ``report.html`` beside results.json; return the line to show at the end of the run.
+def html_report(results_json: Path, baseline: Path | None = None) -> tuple[str, bool]:
+    """Write ``report.html`` beside results.json, compared with ``baseline`` if given; return the
+    line to show at the end of the run and whether anything regressed since the baseline.
 
     The report only presents the verdicts: whatever goes wrong making it is one warning line and
-    never changes the suite's exit status."""
+    never changes the suite's exit status; only a regression against the baseline does."""
     try:
-        from reports.cli import write_report
+        from reports.cli import suite_hook
 
-        out = write_report([results_json], [], results_json.parent / "report.html")
-    except Exception as e:  # a bug in the report too: it is named, the run's verdict stands
+        return suite_hook(results_json, baseline)
+    except Exception as e:  # reports not importable: named, the run's verdict stands
         why = str(e) if isinstance(e, IsoproofError) else repr(e)
-        return f"isoproof: warning: no HTML report: {why}"
-    return f"isoproof isolation report: {out}"
+        return f"isoproof: warning: no HTML report: {why}", False
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
