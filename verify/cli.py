@@ -29,6 +29,8 @@ suite options:
                         (default $ISOPROOF_RESULTS or .isoproof-results)
   --scenarios DIR       scenario TOML files for the limit checks (default: the shipped ones)
   --deviations DIR      known-deviation TOML files (default: the shipped verify/deviations/)
+  --baseline PATH       an earlier results.json or matrix.json (or its directory): report.html
+                        marks what regressed, was fixed or is new; exit 1 on a regression
   --workdir DIR         bundles and runtime state (default /var/tmp/isoproof-verify-<session>)
   -k EXPR               only the checks matching EXPR (e.g. -k uts, -k "cpu and not quota")
   -n N                  run on N processes (pytest-xdist); timing checks still run alone
@@ -46,6 +48,7 @@ ALIASES = {
     "--scenarios": "--isoproof-scenarios",
     "--deviations": "--isoproof-deviations",
     "--workdir": "--isoproof-workdir",
+    "--baseline": "--isoproof-baseline",
 }
 
 
@@ -82,6 +85,26 @@ def runtime_labels(argv: list[str]) -> list[str]:
         elif a.startswith("--runtime="):
             labels.append(a.partition("=")[2])
     return labels
+
+
+def option_values(argv: list[str], name: str) -> list[str]:
+    """The values given to option ``name`` (``name VALUE`` or ``name=VALUE``)."""
+    values = []
+    for i, a in enumerate(argv):
+        if a == name:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                raise BadInput(f"{name.replace('--isoproof-', '--')} needs a value")
+            values.append(argv[i + 1])
+        elif a.startswith(f"{name}="):
+            values.append(a.partition("=")[2])
+    return values
+
+
+def check_baseline(path: str) -> None:
+    """A baseline that is not there: refused before the run, not a warning after ten minutes."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"--baseline {path}: no such file or directory")
 
 
 def check_runtime(label: str) -> None:
@@ -228,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for label in runtime_labels(ours):
             check_runtime(label)
+        for path in option_values(ours, "--isoproof-baseline"):
+            check_baseline(path)
         bad = unknown_options(ours)
         if bad:
             opt, close = bad[0]

@@ -835,7 +835,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if results:
         out = write_results(config, Path(results), leaks)
         base = config.getoption("isoproof_baseline")
-        line, regressed = html_report(out, Path(base) if base else None)
+        line, regressed = report_and_compare(out, Path(base) if base else None)
         config.stash[_REPORT_LINE] = line
         if regressed:  # a gate: something that held in the baseline fails now
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -868,7 +868,12 @@ def write_results(config: pytest.Config, d: Path, leaks: list[str]) -> Path:
 _REPORT_LINE = pytest.StashKey[str]()
 
 
-def html_report(results_json: Path, baseline: Path | None = None) -> tuple[str, bool]:
+def html_report(results_json: Path) -> str:
+    """Write ``report.html`` beside results.json; return the line to show at the end of the run."""
+    return report_and_compare(results_json)[0]
+
+
+def report_and_compare(results_json: Path, baseline: Path | None = None) -> tuple[str, bool]:
     """Write ``report.html`` beside results.json, compared with ``baseline`` if given; return the
     line to show at the end of the run and whether anything regressed since the baseline.
 

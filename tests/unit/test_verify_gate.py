@@ -274,7 +274,9 @@ def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str
     [(["--runtim", "oci:/usr/sbin/runc"], "unknown option --runtim (did you mean --runtime?)"),
      (["--runtime", "oci:/nope/runc"], "--runtime oci:/nope/runc: no executable at /nope/runc"),
      (["--runtime", "rkt"], "unknown runtime 'rkt'"), (["--runtime"], "--runtime needs a value"),
-     (["--runtime", "oci:"], "oci:PATH needs a path")],
+     (["--runtime", "oci:"], "oci:PATH needs a path"),
+     (["--baseline", "/nope/results.json"], "--baseline /nope/results.json: no such file"),
+     (["--baseline"], "--baseline needs a value")],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(capsys, argv: list[str], says: str) -> None:
     rc, out, err = _main(capsys, *argv)
@@ -351,3 +353,80 @@ def test_plugin_refuses_a_missing_oci_binary(tmp_path: Path) -> None:
     assert r.returncode == pytest.ExitCode.USAGE_ERROR, r.stdout + r.stderr
     assert "--runtime oci:/nope/runc: needs an OCI runtime binary at '/nope/runc'" in r.stderr
     assert "collected" not in r.stdout and os.listdir(tmp_path) == []
+
+
+# --- --baseline: a regression since an earlier run fails the gate ---------------------------------
+
+DATA = Path(__file__).parent / "data"
+RECORDED_PASS = DATA / "reports-host-pass.json"  # runc: test_memory_limit_oom[...] passed
+RECORDED_FAILURES = DATA / "reports-host-failures.json"  # the same check failed
+
+
+class FakeSession:
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.exitstatus: int = pytest.ExitCode.OK
+        self.config = self
+        self.stash = pytest.Stash()
+        self.pluginmanager = self
+        self._options = options
+
+    def getoption(self, name: str, default: Any = None) -> Any:
+        return self._options.get(name, default)
+
+    def get_plugin(self, name: str) -> None:
+        return None
+
+
+def _finish(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run: Path, baseline: Path | None
+) -> FakeSession:
+    """The suite's session end, on a recorded results.json instead of a live run: the host parts
+    (leak check, cleanup, host snapshot) are what the gate needs from a real session, not here."""
+    out = tmp_path / "results.json"
+
+    def recorded_results(config: Any, d: Path, leaks: list[str]) -> Path:
+        out.write_bytes(run.read_bytes())
+        return out
+
+    monkeypatch.setattr(plugin, "active", lambda config: True)
+    monkeypatch.setattr(plugin, "_is_worker", lambda config: False)
+    monkeypatch.setattr(plugin, "_reap_zombies", lambda: None)
+    monkeypatch.setattr(plugin, "find_leaks", lambda config: [])
+    monkeypatch.setattr(plugin, "clean_session", lambda config: None)
+    monkeypatch.setattr(plugin.snapshot, "end", lambda session, keep: None)
+    monkeypatch.setattr(plugin, "session_id", lambda config: "1")
+    monkeypatch.setattr(plugin, "write_results", recorded_results)
+    s = FakeSession({"isoproof_results": str(tmp_path),
+                     "isoproof_baseline": str(baseline) if baseline else None})  # fmt: skip
+    plugin.pytest_sessionfinish(s, 0)  # type: ignore[arg-type]
+    return s
+
+
+def test_baseline_regression_fails_the_run_and_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s = _finish(monkeypatch, tmp_path, RECORDED_FAILURES, RECORDED_PASS)
+    assert s.exitstatus == pytest.ExitCode.TESTS_FAILED
+    line = s.stash[plugin._REPORT_LINE]
+    assert line.startswith(f"isoproof isolation report: {tmp_path / 'report.html'}")
+    assert f"since {RECORDED_PASS}: properties 2 regressed" in line
+    assert "checks 2 regressed" in line
+    page = (tmp_path / "report.html").read_text()
+    assert "REGRESSED since the baseline" in page and "test_memory_limit_oom" in page
+
+
+def test_baseline_without_regression_leaves_the_verdict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s = _finish(monkeypatch, tmp_path, RECORDED_PASS, RECORDED_FAILURES)  # only fixes
+    assert s.exitstatus == pytest.ExitCode.OK
+    assert "properties 0 regressed, 2 fixed" in s.stash[plugin._REPORT_LINE]
+    s = _finish(monkeypatch, tmp_path, RECORDED_FAILURES, None)  # no baseline: no comparison
+    assert s.exitstatus == pytest.ExitCode.OK
+    assert s.stash[plugin._REPORT_LINE] == f"isoproof isolation report: {tmp_path / 'report.html'}"
+
+
+def test_baseline_passes_through_the_front_door() -> None:
+    argv = verify_cli.build_argv(verify_cli.expand_aliases(["--baseline", "old.json"]))
+    assert argv[argv.index("--isoproof-baseline") + 1] == "old.json"
+    assert "--baseline=x" not in verify_cli.expand_aliases(["--baseline=x"])
