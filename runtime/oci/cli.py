@@ -453,6 +453,10 @@ def dispatch(a: Any) -> int:
     if a.systemd_cgroup:
         raise SpecError("--systemd-cgroup is not supported (isoproof drives cgroupfs directly)")
     cmd = a.cmd
+    if cmd in ("create", "run", "exec"):  # the runtime's executable, out of the container's reach
+        from runtime.oci.init import exec_read_only
+
+        exec_read_only(_argv)
     if cmd in ("create", "run") and a.no_pivot:
         raise SpecError("--no-pivot is not supported: isoproof-oci always uses pivot_root")
     if cmd == "create":
@@ -706,6 +710,9 @@ def warn(msg: str) -> None:
         print(f"{PROG}: warning: {msg}", file=sys.stderr, flush=True)
 
 
+_argv: list[str] = []  # this command's arguments, for init.exec_read_only
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit status. Without ``argv`` this is the program itself (the
     console script, ``python -m runtime.oci.cli``): it then reads ``sys.argv`` and leaves through
@@ -716,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
-    global _log_path, _log_json
+    global _log_path, _log_json, _argv
+    _argv = list(args)
     a = parse_args(args)
     _log_path, _log_json = a.log, a.log_format == "json"
     try:

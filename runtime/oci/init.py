@@ -119,103 +119,67 @@ def not_dumpable(sys: Any) -> None:
     host's user namespace. The final execve makes the process dumpable again (the kernel does
     that for a readable binary), when it is the container's program and no longer ours.
 
-    Why not also a sealed memfd copy of the executable, as runc does: our executable is a shared
-    interpreter (plus its libpython and standard library), not one static binary; re-executing
-    it from a copy costs a whole Python start per create and exec and does not cover the library.
-    What remains is documented in the tests (tests/integration/test_escapes_runtime.py): a
-    container given CAP_SYS_PTRACE can ptrace any process of ours it can see, with or without a
-    copy, and a program whose interpreter line is /proc/self/exe makes the kernel start our
-    interpreter as the container's process."""
+    Non-dumpable is not enough alone: a program whose interpreter line is /proc/self/exe makes
+    the kernel start our executable as the container's process, dumpable again; that one is
+    covered by :func:`exec_read_only`. What neither covers: a container given CAP_SYS_PTRACE
+    (over the host's user namespace) may ptrace any process of ours it can see, as with runc."""
     sys.prctl(PR_SET_DUMPABLE, 0)
 
 
-_SEALED = [False]  # True in a process started by reexec_read_only
+RO_EXEC_ENV = "ISOPROOF_RO_EXEC"  # set across the exec below: "<mount ns fd>,<cwd fd>"
 
 
-def reexec_read_only(body: str, cfd: int, keep_fds: list[int], *args: Any) -> None:
-    """Run the rest of ``body`` in this same process (same pid: the parent has placed it in the
-    cgroup already) re-executed from a read-only bind of our interpreter, before anything of the
-    container is joined or made. Returns at once in a process that already is that.
+def exec_read_only(argv: list[str]) -> None:
+    """Run this command again from a read-only bind of our interpreter, before anything of a
+    container is made or joined (``create``, ``run`` and ``exec`` call it first). In the process
+    so started it puts back the caller's mount namespace and directory and returns.
 
     The CVE-2019-5736 attack, whole: the container's program may be a script whose interpreter
     line is ``#!/proc/self/exe``. Our final execve then makes the kernel start *our* executable as
     the container's process, dumpable again and owned by the container's user, which opens its
     /proc/PID/exe and writes the host's interpreter once nothing runs it any more. The executable
     the kernel resolves there is the file we were exec'd from, through the mount we were exec'd
-    from: exec'd through a read-only bind (in a mount namespace of the runtime's own), every open
-    for writing through /proc/PID/exe or a descriptor reopened from it fails with EROFS.
+    from: exec'd through a read-only bind, every open for writing through /proc/PID/exe (or a
+    descriptor reopened from it) fails with EROFS. The bind is made in a mount namespace of our
+    own that we leave again right after the exec: the kernel keeps that mount for as long as a
+    process runs the file, and nothing else about the runtime's view of the host changes.
 
     runc's answers were a sealed memfd copy of its static binary, then this read-only bind. The
-    bind fits a Python runtime better: it copies nothing (the interpreter finds its libpython and
-    standard library through its real path, $ORIGIN-relative ones included), at the price of one
-    more interpreter start per create and exec (measured in bench/: about what an import-light
-    Python start costs). Non-dumpable (:func:`not_dumpable`) covers the rest of the time."""
-    if _SEALED[0]:
-        return
-    import pickle
+    bind fits a Python runtime better: nothing is copied (the interpreter finds its libpython and
+    standard library through its real path, $ORIGIN-relative ones included); the price is one more
+    start of the interpreter and of this CLI module per create and exec. Non-dumpable
+    (:func:`not_dumpable`) covers the rest of the time."""
     import sys as _sys
 
     from runtime.sys import CLONE_NEWNS, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE, Sys
 
-    exe = os.readlink("/proc/self/exe")
-    # Back in these after the exec: the private namespace is only needed until the kernel has
-    # opened the executable through the read-only bind (it keeps that mount for as long as the
-    # process runs it), so nothing else about the runtime's view of the host changes.
-    home = (os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC),
-            os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))  # fmt: skip
     sys = Sys()
+    back = os.environ.pop(RO_EXEC_ENV, None)
+    if back is not None:
+        mnt_ns, cwd = (int(x) for x in back.split(","))
+        sys.setns(mnt_ns, CLONE_NEWNS, "mnt")
+        os.fchdir(cwd)
+        os.close(mnt_ns)
+        os.close(cwd)
+        return
+    exe = os.readlink("/proc/self/exe")
+    mnt_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    os.set_inheritable(mnt_ns, True)
+    os.set_inheritable(cwd, True)
     sys.unshare(CLONE_NEWNS)
     sys.mount(None, "/", None, MS_SLAVE | MS_REC)  # nothing we mount here reaches the host
     sys.mount(exe, exe, None, MS_BIND)
     sys.mount(None, exe, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-    # A built seccomp filter is libseccomp memory of this process: rebuilt after the exec.
-    rebuild = []
-    for a in args:
-        prof = getattr(getattr(a, "linux", None), "seccomp", None) or (
-            a if hasattr(a, "filter") and hasattr(a, "doc") else None
-        )
-        if prof is not None and prof.filter is not None:
-            prof.filter = None
-            rebuild.append(prof)
-    payload = os.memfd_create("isoproof-stage")
-    with open(payload, "wb", closefd=False) as f:
-        # The modules this process has: the init may lose its way to the host's library (a user
-        # namespace, a joined mount namespace, pivot_root) before it first needs one.
-        mods = [m for m in _sys.modules if m != "__main__"]
-        pickle.dump((body, cfd, args, rebuild, mods, home), f)
-    os.lseek(payload, 0, os.SEEK_SET)
-    for fd in (cfd, payload, *home, *keep_fds):
-        if fd >= 0:
-            os.set_inheritable(fd, True)
-    code = (f"import sys; sys.path[:] = {_sys.path!r}; "
-            f"from runtime.oci.init import resume; resume({payload})")  # fmt: skip
-    os.execve(exe, [_sys.executable, "-S", "-c", code], os.environ)
-
-
-def resume(payload: int) -> None:
-    """The other side of :func:`reexec_read_only`."""
-    import pickle
-
-    with open(payload, "rb") as f:
-        body, cfd, args, rebuild, mods, (mnt_ns, cwd) = pickle.load(f)
-    _SEALED[0] = True
-    from runtime.sys import CLONE_NEWNS, Sys
-
-    Sys().setns(mnt_ns, CLONE_NEWNS, "mnt")
-    os.fchdir(cwd)
-    os.close(mnt_ns)
-    os.close(cwd)
-    import importlib
-
-    for m in mods:
-        with contextlib.suppress(Exception):
-            importlib.import_module(m)
-    if rebuild:
-        from runtime import seccomp
-
-        for prof in rebuild:
-            seccomp.build(prof)
-    child_main(globals()[body], cfd, -1, *args)
+    env = dict(os.environ, **{RO_EXEC_ENV: f"{mnt_ns},{cwd}"})
+    code = (f"import sys; sys.path[:] = {_sys.path!r}; sys.argv[1:] = {argv!r}; "
+            "from runtime.oci.cli import main; main()")  # fmt: skip
+    for stream in (_sys.stdout, _sys.stderr):
+        stream.flush()
+    f = _sys.flags  # the same start-up as ours: site (an editable install's finder), -I, -E
+    flags = [o for o, on in (("-S", f.no_site), ("-I", f.isolated), ("-s", f.no_user_site),
+                             ("-E", f.ignore_environment and not f.isolated)) if on]  # fmt: skip
+    os.execve(exe, [_sys.executable, *flags, "-c", code], env)
 
 
 def _fork_and_announce(cfd: int, body: Callable[..., None], *args: Any) -> None:
@@ -240,11 +204,7 @@ def _after_announce(cfd: int, r: int, w: int, body: Callable[..., None], *args: 
 def stage1(cfd: int, spec: Any, fifo_fd: int, console_fd: int, cg_own: str | None) -> None:
     # Import what we and the init need now, while the parent writes our pid into the cgroups (its
     # slowest step): the two overlap. After pivot_root nothing could be imported anyway.
-    reexec_read_only("stage1", cfd, [fifo_fd, console_fd], spec, fifo_fd, console_fd, cg_own)
     from runtime.oci import caps, plan, process, rootfs  # noqa: F401
-
-    if console_fd >= 0:
-        import socket  # noqa: F401  (process.setup_terminal sends the pty master after pivot_root)
     from runtime.sys import Sys
 
     sys = Sys()
@@ -356,14 +316,6 @@ def exec_stage1(cfd: int, process: Any, ns_fds: dict[str, int], new_userns: bool
     from runtime.oci.container import NS_ORDER
     from runtime.sys import Sys
 
-    reexec_read_only("exec_stage1", cfd, [*ns_fds.values(), console_fd], process, ns_fds,
-                     new_userns, console_fd, seccomp)  # fmt: skip
-    # After setns(mnt) the host's Python library is out of reach: import what exec_init needs.
-    from runtime.oci import caps as _caps  # noqa: F401
-    from runtime.oci import process as _process  # noqa: F401
-
-    if console_fd >= 0:
-        import socket  # noqa: F401  (process.setup_terminal sends the pty master with it)
     sys = Sys()
     not_dumpable(sys)
     sync.recv(cfd, sync.CGROUP_PLACED)
