@@ -236,6 +236,9 @@ def version_line() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ours = expand_aliases(sys.argv[1:] if argv is None else argv)
+    # "--" (isoproof verify --runtime X -- -k uts) only separates ours from pytest's, which all
+    # pass through anyway; pytest would take what follows it for file names.
+    ours = [a for a in ours if a != "--"]
     if "-h" in ours or "--help" in ours:
         print(HELP, end="")
         return 0

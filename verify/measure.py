@@ -3,11 +3,13 @@ over time, and the tolerance rule the checks share."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from verify import host
@@ -69,6 +71,15 @@ def memory_peak(c: Any) -> int:
     if host.layout().version == 2:
         return int(c.read_cgroup("memory", "memory.peak"))
     return int(c.read_cgroup("memory", "memory.max_usage_in_bytes"))
+
+
+def memory_usage_file() -> str:
+    """The file that holds a cgroup's memory usage now: the series key in the evidence too."""
+    return "memory.current" if host.layout().version == 2 else "memory.usage_in_bytes"
+
+
+def memory_usage(c: Any) -> int:
+    return int(c.read_cgroup("memory", memory_usage_file()))
 
 
 def cpu_weight_written(c: Any) -> int:
@@ -191,6 +202,34 @@ class Sampler:
             self.sample()
 
 
+@contextlib.contextmanager
+def sampling(sampler: Sampler) -> Iterator[Sampler]:
+    """Run ``sampler`` in a thread for the length of the with-block (a check that pauses and
+    resumes cannot sample between its own steps), and take one last sample at the end. A read
+    that fails (the cgroup went with the container) ends the sampling; what was gathered stays."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            try:
+                sampler.sample()
+            except (OSError, KeyError, ValueError):
+                return
+            if stop.wait(sampler.interval):
+                return
+
+    worker = threading.Thread(target=loop, name="isoproof-sampler", daemon=True)
+    worker.start()
+    try:
+        yield sampler
+    finally:
+        stop.set()
+        worker.join(5)
+        if not worker.is_alive():  # never two writers to the lists
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                sampler.sample()
+
+
 def slope(times: list[float], values: list[int], lo: float = 0.1, hi: float = 0.9) -> float:
     """Rate of a cumulative counter, by least squares over the samples between lo and hi of its
     total (skips the start-up and the tail, where the workload is not running at full speed)."""
@@ -227,19 +266,60 @@ def oom_kills_after_exit(c: Any, vmstat_before: int) -> tuple[int, str]:
         return vmstat_oom_kills() - vmstat_before, "host /proc/vmstat (cgroup removed on exit)"
 
 
-def peak_while_running(c: Any, timeout: float) -> int:
-    """Highest memory peak seen until the container's init exits (the cgroup may vanish then)."""
-    peak = 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+@dataclasses.dataclass
+class MemoryRun:
+    """The container's memory usage sampled until its workload exited (``memory_while_running``).
+    Times are seconds from the start of sampling; ``oom_at_s`` is the first sample at which the
+    cgroup's own OOM-kill counter had risen (None: it did not, or it could not be read)."""
+
+    key: str  # the usage file sampled: memory.current (v2) or memory.usage_in_bytes (v1)
+    times: list[float]
+    usage: list[int]
+    peak: int  # the kernel's own high-water mark (memory.peak / max_usage_in_bytes), as before
+    oom_at_s: float | None
+    exited_at_s: float | None  # when the init was first seen gone (None: still running at timeout)
+
+    def series(self) -> dict[str, list[Any]]:
+        return {"t": self.times, self.key: self.usage}
+
+
+def memory_while_running(
+    c: Any,
+    timeout: float,
+    interval: float = 0.05,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> MemoryRun:
+    """Sample memory usage every ``interval`` s until the container's init exits (or the cgroup
+    goes with it), with the kernel's peak and the moment the OOM killer struck. A last sample is
+    taken after the exit: a kill between two samples is still counted, at the later one."""
+    key = memory_usage_file()
+    run = MemoryRun(key, [], [], 0, None, None)
+    t0 = clock()
+    while True:
+        now = round(clock() - t0, 3)
+        alive = c.alive()  # before the reads: an exit seen here still gets its last sample
         try:
-            peak = max(peak, memory_peak(c))
-        except (FileNotFoundError, KeyError):
+            usage, peak = memory_usage(c), memory_peak(c)
+        except (FileNotFoundError, KeyError, ValueError):  # the cgroup went with the container
             break
-        if not c.alive():
+        run.times.append(now)
+        run.usage.append(usage)
+        run.peak = max(run.peak, peak)
+        if run.oom_at_s is None:
+            try:
+                # The container's cgroup is its own, made for it: its counter starts at 0.
+                if oom_kills(c) > 0:
+                    run.oom_at_s = now
+            except (FileNotFoundError, KeyError, ValueError):
+                pass
+        if not alive:
+            run.exited_at_s = now
             break
-        time.sleep(0.05)
-    return peak
+        if now >= timeout:
+            break
+        sleep(interval)
+    return run
 
 
 # --- what a CPU weight request should become ----------------------------------------------------

@@ -372,3 +372,93 @@ def test_engine_probe_runs_once_per_binary(tmp_path: Path) -> None:
             DockerLikeDriver("podman", str(bad), "isoproof-t", tmp_path, "x").check_available()
     assert (tmp_path / "good-engine.calls").read_text() == "version\n"
     assert (tmp_path / "bad-engine.calls").read_text() == "version\n"
+
+
+# --- memory and freezer series (fake cgroup readers, a fake clock) -------------------------------
+
+
+class ScriptedContainer:
+    """A container whose cgroup files and liveness follow a script, one step per sample: what the
+    kernel would show while a workload allocates and is OOM-killed."""
+
+    def __init__(self, steps: list[dict[str, str | bool]], clock: list[float]) -> None:
+        self.steps, self.clock, self.i = steps, clock, 0
+
+    def _step(self) -> dict[str, str | bool]:
+        return self.steps[min(self.i, len(self.steps) - 1)]
+
+    def alive(self) -> bool:
+        return bool(self._step()["alive"])
+
+    def read_cgroup(self, controller: str, name: str) -> str:
+        v = self._step().get(name)
+        if v is None:
+            raise FileNotFoundError(name)
+        return str(v)
+
+    def sleep(self, s: float) -> None:  # the sampler's sleep: time passes, the next step comes
+        self.clock[0] += s
+        self.i += 1
+
+
+def _v1_step(usage: int, peak: int, ooms: int, alive: bool = True) -> dict[str, str | bool]:
+    return {"memory.usage_in_bytes": str(usage), "memory.max_usage_in_bytes": str(peak),
+            "memory.oom_control": f"oom_kill_disable 0\nunder_oom 0\noom_kill {ooms}\n",
+            "alive": alive}  # fmt: skip
+
+
+def test_memory_series_until_the_oom_kill(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host, "layout", lambda: host.layout_from_mountinfo(HYBRID_MOUNTINFO))
+    mib = 1 << 20
+    clock = [100.0]
+    steps = [_v1_step(1 * mib, 1 * mib, 0), _v1_step(20 * mib, 20 * mib, 0),
+             _v1_step(32 * mib, 32 * mib, 0), _v1_step(2 * mib, 32 * mib, 1),
+             _v1_step(0, 32 * mib, 1, alive=False)]  # fmt: skip
+    c = ScriptedContainer(steps, clock)
+    run = measure.memory_while_running(c, 60, 0.05, clock=lambda: clock[0], sleep=c.sleep)
+    assert run.key == "memory.usage_in_bytes"
+    assert run.times == [0.0, 0.05, 0.1, 0.15, 0.2]
+    assert run.usage == [1 * mib, 20 * mib, 32 * mib, 2 * mib, 0]
+    assert run.peak == 32 * mib  # the kernel's high-water mark, as the check judged before
+    assert run.oom_at_s == 0.15 and run.exited_at_s == 0.2
+    assert run.series() == {"t": run.times, "memory.usage_in_bytes": run.usage}
+
+
+def test_memory_series_v2_no_oom_and_a_vanishing_cgroup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host, "layout", lambda: host.layout_from_mountinfo(V2_MOUNTINFO))
+    clock = [0.0]
+    ok = {"memory.current": "4096", "memory.peak": "8192", "memory.events": "oom 0\noom_kill 0\n",
+          "alive": True}  # fmt: skip
+    c = ScriptedContainer([ok, ok, {"alive": False}], clock)  # the engine removed the cgroup
+    run = measure.memory_while_running(c, 60, 0.05, clock=lambda: clock[0], sleep=c.sleep)
+    assert run.series() == {"t": [0.0, 0.05], "memory.current": [4096, 4096]}
+    assert run.peak == 8192 and run.oom_at_s is None and run.exited_at_s is None
+    c = ScriptedContainer([ok], clock)  # runs forever: stops at the timeout
+    run = measure.memory_while_running(c, 1.0, 0.25, clock=lambda: clock[0], sleep=c.sleep)
+    assert len(run.times) == 5 and run.exited_at_s is None
+
+
+def test_background_sampling_ends_with_the_block_and_keeps_what_it_got() -> None:
+    reads = iter([10, 20, 30])
+
+    def read() -> int:
+        v = next(reads, None)
+        if v is None:
+            raise FileNotFoundError("cgroup.procs")  # the cgroup went
+        return v
+
+    sampler = measure.Sampler(read, interval=0.001)
+    with measure.sampling(sampler):
+        assert measure.wait_for(lambda: len(sampler.values) == 3, 5)
+    assert sampler.values == [10, 20, 30] and len(sampler.times) == 3
+    assert sampler.times == sorted(sampler.times)
+    n = [0]
+
+    def count() -> int:
+        n[0] += 1
+        return n[0]
+
+    sampler = measure.Sampler(count, interval=60)  # one sample at the start, one at the end
+    with measure.sampling(sampler):
+        measure.wait_for(lambda: sampler.values, 5)
+    assert sampler.values == [1, 2]

@@ -124,6 +124,12 @@ def test_cpu_quota(runtime: Driver, scenario: Scenario, evidence) -> None:
 # --- memory --------------------------------------------------------------------------------------
 
 
+def _record_memory_series(evidence, mem: measure.MemoryRun, limit: int) -> None:  # type: ignore[no-untyped-def]
+    """The usage up to the limit and the moment of the OOM kill, for the report's chart."""
+    evidence.record("memory usage over time", unit="bytes", limit=limit, oom_at_s=mem.oom_at_s,
+                    exited_at_s=mem.exited_at_s, series=mem.series())  # fmt: skip
+
+
 @pytest.mark.requires_controller("memory")
 @pytest.mark.scenario_check("memory_oom")
 def test_memory_limit_oom(runtime: Driver, scenario: Scenario, evidence) -> None:
@@ -132,7 +138,11 @@ def test_memory_limit_oom(runtime: Driver, scenario: Scenario, evidence) -> None
     (c,) = _start_all(runtime, scenario)
     limit = scenario.containers[0].limits["memory"]
     written_limit(evidence, "memory limit", limit, measure.memory_limit(c), "bytes")
-    peak = measure.peak_while_running(c, 60)
+    # Every 10 ms, not 50: the workload touches its whole buffer in ~40 ms, which 50 ms samples
+    # missed (a usage series topping out at 9 MiB under a 32 MiB limit the kernel's peak reached).
+    mem = measure.memory_while_running(c, 60, 0.01)
+    _record_memory_series(evidence, mem, limit)
+    peak = mem.peak
     status = c.wait_exit(60)
     kills, source = measure.oom_kills_after_exit(c, vmstat_before)
     if status is None and hasattr(runtime, "inspect"):
@@ -164,7 +174,9 @@ def test_page_cache_capped(runtime: Driver, scenario: Scenario, evidence) -> Non
     (c,) = _start_all(runtime, scenario)
     limit = scenario.containers[0].limits["memory"]
     written_limit(evidence, "memory limit", limit, measure.memory_limit(c), "bytes")
-    peak = measure.peak_while_running(c, 120)
+    mem = measure.memory_while_running(c, 120)
+    _record_memory_series(evidence, mem, limit)
+    peak = mem.peak
     status = c.wait_exit(120)
     if status is None and hasattr(runtime, "inspect"):
         status = int(runtime.inspect(c)["State"]["ExitCode"])  # not our child: the engine's word
@@ -300,6 +312,21 @@ def test_pids_limit(runtime: Driver, scenario: Scenario, evidence) -> None:
 @pytest.mark.requires_controller("freezer")
 def test_pause_resume(runtime: Driver, evidence) -> None:
     c = runtime.create(ContainerSpec(args=["sh", "-c", "while :; do :; done"]).pinned("0"))
+    # Sampled in the background across pause and resume, for the report's chart; the verdict
+    # comes from the reads of _pause_and_resume alone.
+    sampler = measure.Sampler(
+        lambda: (measure.cpu_usage_ns(c), int(measure.freezer_state(c) == "FROZEN")), interval=0.05
+    )
+    try:
+        with measure.sampling(sampler):
+            _pause_and_resume(runtime, c, evidence)
+    finally:
+        evidence.record("cpu usage through pause and resume", unit="ns",
+                        series={"t": sampler.times, "usage_ns": [v[0] for v in sampler.values],
+                                "frozen": [v[1] for v in sampler.values]})  # fmt: skip
+
+
+def _pause_and_resume(runtime: Driver, c: Container, evidence) -> None:  # type: ignore[no-untyped-def]
     time.sleep(0.2)
     runtime.pause(c)
     state = measure.freezer_state(c)
