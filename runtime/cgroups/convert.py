@@ -29,7 +29,10 @@ def shares_to_weight(shares: int) -> int:
     container without an explicit setting ran at 39% of the weight of its non-container neighbours.
 
     What it does *not* do: keep ratios. 2048:1024 becomes 174:100, 512:1024 becomes 59:100. A
-    contention test must compute its expectation from the weights written, not the shares asked.
+    contention test must expect the split of the requested shares *through this conversion* (the
+    one the runtime claims), never simply of the weights a runtime wrote: a runtime that ignored
+    the request would write 100 everywhere and match itself. verify/ judges it that way and
+    reports the distortion (512:1024 asks for 33:67, gets 37:63) as a finding.
     """
     if shares <= SHARES_MIN:
         return WEIGHT_MIN
