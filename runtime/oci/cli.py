@@ -453,7 +453,8 @@ def dispatch(a: Any) -> int:
     if a.systemd_cgroup:
         raise SpecError("--systemd-cgroup is not supported (isoproof drives cgroupfs directly)")
     cmd = a.cmd
-    if cmd in ("create", "run", "exec"):  # the runtime's executable, out of the container's reach
+    if cmd in ("create", "run", "exec") and _own_process():
+        # the runtime's executable, out of the container's reach
         from runtime.oci.init import exec_read_only
 
         exec_read_only(_argv)
@@ -711,6 +712,15 @@ def warn(msg: str) -> None:
 
 
 _argv: list[str] = []  # this command's arguments, for init.exec_read_only
+_IMPORT_PID = os.getpid()
+_program = [False]  # main() runs as the program (sys.argv), not called with argv
+
+
+def _own_process() -> bool:
+    """May this command replace its process (init.exec_read_only)? Yes as the program itself and
+    in a child forked to run it (the engine's forkrun); not when called in the caller's own
+    process (tests): that would replace the caller."""
+    return _program[0] or os.getpid() != _IMPORT_PID
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -719,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     :func:`_exit` instead of returning."""
     if argv is not None:
         return _main(argv)
+    _program[0] = True
     _exit(_main(sys.argv[1:]))
 
 
