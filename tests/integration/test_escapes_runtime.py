@@ -6,9 +6,14 @@ control. Each attack succeeded against the runtime before its fix; the assertion
   and ``/proc/PID/fd/*`` for writing. It never writes a byte: ``>>`` opens O_WRONLY|O_APPEND and
   the fd is closed at once. The runtime runs on a private copy of the interpreter, so even a
   successful open could not touch the host's python; its sha256 is checked all the same.
+  Before the fix (non-dumpable + the read-only-bind re-exec, runtime/oci/init.py), in 30 execs:
+  10 opens for writing with the default capabilities, 1 with all but CAP_SYS_PTRACE, 8 through
+  ``#!/proc/self/exe``; after: 0, 0, 0 (runc 1.1.5: 0, 0, 0).
 * Mount destinations through a swapped symlink (the CVE-2021-30465 / CVE-2024-45310 class): a
   flipper swaps a directory in the rootfs with a symlink to a host directory (renameat2
   RENAME_EXCHANGE) while containers are created; nothing may appear in the host directory.
+  Before the fd-relative mounts (runtime/oci/rootfs.py): a directory on the host after 3 of 100
+  creates; after: 0 of 100 (about 40 creates fail instead); runc 1.1.5: 1 of 100.
 """
 
 from __future__ import annotations
