@@ -18,11 +18,6 @@ NOT_FOUND_127 = (
     "'exec: /isoproof-missing: no such executable'; clients map runc's "
     "'...: no such file or directory' to 127 (and '...: permission denied' to 126)"
 )
-INSTALLED_REEXEC = (
-    "the installed (editable) entry point fails every create: 'No module named runtime' in the "
-    "re-exec'd init (runtime/oci/init.py reexec_read_only keeps sys.path under -S, not the "
-    "editable finder), then 'sync: the child went away before sending INIT_PID'"
-)
 TMPCOPYUP = (
     "podman's tmpfs option 'tmpcopyup' (runc's extension; podman sends it for --read-only's "
     "/run, /tmp, /var/tmp and for every --tmpfs) reaches the kernel: "
@@ -99,7 +94,6 @@ def test_network_none(pm: Client, runtime: str) -> None:
     verbs.network_none(pm, runtime)
 
 
-@pytest.mark.xfail(strict=True, reason=INSTALLED_REEXEC)
 def test_installed_entry_point(pm: Client) -> None:
     """The other tests give podman a wrapper that runs this checkout's runtime package; users give
     it the installed ``isoproof-oci`` (here the tox venv's console script)."""
