@@ -519,7 +519,7 @@ def pytest_runtest_makereport(
     if call.excinfo is not None and call.excinfo.errisinstance(RuntimeFailure):
         report.user_properties.append((OUTCOME, "runtime_error"))
         report.sections.append(
-            ("runtime error", str(call.excinfo.value.stderr or call.excinfo.value))
+            ("runtime error", str(getattr(call.excinfo.value, "stderr", "") or call.excinfo.value))
         )
     deviated = call.when == "call" and hasattr(report, "wasxfail")
     if (report.failed or deviated) and call.when == "call":
