@@ -74,6 +74,13 @@ def test_races_fail_the_runtime_before_the_fix(pre_fix_runtime: str, tmp_path: P
     assert got["test_mount_destination_race"]["outcome"] == "failed"
 
 
+def test_races_pass_the_runtime_of_this_checkout(tmp_path: Path) -> None:
+    exe = shutil.which("isoproof-oci") or str(Path(sys.executable).parent / "isoproof-oci")
+    got = run_races(f"oci:{exe}", tmp_path)
+    assert got["test_runtime_executable_unreachable"]["outcome"] == "passed"
+    assert got["test_mount_destination_race"]["outcome"] == "passed"
+
+
 def test_races_on_runc(tmp_path: Path) -> None:
     if not os.path.exists(RUNC):
         pytest.skip(f"needs runc as the control; none at {RUNC}")
