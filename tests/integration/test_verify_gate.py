@@ -123,3 +123,26 @@ def test_installed_package_is_a_pytest_plugin(tmp_path: Path) -> None:
     assert "test_uts_isolated[oci-runc] PASSED" in r.stdout, r.stdout[-3000:]
     assert f"isoproof: runtime oci:{RUNC}" in r.stdout  # the plugin's header: it was loaded
     assert os.listdir(empty) == [], "the run wrote into the directory it ran from"
+
+
+def test_baseline_names_the_regression(tmp_path: Path) -> None:
+    """isoproof verify --baseline: a run compared with an earlier one says what regressed, on the
+    console and at the top of report.html, and a run that only fixed things stays green."""
+    _needs_runc_11()
+    green, _ = verify(tmp_path / "green")  # the shipped declaration: runc deviates as declared
+    assert green.returncode == 0, green.stdout[-3000:]
+    base = tmp_path / "baseline.json"
+    shutil.copy(tmp_path / "green" / "results" / "results.json", base)
+    devs = tmp_path / "deviations"
+    shutil.copytree(SHIPPED, devs, ignore=shutil.ignore_patterns("runc-*", "__pycache__", "*.py"))
+    red, _ = verify(tmp_path / "red", "--deviations", str(devs), "--baseline", str(base))
+    assert red.returncode == 1, red.stdout[-3000:]
+    assert f"isoproof: since {base}: properties " in red.stdout, red.stdout[-3000:]
+    assert "checks 1 regressed, 0 fixed, 0 new" in red.stdout, red.stdout[-3000:]
+    page = (tmp_path / "red" / "results" / "report.html").read_text()
+    assert "REGRESSED since the baseline" in page and "test_lifecycle_state_machine" in page
+    # Back to the declaration, compared with the red run: nothing regressed, the gate is green.
+    again, _ = verify(tmp_path / "again", "--baseline",
+                      str(tmp_path / "red" / "results" / "results.json"))  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "checks 0 regressed, 1 fixed" in again.stdout, again.stdout[-3000:]
