@@ -145,6 +145,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", m)
     if not active(config):
         return
+    base = config.getoption("isoproof_baseline")
+    if base and not config.getoption("isoproof_results"):
+        raise pytest.UsageError("--isoproof-baseline needs --isoproof-results (the run to compare)")
+    if base and not Path(base).exists():  # refused now, not a warning after the whole run
+        raise pytest.UsageError(f"--isoproof-baseline {base}: no such file or directory")
     _evidence_paths(config)
     if not _is_worker(config):
         uid = getattr(config.option, "testrunuid", None) or uuid.uuid4().hex

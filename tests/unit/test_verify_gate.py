@@ -438,3 +438,24 @@ def test_baseline_passes_through_the_front_door(
     (argv,) = ran
     assert argv[argv.index("--isoproof-baseline") + 1] == str(old)
     assert "--" not in argv and argv[argv.index("-k") + 1] == "uts"
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [(["--isoproof-baseline", "/nope/old.json"], "needs --isoproof-results"),
+     (["--isoproof-results", "r", "--isoproof-baseline", "/nope/old.json"],
+      "--isoproof-baseline /nope/old.json: no such file or directory")],
+)  # fmt: skip
+def test_plugin_refuses_a_baseline_it_cannot_use(
+    tmp_path: Path, extra: list[str], says: str
+) -> None:
+    """Through pytest directly: one usage-error line before the run, no results dir left."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "-p", "no:cacheprovider",
+           "--pyargs", "verify.checks", "--runtime", "oci:/bin/true", *extra]  # fmt: skip
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == pytest.ExitCode.USAGE_ERROR, r.stdout + r.stderr
+    assert says in r.stderr and "collected" not in r.stdout
+    assert os.listdir(tmp_path) == []
