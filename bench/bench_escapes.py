@@ -9,7 +9,9 @@ session). runc runs beside as the peer, in the same run.
 
 Measured 12-03 at load average ~13 (other sessions' suites): snapshot 1.6 s (0.4 s idle); runc:
 checks 28.8 s with a 20 s race box (97 creates), isoproof-oci before the issue-13 fixes 48 s (18
-creates, 30 execs 12.8 s). Hence a 10 s box and fds 3..7 for the cwd attack (was 3..9).
+creates, 30 execs 12.8 s). Hence a 10 s box and fds 3..7 for the cwd attack (was 3..9). At load ~2 after the runtime fixes:
+isoproof-oci 21.9 s of checks + 0.3 s of snapshots = 22.2 s (race 29 creates, exec 7.6 s), runc
+13.9 s (race 80 creates); the battery in its own session 25.5 s serial, 19.7 s with -n 2.
 """
 
 from __future__ import annotations
