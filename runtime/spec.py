@@ -633,10 +633,14 @@ def parse(doc: Any, bundle: str) -> Spec:
     if spec.linux.ns("mount") is None:
         # No mount namespace: runc chroots into the rootfs. Mounts would be made on the host's own
         # mount table and outlive the container: refused, as anything else we could not undo.
-        for key, val in (("mounts", spec.mounts), ("linux.maskedPaths", spec.linux.masked_paths),
-                         ("linux.readonlyPaths", spec.linux.readonly_paths),
-                         ("root.readonly", spec.root_readonly)):  # fmt: skip
-            if val:
+        refused: tuple[tuple[str, object], ...] = (
+            ("mounts", spec.mounts),
+            ("linux.maskedPaths", spec.linux.masked_paths),
+            ("linux.readonlyPaths", spec.linux.readonly_paths),
+            ("root.readonly", spec.root_readonly),
+        )
+        for key, given in refused:
+            if given:
                 raise SpecError(f"{key}: needs a mount namespace in linux.namespaces")
     # A joined uts namespace keeps its names: the hostname is set only in one of our own (runc
     # refuses a hostname only without any uts namespace).

@@ -410,9 +410,10 @@ class RecordingSys(Sys):
         """Recorded, then really made: it only resolves paths, and the code under test goes on to
         use the fd (fstat, mkdirat) on the test's own directories."""
         self._rec("openat2", path, flags, resolve)
-        if _REAL[0] is None:
-            _REAL[0] = Sys()
-        return _REAL[0].openat2(dirfd, path, flags, resolve, mode)
+        real = _REAL[0]
+        if real is None:
+            real = _REAL[0] = Sys()
+        return real.openat2(dirfd, path, flags, resolve, mode)
 
     def sethostname(self, name: str) -> None:
         self._rec("sethostname", name)

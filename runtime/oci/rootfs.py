@@ -505,7 +505,9 @@ _DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": s
 
 
 def _create_devices(sys: Sys, root: Root, spec: Spec, userns: bool) -> None:
-    devices = [(p, k, ma, mi, mode, None, None) for p, k, ma, mi, mode in DEFAULT_DEVICES]
+    devices: list[tuple[str, str, int, int, int, int | None, int | None]] = [
+        (p, k, ma, mi, mode, None, None) for p, k, ma, mi, mode in DEFAULT_DEVICES
+    ]
     for d in spec.linux.devices:
         devices.append((d.path, d.type, d.major, d.minor, d.file_mode or 0o666, d.uid, d.gid))
     for path, kind, major, minor, mode, uid, gid in devices:
