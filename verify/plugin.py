@@ -273,7 +273,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if dev is None:
             continue
         item.add_marker(pytest.mark.xfail(
-            reason=f"deviates as declared in {Path(dev.file).name}: {dev.why}", strict=True,
+            reason=f"deviates as declared in {Path(dev.file).name}: {dev.why}", strict=dev.strict,
             raises=AssertionError))  # fmt: skip
         item.user_properties.append((DEVIATION, dev.as_dict()))
 
@@ -612,6 +612,9 @@ def result_entry(report: pytest.TestReport) -> dict[str, Any]:
     if xpassed:
         entry["message"] = (f"declared deviation did not happen: the check passed; remove it from "
                             f"{deviation['file']}")  # fmt: skip
+    elif deviation is not None and report.passed:  # a race declared strict = false
+        entry["message"] = ("the declared deviation was not observed in this run (a race: it need "
+                            "not show every time)")  # fmt: skip
     elif report.skipped and isinstance(report.longrepr, tuple):
         entry["reason"] = report.longrepr[2]
     elif report.failed or outcome == "xfailed":

@@ -10,10 +10,13 @@ deviations DIR``)::
     why = "runc deletes a created container without --force"
     spec = "https://github.com/opencontainers/runtime-spec/blob/v1.0.2/runtime.md#delete"
     quote = "Attempting to delete a container that is not stopped MUST ..."
+    strict = true                   # optional; false for a race that need not show every run
 
 A matching check still runs. It is reported as "deviates as declared" (a strict xfail: only an
 assertion failing counts, a runtime error is still an error), and if it passes, the run fails and
-says the file is out of date. A malformed file stops the run with ``<file>: <field>: <problem>``.
+says the file is out of date. A deviation that only a race brings out (a known vulnerability of
+that version, say) is declared ``strict = false``: a run in which it did not show passes, and says
+the declared deviation was not observed. A malformed file stops the run with ``<file>: <field>: <problem>``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 ENV_DEVIATIONS = "ISOPROOF_DEVIATIONS"
 TOP_KEYS = {"runtime", "versions", "deviation"}
-DEVIATION_KEYS = {"check", "why", "spec", "quote"}
+DEVIATION_KEYS = {"check", "why", "spec", "quote", "strict"}
 _CMP = re.compile(r"^\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d+)*)\s*$")
 
 
@@ -43,6 +46,7 @@ class Deviation:
     why: str
     spec: str
     quote: str
+    strict: bool = True
 
     def as_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
@@ -116,9 +120,12 @@ def parse(path: Path, text: str | None = None) -> list[Deviation]:
                 raise bad(f"{f}.{k}", "required, a non-empty string")
         if not (d.get("spec") or d.get("quote")):
             raise bad(f, "needs spec (a link) or quote (the text it departs from), or both")
+        if not isinstance(d.get("strict", True), bool):
+            raise bad(f"{f}.strict", "must be true or false")
         out.append(Deviation(file=where, runtime=runtime, versions=versions, check=d["check"],
                              why=d["why"].strip(), spec=str(d.get("spec", "")),
-                             quote=" ".join(str(d.get("quote", "")).split())))  # fmt: skip
+                             quote=" ".join(str(d.get("quote", "")).split()),
+                             strict=d.get("strict", True)))  # fmt: skip
     return out
 
 
