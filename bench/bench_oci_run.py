@@ -22,7 +22,10 @@ Then where our time goes: interpreter start, ``site``, the imports of the run pa
 repeats the whole measurement and prints the range of the medians. The load average is printed
 before and after: on a shared machine, quote figures with it.
 
-    /work/venv/bin/python bench/bench_oci_run.py [-n 30] [--rounds 3]
+``--verbs`` times ``create``, ``start`` and ``delete`` instead (the console script against runc, each
+verb of ours next to runc's; issue 17's targets: create <= 1.5x runc, start and delete <= 2.5x).
+
+    /work/venv/bin/python bench/bench_oci_run.py [-n 30] [--rounds 3] [--verbs]
 
 Needs root, runc and busybox-static.
 """
@@ -48,6 +51,7 @@ from runtime.busybox import ensure_rootfs  # noqa: E402
 from runtime.spec import default_spec  # noqa: E402
 
 PYCACHE = "/var/cache/isoproof/pycache"
+VERBS = ("create", "start", "delete")
 # What `isoproof-oci run` imports (the rest of the breakdown is the runtime's own work).
 RUN_PATH_MODULES = ("runtime.oci.cli, runtime.oci.container, runtime.oci.init, runtime.oci.rootfs, "
                     "runtime.oci.process, runtime.oci.plan, runtime.spec, runtime.cgroups, "
@@ -56,15 +60,16 @@ RUN_PATH_MODULES = ("runtime.oci.cli, runtime.oci.container, runtime.oci.init, r
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall ms, CPU ms of the process and every descendant it waited for) of one command."""
-    t = time.perf_counter()
-    p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, cwd="/")  # fmt: skip
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = (time.perf_counter() - t) * 1000
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode() if p.stderr else ""
-    if p.stderr:
-        p.stderr.close()
+    # stderr to a file, not a pipe: after `create` the container's init still holds it open
+    with tempfile.TemporaryFile() as errf:
+        t = time.perf_counter()
+        p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=errf, cwd="/")  # fmt: skip
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = (time.perf_counter() - t) * 1000
+        p.returncode = os.waitstatus_to_exitcode(status)
+        errf.seek(0)
+        err = errf.read().decode()
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}): {err.strip()}")
     return wall, (ru.ru_utime + ru.ru_stime) * 1000
@@ -84,6 +89,22 @@ def remove_cgroup_parent(parent: str) -> None:
                                if os.path.isdir(os.path.join(d, x))), reverse=True):  # fmt: skip
                 os.rmdir(sub)
             os.rmdir(d)
+
+
+def verbs_round(n: int, ours: list[str], runc: list[str], tmp: Path,
+                env: dict[str, str]) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+    """create, start, delete of the same bundle, each verb of ours right next to runc's (the order
+    of the pair alternates). The container runs ``true``: delete finds it stopped."""
+    wall: dict[str, dict[str, list[float]]] = {v: {"ours": [], "runc": []} for v in VERBS}
+    for i in range(n):
+        pair = [("ours", ours), ("runc", runc)][:: 1 if i % 2 else -1]
+        for verb in VERBS:
+            for who, base in pair:
+                extra = ["--bundle", str(tmp / who)] if verb == "create" else []
+                wall[verb][who].append(measure([*base, verb, *extra, f"v-{who}-{i}"], env)[0])
+            if verb == "start":
+                time.sleep(0.05)  # not timed: `true` exits, so delete finds the container stopped
+    return wall
 
 
 def load() -> str:
@@ -151,6 +172,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=30, help="runs of each variant per round")
     ap.add_argument("--rounds", type=int, default=1, help="repeat everything; print the range")
+    ap.add_argument("--verbs", action="store_true",
+                    help="time create, start, delete (console script vs runc) instead of run")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root")
@@ -179,6 +202,25 @@ def main() -> None:
         (tmp / "config.json").write_text(json.dumps(cfg))
         tail = ["--root", f"/run/{tag}", "run", "--bundle", str(tmp)]
         py = sys.executable
+        if args.verbs:
+            # one bundle each (same rootfs): both containers exist at once, in cgroups of their own
+            for who in ("ours", "runc"):
+                (tmp / who).mkdir()
+                cfg["root"]["path"] = str(tmp / "rootfs")
+                cfg["linux"]["cgroupsPath"] = f"/{tag}/{who}"
+                (tmp / who / "config.json").write_text(json.dumps(cfg))
+            ours = [str(script), "--root", f"/run/{tag}"]
+            runc_ = [runc, "--root", f"/run/{tag}-runc"]
+            for rnd in range(args.rounds):
+                vw = verbs_round(args.n, ours, runc_, tmp, env)
+                print(
+                    f"round {rnd + 1}/{args.rounds} (n={args.n} each, load average now {load()}):"
+                )
+                for verb in VERBS:
+                    o, rc_ = med(vw[verb]["ours"]), med(vw[verb]["runc"])
+                    print(f"  {verb:<7} isoproof-oci {o:6.1f} ms   runc {rc_:6.1f} ms   "
+                          f"ratio {o / rc_:5.2f}")  # fmt: skip
+            return
         variants = {
             "isoproof-oci (console script)": [str(script), *tail],
             "isoproof-oci (python -m)": [py, "-m", "runtime.oci.cli", *tail],

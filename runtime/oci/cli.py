@@ -17,7 +17,7 @@ import sys
 from types import SimpleNamespace
 
 from runtime.errors import IsoproofError, SpecError
-from runtime.oci.state import DEFAULT_ROOT
+from runtime.oci import DEFAULT_ROOT
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
@@ -446,18 +446,19 @@ def _print_json(doc: Any) -> None:
 
 
 def dispatch(a: Any) -> int:
-    from runtime.oci import container as ct
-    from runtime.oci import state as st_
-
     root = os.path.abspath(a.root)
     if a.systemd_cgroup:
         raise SpecError("--systemd-cgroup is not supported (isoproof drives cgroupfs directly)")
     cmd = a.cmd
     if cmd in ("create", "run", "exec") and _own_process():
-        # the runtime's executable, out of the container's reach
-        from runtime.oci.init import exec_read_only
+        # the runtime's executable, out of the container's reach (first: imports before it would
+        # be paid twice)
+        from runtime.oci.reexec import exec_read_only
 
         exec_read_only(_argv)
+    from runtime.oci import container as ct
+    from runtime.oci import state as st_
+
     if cmd in ("create", "run") and a.no_pivot:
         raise SpecError("--no-pivot is not supported: isoproof-oci always uses pivot_root")
     if cmd == "create":
@@ -711,13 +712,13 @@ def warn(msg: str) -> None:
         print(f"{PROG}: warning: {msg}", file=sys.stderr, flush=True)
 
 
-_argv: list[str] = []  # this command's arguments, for init.exec_read_only
+_argv: list[str] = []  # this command's arguments, for reexec.exec_read_only
 _IMPORT_PID = os.getpid()
 _program = [False]  # main() runs as the program (sys.argv), not called with argv
 
 
 def _own_process() -> bool:
-    """May this command replace its process (init.exec_read_only)? Yes as the program itself and
+    """May this command replace its process (reexec.exec_read_only)? Yes as the program itself and
     in a child forked to run it (the engine's forkrun); not when called in the caller's own
     process (tests): that would replace the caller."""
     return _program[0] or os.getpid() != _IMPORT_PID

@@ -19,7 +19,6 @@ from runtime.errors import IsoproofError, NotFoundError, StateError
 from runtime.oci import state as st_
 from runtime.oci import sync
 from runtime.oci.state import EXEC_FIFO, State
-from runtime.sys import PR_SET_CHILD_SUBREAPER, Sys
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
@@ -129,6 +128,8 @@ def _create(
         os.mkdir(sdir, 0o711)
     except FileExistsError:
         raise StateError(f"container {cid} already exists") from None
+    from runtime.sys import PR_SET_CHILD_SUBREAPER, Sys  # here: start/delete/state need no ctypes
+
     sys = Sys()
     # Orphaned children (the init, once stage-1 exits) come to us, so a failed create can reap
     # them; when this process exits they pass on to *our* nearest subreaper (an engine's monitor).
@@ -730,6 +731,8 @@ def exec_process(
     ns_fds = _open_container_namespaces(s.pid)
     if "mnt" not in ns_fds:  # no mount namespace of its own: its root is a chroot (init.py)
         ns_fds["root"] = os.open(f"/proc/{s.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    from runtime.sys import PR_SET_CHILD_SUBREAPER, Sys
+
     sys = Sys()
     sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
     console_fd = -1

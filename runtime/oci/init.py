@@ -121,65 +121,9 @@ def not_dumpable(sys: Any) -> None:
 
     Non-dumpable is not enough alone: a program whose interpreter line is /proc/self/exe makes
     the kernel start our executable as the container's process, dumpable again; that one is
-    covered by :func:`exec_read_only`. What neither covers: a container given CAP_SYS_PTRACE
+    covered by :func:`runtime.oci.reexec.exec_read_only`. What neither covers: a container given CAP_SYS_PTRACE
     (over the host's user namespace) may ptrace any process of ours it can see, as with runc."""
     sys.prctl(PR_SET_DUMPABLE, 0)
-
-
-RO_EXEC_ENV = "ISOPROOF_RO_EXEC"  # set across the exec below: "<mount ns fd>,<cwd fd>"
-
-
-def exec_read_only(argv: list[str]) -> None:
-    """Run this command again from a read-only bind of our interpreter, before anything of a
-    container is made or joined (``create``, ``run`` and ``exec`` call it first). In the process
-    so started it puts back the caller's mount namespace and directory and returns.
-
-    The CVE-2019-5736 attack, whole: the container's program may be a script whose interpreter
-    line is ``#!/proc/self/exe``. Our final execve then makes the kernel start *our* executable as
-    the container's process, dumpable again and owned by the container's user, which opens its
-    /proc/PID/exe and writes the host's interpreter once nothing runs it any more. The executable
-    the kernel resolves there is the file we were exec'd from, through the mount we were exec'd
-    from: exec'd through a read-only bind, every open for writing through /proc/PID/exe (or a
-    descriptor reopened from it) fails with EROFS. The bind is made in a mount namespace of our
-    own that we leave again right after the exec: the kernel keeps that mount for as long as a
-    process runs the file, and nothing else about the runtime's view of the host changes.
-
-    runc's answers were a sealed memfd copy of its static binary, then this read-only bind. The
-    bind fits a Python runtime better: nothing is copied (the interpreter finds its libpython and
-    standard library through its real path, $ORIGIN-relative ones included); the price is one more
-    start of the interpreter and of this CLI module per create and exec. Non-dumpable
-    (:func:`not_dumpable`) covers the rest of the time."""
-    import sys as _sys
-
-    from runtime.sys import CLONE_NEWNS, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE, Sys
-
-    sys = Sys()
-    back = os.environ.pop(RO_EXEC_ENV, None)
-    if back is not None:
-        mnt_ns, cwd = (int(x) for x in back.split(","))
-        sys.setns(mnt_ns, CLONE_NEWNS, "mnt")
-        os.fchdir(cwd)
-        os.close(mnt_ns)
-        os.close(cwd)
-        return
-    exe = os.readlink("/proc/self/exe")
-    mnt_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
-    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
-    os.set_inheritable(mnt_ns, True)
-    os.set_inheritable(cwd, True)
-    sys.unshare(CLONE_NEWNS)
-    sys.mount(None, "/", None, MS_SLAVE | MS_REC)  # nothing we mount here reaches the host
-    sys.mount(exe, exe, None, MS_BIND)
-    sys.mount(None, exe, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-    env = dict(os.environ, **{RO_EXEC_ENV: f"{mnt_ns},{cwd}"})
-    code = (f"import sys; sys.path[:] = {_sys.path!r}; sys.argv[1:] = {argv!r}; "
-            "from runtime.oci.cli import main; main()")  # fmt: skip
-    for stream in (_sys.stdout, _sys.stderr):
-        stream.flush()
-    f = _sys.flags  # the same start-up as ours: site (an editable install's finder), -I, -E
-    flags = [o for o, on in (("-S", f.no_site), ("-I", f.isolated), ("-s", f.no_user_site),
-                             ("-E", f.ignore_environment and not f.isolated)) if on]  # fmt: skip
-    os.execve(exe, [_sys.executable, *flags, "-c", code], env)
 
 
 def _fork_and_announce(cfd: int, body: Callable[..., None], *args: Any) -> None:

@@ -23,6 +23,7 @@ import re
 
 from runtime import statefile
 from runtime.errors import NotFoundError, StateError
+from runtime.oci import DEFAULT_ROOT  # noqa: F401  (its home; callers import it from here)
 from runtime.oci.record import Record
 from runtime.statefile import Damaged
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
-DEFAULT_ROOT = "/run/isoproof"
 OCI_VERSION = "1.0.2"
 
 CREATING = "creating"

@@ -146,10 +146,11 @@ def create_until_fork(
     from test_cgroup_fake import make_v1, make_v2
 
     from runtime import cgroups
-    from runtime.oci import container
+    from runtime.oci import process, rootfs  # noqa: F401  (imported before the patch: they keep Sys)
     from runtime.sys import RecordingSys
 
-    monkeypatch.setattr(container, "Sys", RecordingSys)  # no PR_SET_CHILD_SUBREAPER on pytest
+    # no PR_SET_CHILD_SUBREAPER on pytest (container imports Sys when create needs it)
+    monkeypatch.setattr("runtime.sys.Sys", RecordingSys)
 
     def run(version: str, resources: dict[str, object], *global_opts: str, verb: str = "create"):
         tree = (make_v1 if version == "v1" else make_v2)(tmp_path, monkeypatch)
