@@ -582,8 +582,10 @@ def _linux(v: Any) -> Linux:
                 type=kind,
                 major=_int(dev.get("major", 0), f"{name}.major", 0, 2**12 - 1),
                 minor=_int(dev.get("minor", 0), f"{name}.minor", 0, 2**20 - 1),
+                # podman sends the node's type bits too (0o20666 for a char device); runc keeps
+                # only the permission bits, as mknod takes the type from `type`.
                 file_mode=None if dev.get("fileMode") is None
-                else _int(dev["fileMode"], f"{name}.fileMode", 0, 0o7777),
+                else _int(dev["fileMode"], f"{name}.fileMode", 0, 0o177777) & 0o7777,
                 uid=None if dev.get("uid") is None else _int(dev["uid"], f"{name}.uid", 0, U32),
                 gid=None if dev.get("gid") is None else _int(dev["gid"], f"{name}.gid", 0, U32),
             )

@@ -197,8 +197,12 @@ def env_path(env: list[str]) -> str:
 def lookup(arg0: str, env: list[str], exists=os.access) -> str:
     """Resolve the program like execvp, with the *container's* PATH."""
     if "/" in arg0:
+        # runc's wording, word for word: podman and docker turn "no such file or directory" into
+        # exit 127 and "permission denied" into 126 (anything else is 125/126, "runtime failed").
+        if not exists(arg0, os.F_OK):
+            raise ExecError(f'exec: "{arg0}": stat {arg0}: no such file or directory')
         if not exists(arg0, os.X_OK):
-            raise ExecError(f"exec: {arg0}: no such executable")
+            raise ExecError(f'exec: "{arg0}": permission denied')
         return arg0
     for d in env_path(env).split(":"):
         cand = os.path.join(d or ".", arg0)

@@ -367,7 +367,11 @@ def _mount_one(sys: Sys, root: Root, step: MountStep, userns: bool, cgroup_binds
             sys.mount(None, fd_path(mfd), None, MS_BIND | MS_REMOUNT | extra)
     else:
         fd = mkdir_in_root(sys, root.fd, step.destination)
-        data = step.data
+        # runc's "tmpcopyup" (podman sends it for --tmpfs and --read-only's /run, /tmp): the new
+        # tmpfs starts with what the directory held. Not a kernel option: taken out of the data.
+        options = step.data.split(",") if step.data else []
+        copy_up = "tmpcopyup" in options and step.fstype == "tmpfs"
+        data = ",".join(o for o in options if o != "tmpcopyup")
         if step.fstype == "devpts" and userns:
             # gid=5 may be unmapped in a user namespace: the kernel refuses it.
             data = ",".join(o for o in data.split(",") if not o.startswith("gid="))
@@ -375,6 +379,10 @@ def _mount_one(sys: Sys, root: Root, step: MountStep, userns: bool, cgroup_binds
             try:
                 sys.mount(step.source, fd_path(fd), step.fstype, step.flags, data or None)
                 mfd = _mounted(sys, root.fd, fd, step.destination, root.path)
+                if copy_up:  # fd still names the directory under the new mount: copy from it
+                    import shutil  # only here: every create would pay for its import
+
+                    shutil.copytree(fd_path(fd), fd_path(mfd), symlinks=True, dirs_exist_ok=True)
             except SyscallError as e:
                 # sysfs in a user namespace without its own netns is refused: bind the host's.
                 if step.fstype != "sysfs" or e.errno != errno.EPERM:

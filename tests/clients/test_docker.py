@@ -10,15 +10,8 @@ from tests.clients.conftest import Client, runtimes
 
 pytestmark = pytest.mark.root
 
-# Known isoproof-oci failures (strict: each turns red once fixed, to be unmarked then).
-NOT_FOUND_127 = (
-    "docker exits 125, not 127, for a missing program: isoproof-oci says "
-    "'exec: /isoproof-missing: no such executable'; clients map runc's "
-    "'...: no such file or directory' to 127 (and '...: permission denied' to 126)"
-)
 
-
-@runtimes(xfail=NOT_FOUND_127)
+@runtimes()
 def test_run_rm_and_exit_codes(dk: Client, runtime: str) -> None:
     verbs.run_rm_exit_codes(dk, runtime)
 

@@ -12,24 +12,8 @@ from tests.clients.conftest import IMAGE, Client, runtimes
 
 pytestmark = pytest.mark.root
 
-# Known isoproof-oci failures (strict: each turns red once fixed, to be unmarked then).
-NOT_FOUND_127 = (
-    "podman exits 126, not 127, for a missing program: isoproof-oci says "
-    "'exec: /isoproof-missing: no such executable'; clients map runc's "
-    "'...: no such file or directory' to 127 (and '...: permission denied' to 126)"
-)
-TMPCOPYUP = (
-    "podman's tmpfs option 'tmpcopyup' (runc's extension; podman sends it for --read-only's "
-    "/run, /tmp, /var/tmp and for every --tmpfs) reaches the kernel: "
-    "'mount <rootfs>/run: Invalid argument (EINVAL)'"
-)
-DEVICE_MODE = (
-    "'linux.devices[0].fileMode: 8630 is out of range 0..4095': podman sends the S_IFCHR type "
-    "bits with the mode (0o20666); runc accepts them"
-)
 
-
-@runtimes(xfail=NOT_FOUND_127)
+@runtimes()
 def test_run_rm_and_exit_codes(pm: Client, runtime: str) -> None:
     verbs.run_rm_exit_codes(pm, runtime)
 
@@ -69,17 +53,17 @@ def test_pids_limit(pm: Client, runtime: str) -> None:
     verbs.pids_limit(pm, runtime)
 
 
-@runtimes(xfail=TMPCOPYUP)
+@runtimes()
 def test_read_only_rootfs(pm: Client, runtime: str) -> None:
     verbs.read_only(pm, runtime)
 
 
-@runtimes(xfail=TMPCOPYUP)
+@runtimes()
 def test_tmpfs(pm: Client, runtime: str) -> None:
     verbs.tmpfs(pm, runtime)
 
 
-@runtimes(xfail=DEVICE_MODE)
+@runtimes()
 def test_device(pm: Client, runtime: str) -> None:
     verbs.device(pm, runtime)
 

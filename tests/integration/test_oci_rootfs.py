@@ -140,3 +140,15 @@ def test_joined_mount_and_uts_namespaces(oci, bundle):
     assert b.out.read_text() == "isoproof-a\na's rootfs\n"
     r = oci("exec", "host-a", "hostname")
     assert r.stdout.strip() == "isoproof-a"
+
+
+def test_tmpcopyup_tmpfs_keeps_the_directory_content(oci, bundle):
+    """runc's tmpcopyup (podman: --tmpfs, --read-only): the tmpfs starts with the image's files;
+    the option never reaches the kernel (it answered EINVAL)."""
+    m = {"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "mode=755", "tmpcopyup"]}  # fmt: skip
+    b = bundle(args=["sh", "-c", "grep -c root /etc/passwd; grep ' /etc ' /proc/mounts | cut -d' ' -f3"],
+               mounts=[m])  # fmt: skip
+    r = oci("run", "--bundle", str(b.path), "copyup", stdout=b.out, check=False)
+    assert r.returncode == 0, r.stderr
+    assert b.out.read_text().split() == ["1", "tmpfs"]

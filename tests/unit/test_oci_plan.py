@@ -109,8 +109,14 @@ def test_lookup_uses_container_path():
     assert process.lookup("tool", ["PATH=/bin:/usr/bin"], exists) == "/usr/bin/tool"
     with pytest.raises(process.ExecError, match="not found in"):
         process.lookup("tool", ["PATH=/bin"], exists)
-    with pytest.raises(process.ExecError):
-        process.lookup("/bin/tool", [], exists)
+    with pytest.raises(process.ExecError, match="no such file or directory"):
+        process.lookup("/bin/tool", [], exists)  # podman and docker: exit 127
+
+    def present_not_executable(p: str, mode: int) -> bool:
+        return mode == os.F_OK
+
+    with pytest.raises(process.ExecError, match="permission denied"):  # their exit 126
+        process.lookup("/etc/passwd", [], present_not_executable)
 
 
 def test_plan_default_spec_keeps_config_order():

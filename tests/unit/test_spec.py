@@ -409,3 +409,15 @@ def test_fifo_devices_load():
     doc["linux"]["devices"] = [{"path": "/dev/isoproof-fifo", "type": "p", "fileMode": 0o600}]
     dev = spec_.parse(doc, BUNDLE).linux.devices[0]
     assert (dev.type, dev.major, dev.minor) == ("p", 0, 0)
+
+
+def test_device_file_mode_with_type_bits_keeps_the_permissions():
+    """podman sends S_IFCHR with the mode (0o20666); runc accepts it and keeps 0o666."""
+    doc = good()
+    doc["linux"]["devices"] = [
+        {"path": "/dev/isoproof-null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o20666}
+    ]
+    assert spec_.parse(doc, BUNDLE).linux.devices[0].file_mode == 0o666
+    doc["linux"]["devices"][0]["fileMode"] = 0o200000  # beyond any mode_t: still refused
+    with pytest.raises(SpecError, match="fileMode"):
+        spec_.parse(doc, BUNDLE)
