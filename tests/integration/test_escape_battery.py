@@ -5,8 +5,8 @@ races are proven on real flaws instead: our runtime as it was before issue 13 (c
 unpacked from git) reaches its own interpreter through /proc/PID/exe during exec and lets a
 swapped symlink move a mkdir and a mount out of the rootfs; the runtime of this checkout must pass
 both; runc, the control, must pass the executable check (its runc init is non-dumpable). runc
-1.1.5 has the mkdir half of CVE-2024-45310 (fixed in 1.1.14): its race outcome is printed, not
-asserted, since a few escapes in a hundred tries may or may not come up in one run.
+1.1.5 has the mkdir half of CVE-2024-45310 (fixed in 1.1.14), declared as a known deviation that a
+run need not show (a few escapes in a hundred tries may or may not come up).
 """
 
 from __future__ import annotations
@@ -86,4 +86,6 @@ def test_races_on_runc(tmp_path: Path) -> None:
         pytest.skip(f"needs runc as the control; none at {RUNC}")
     got = run_races(f"oci:{RUNC}", tmp_path)
     assert got["test_runtime_executable_unreachable"]["outcome"] == "passed"
-    assert got["test_mount_destination_race"]["outcome"] in ("passed", "failed")
+    # Declared in verify/deviations/runc-1.1-cve-2024-45310.toml (strict = false): an escape that
+    # came up is "deviates as declared", a run without one passes.
+    assert got["test_mount_destination_race"]["outcome"] in ("passed", "xfailed")
