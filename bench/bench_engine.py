@@ -3,7 +3,8 @@
 * ``isoproof run --rm busybox true`` median wall time (bridge network and ``--network none``), next to
   ``runc run`` of a plain busybox bundle measured in the same run (the floor an engine adds to) and,
   where podman is installed, ``podman run --rm --network none`` of the same rootfs on the same runc;
-* the monitor's memory per detached container (RSS and PSS from ``/proc/PID/smaps_rollup``);
+* the monitor's memory per detached container (private, PSS and RSS from ``/proc/PID/smaps_rollup``)
+  beside conmon's (``podman run -d`` on runc, private storage), measured in the same run;
 * the time to start 50 detached containers one after another, and to remove them with one ``rm -f``;
 * one verification check's engine work, ``run -d busybox sleep 60; inspect; rm -f``: median wall
   time and the number of Python interpreter starts (counted with ``strace -f -e execve``), for
@@ -14,7 +15,7 @@ Each figure is measured for every OCI runtime given (default: runc and isoproof-
 bridge, subnet and cgroup parent, all removed at the end.
 
     /work/venv/bin/python bench/bench_engine.py [--runs 20] [--many 50] [--runtime PATH ...]
-                                                [--check-only] [--check-runs 10]
+                                                [--check-only] [--check-runs 10] [--memory-only]
 """
 
 from __future__ import annotations
@@ -158,23 +159,95 @@ def podman_latency(runs: int) -> float | None:
         subprocess.run([*base, "rmi", "-f", PODMAN_IMAGE], capture_output=True)
 
 
-def monitor_memory(env: dict[str, str], count: int) -> tuple[float, float]:
+def smaps(pid: int) -> dict[str, float]:
+    """A process's memory in MiB from ``/proc/PID/smaps_rollup``: Rss, Pss and Private (clean +
+    dirty: what the process alone holds, what a hundred of them cost a hundred times)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        k, v = line.split(":", 1)
+        fields[k] = int(v.split()[0]) / 1024
+    fields["Private"] = fields["Private_Clean"] + fields["Private_Dirty"]
+    return fields
+
+
+def medians(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(s[k] for s in samples) for k in ("Rss", "Pss", "Private")}
+
+
+def monitor_memory(env: dict[str, str], count: int) -> dict[str, float]:
+    """The median monitor's memory over ``count`` detached containers."""
     ids = [iso(env, "run", "-d", "busybox", "sleep", "300").strip() for _ in range(count)]
-    time.sleep(0.5)
-    rss, pss = [], []
-    for cid in ids:
-        st = json.loads(
-            (Path(env["ISOPROOF_HOME"]) / "containers" / cid / "state.json").read_text()
-        )
-        pid = st["MonitorPid"]
-        fields = {}
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-            k, v = line.split(":", 1)
-            fields[k] = int(v.split()[0])
-        rss.append(fields["Rss"] / 1024)
-        pss.append(fields["Pss"] / 1024)
-    iso(env, "rm", "-f", *ids)
-    return statistics.median(rss), statistics.median(pss)
+    try:
+        time.sleep(0.5)
+        samples = []
+        for cid in ids:
+            st = json.loads(
+                (Path(env["ISOPROOF_HOME"]) / "containers" / cid / "state.json").read_text()
+            )
+            samples.append(smaps(st["MonitorPid"]))
+        return medians(samples)
+    finally:
+        iso(env, "rm", "-f", *ids)
+
+
+def conmon_memory(count: int) -> dict[str, float] | None:
+    """The median conmon's memory over ``count`` ``podman run -d`` containers on runc, beside
+    ours: a private --root/--runroot and a containers.conf whose default_ulimits stay under this
+    host's hard nofile limit (as tests/clients/conftest.py sets podman up). None without podman."""
+    podman = shutil.which("podman")
+    if not podman:
+        return None
+    from runtime.busybox import ensure_rootfs
+
+    base = Path(tempfile.mkdtemp(prefix="isoproof-bench-podman-"))
+    conf = base / "containers.conf"
+    conf.write_text(
+        '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
+        'netns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n'
+    )
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    argv = [podman, "--root", f"{base}/root", "--runroot", f"{base}/runroot",
+            "--tmpdir", f"{base}/tmp", "--storage-driver", "vfs",
+            "--runtime", shutil.which("runc") or "runc"]  # fmt: skip
+    image = "localhost/isoproof-bench-conmon:latest"
+    parent = f"/isoproof-bench-conmon-{uuid.uuid4().hex[:6]}"
+
+    def pm(*args: str) -> str:
+        cp = subprocess.run([*argv, *args], env=env, capture_output=True, text=True)
+        if cp.returncode != 0:
+            raise SystemExit(f"podman {' '.join(args)} failed: {cp.stderr.strip()}")
+        return cp.stdout
+
+    ids: list[str] = []
+    try:
+        tar = base / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(ensure_rootfs()), "-cf", str(tar), "."], check=True)
+        pm("import", str(tar), image)
+        for _ in range(count):
+            ids.append(pm("run", "-d", "--cgroup-parent", parent, image, "sleep", "300").strip())
+        time.sleep(0.5)
+        pids = [int(pm("inspect", "--format", "{{.State.ConmonPid}}", i).strip()) for i in ids]
+        return medians([smaps(pid) for pid in pids])
+    finally:
+        if ids:
+            subprocess.run([*argv, "rm", "-f", "-t", "0", *ids], env=env, capture_output=True)
+        subprocess.run([*argv, "rmi", "-f", image], env=env, capture_output=True)
+        for ctrl in Path("/sys/fs/cgroup").iterdir():
+            p = ctrl / parent.lstrip("/")
+            # podman puts the conmons in <parent>/conmon and leaves it there
+            for d in (p / "conmon", p):
+                if d.is_dir():
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def print_memory(name: str, mem: dict[str, float], conmon: dict[str, float] | None) -> None:
+    vs = f" (x{mem['Private'] / conmon['Private']:.1f} of conmon's)" if conmon else ""
+    print(
+        f"[{name}] monitor memory per detached container: private {mem['Private']:.2f} MiB{vs}, "
+        f"PSS {mem['Pss']:.2f} MiB, RSS {mem['Rss']:.1f} MiB"
+    )
 
 
 CHECK = 'id=$("$0" run -d busybox sleep 60) && "$0" inspect "$id" >/dev/null && "$0" rm -f "$id"'
@@ -274,11 +347,28 @@ def main() -> int:
     ap.add_argument("--runtime", action="append")
     ap.add_argument("--check-runs", type=int, default=10)
     ap.add_argument("--check-only", action="store_true", help="only the check-cycle figures")
+    ap.add_argument("--memory-only", action="store_true", help="only the monitor and conmon memory")
     a = ap.parse_args()
     runtimes = a.runtime or [
         shutil.which("runc") or "runc",
         str(Path(sys.executable).parent / "isoproof-oci"),
     ]
+    conmon = conmon_memory(5)
+    if conmon is None:
+        print("conmon: podman not installed here: not measured")
+    else:
+        print(
+            f"conmon (podman run -d, runc) per container: private {conmon['Private']:.2f} MiB, "
+            f"PSS {conmon['Pss']:.2f} MiB, RSS {conmon['Rss']:.1f} MiB"
+        )
+    if a.memory_only:
+        for rt in runtimes:
+            env = env_for(rt, uuid.uuid4().hex[:8])
+            try:
+                print_memory(Path(rt).name, monitor_memory(env, 5), conmon)
+            finally:
+                cleanup(env)
+        return 0
     check_figures(runtimes, a.check_runs)
     if a.check_only:
         return 0
@@ -322,10 +412,7 @@ def main() -> int:
                 f"[{name}]   ... --network none                median {none:7.1f} ms  "
                 f"(x{none / floor:.1f} of bare runc{vs})"
             )
-            rss, pss = monitor_memory(env, 5)
-            print(
-                f"[{name}] monitor memory per detached container: RSS {rss:.1f} MiB, PSS {pss:.1f} MiB"
-            )
+            print_memory(name, monitor_memory(env, 5), conmon)
             t0 = time.perf_counter()
             ids = [iso(env, "run", "-d", "busybox", "sleep", "600").strip() for _ in range(a.many)]
             started = time.perf_counter() - t0

@@ -27,6 +27,12 @@ from runtime.sys import MNT_DETACH, Sys
 
 MONITOR_READY_TIMEOUT = 60
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# The monitor's start: -I (no PYTHON* variables, no site) with the package root by hand, and -c
+# rather than -m (runpy's imports); its argv keeps "runtime.engine.monitor" for ps and damage.
+MONITOR_BOOT = (
+    f"import sys; sys.path[:0] = [{PACKAGE_ROOT!r}]; from runtime.engine.monitor import main; "
+    "sys.exit(main(sys.argv[2:]))"
+)
 
 
 def rootfs_dir(home: Home, cid: str) -> Path:
@@ -276,7 +282,8 @@ def spawn_monitor(home: Home, cid: str) -> tuple[int, Any]:
     try:
         w = theirs.fileno()
         proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", "runtime.engine.monitor", str(home.root), cid, str(w)],
+            [sys.executable, "-S", "-I", "-c", MONITOR_BOOT, "runtime.engine.monitor"]
+            + [str(home.root), cid, str(w)],
             pass_fds=(w,),
             start_new_session=True,
             stdin=subprocess.DEVNULL,

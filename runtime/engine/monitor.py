@@ -12,7 +12,10 @@ the intermediate, so it outlives the CLI). It
   runtime's ``events --stats`` / the cgroup *before* ``delete``), applies the restart policy, deletes
   the OCI container and releases the rootfs and network.
 
-It stays small in memory: it imports no networking library and keeps no history in memory.
+It stays small in memory (target: 3 MiB private, measured with ``smaps_rollup`` beside conmon): it
+keeps no history in memory and imports only ``os``, ``select``, ``_socket``, ``_signal`` and
+``_json``, started with ``python -S -I``. What needs more (the store, the OCI runtime, teardown) runs
+in a short-lived child per step, ``runtime.engine.monitor_work``, whose imports die with it.
 
 Attach protocol (unix stream socket): the client sends one flags byte (1: it will send stdin,
 2: its stdin EOF closes the container's stdin), then raw stdin bytes. The monitor sends frames
@@ -21,33 +24,199 @@ Attach protocol (unix stream socket): the client sends one flags byte (1: it wil
 
 from __future__ import annotations
 
-import array
-import contextlib
+import _json
+import _signal
+import _socket
 import errno
-import json
-import os
-import re
-import selectors
-import signal
-import socket
-import struct
+import marshal
+import posix as os  # os without os.py and what it imports (0.16 MiB): the monitor needs no more
+import select
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
-from runtime.engine.home import Home, format_ns, now
-from runtime.engine.oci import OciRuntime
-from runtime.engine.store import Store
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (1.8 MiB)
+if TYPE_CHECKING:
+    from typing import Any
 
 STDOUT, STDERR, EXIT = 1, 2, 3
 WANT_STDIN, STDIN_ONCE = 1, 2
-RUNTIME_LOG = "runtime.log"  # the OCI runtime's --log of create: its warnings, its errors
 MAX_PARTIAL = 16 * 1024  # flush a line this long even without a newline, like docker
 SIGNAL_EXIT_BASE = 128
-
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 
 CLIENT_HIGH_WATER = 1 << 20  # bytes queued for one attach client before the container waits
+
+EVENT_READ, EVENT_WRITE = 1, 2  # as in selectors
+DEVNULL = "/dev/null"
+
+
+class WorkError(Exception):
+    """A step run in a ``monitor_work`` child failed; its message is the child's exception's."""
+
+
+class Selector:
+    """The part of ``selectors.EpollSelector`` the monitor uses (same masks and errors), without
+    the ``selectors`` module's imports."""
+
+    def __init__(self) -> None:
+        self.ep = select.epoll()
+        self.keys: dict[int, tuple[int, Any]] = {}
+
+    @staticmethod
+    def fd(fileobj: object) -> int:
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()  # type: ignore[attr-defined]
+        if fd < 0:
+            raise ValueError(f"Invalid file descriptor: {fd}")
+        return fd
+
+    def register(self, fileobj: object, events: int, data: Any) -> None:
+        fd = self.fd(fileobj)
+        if fd in self.keys:
+            raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
+        mask = (select.EPOLLIN if events & EVENT_READ else 0) | (
+            select.EPOLLOUT if events & EVENT_WRITE else 0
+        )
+        self.ep.register(fd, mask)
+        self.keys[fd] = (events, data)
+
+    def unregister(self, fileobj: object) -> None:
+        fd = self.fd(fileobj)
+        del self.keys[fd]  # KeyError if it was not registered, as selectors says
+        try:  # noqa: SIM105 - no contextlib (its imports)
+            self.ep.unregister(fd)
+        except OSError:
+            pass
+
+    def select(self, timeout: float) -> list[tuple[int, Any, int]]:
+        ready = []
+        for fd, event in self.ep.poll(timeout, max(len(self.keys), 1)):
+            events = 0
+            if event & ~select.EPOLLIN:
+                events |= EVENT_WRITE
+            if event & ~select.EPOLLOUT:
+                events |= EVENT_READ
+            key = self.keys.get(fd)
+            if key is not None:
+                ready.append((fd, key[1], events & key[0]))
+        return ready
+
+
+def unix_socket() -> _socket.socket:
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+
+
+def accept(listener: _socket.socket) -> _socket.socket:
+    fd, _addr = listener._accept()  # type: ignore[attr-defined]  # socket.accept without socket.py
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+
+
+def unlink(path: str) -> None:
+    try:  # noqa: SIM105 - no contextlib (its imports)
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def exists(path: str) -> bool:
+    """``os.path.exists``."""
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def format_ns(ns: int) -> str:
+    """RFC 3339 with nanoseconds, as docker writes it: ``home.format_ns`` without ``datetime``."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def now() -> str:
+    return format_ns(time.time_ns())
+
+
+def log_record(stream: str, data: bytes) -> bytes:
+    """One log line, byte for byte what ``json.dumps({"log":, "stream":, "time":})`` writes."""
+    text = _json.encode_basestring_ascii(data.decode(errors="replace"))
+    return f'{{"log": {text}, "stream": "{stream}", "time": "{now()}"}}\n'.encode()
+
+
+def work_start(name: str, *args: object) -> tuple[int, int]:
+    """Fork a child that runs ``monitor_work.<name>(*args)``; see ``work_end``."""
+    r, w = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the child: import what the step needs, send the result, exit
+        status = 0
+        try:
+            # Dies with the monitor, as the same work done in the monitor would: nothing writes
+            # the container's state after a kill -9 of its monitor.
+            prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            os.close(r)
+            _signal.set_wakeup_fd(-1)  # the monitor's: our SIGCHLDs are none of its business
+            from runtime.engine import monitor_work
+
+            result = (True, getattr(monitor_work, name)(*args))
+        except BaseException as e:  # noqa: BLE001 - every failure goes back to the monitor
+            import traceback
+
+            traceback.print_exc()
+            result = (False, str(e))
+        try:
+            data = marshal.dumps(result)
+            data = len(data).to_bytes(4, "big") + data
+            while data:
+                data = data[os.write(w, data) :]
+        except BaseException:  # noqa: BLE001 - the monitor sees a short answer
+            status = 1
+        finally:
+            try:
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+    os.close(w)
+    return pid, r
+
+
+def work_end(pid: int, r: int) -> object:
+    """The result of a step started with ``work_start``; its exception as ``WorkError``. The
+    answer is read by its length, not to EOF: processes the step started may hold the pipe."""
+    data = b""
+    try:
+        want = 4
+        while len(data) < want:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+            if want == 4 and len(data) >= 4:
+                want = 4 + int.from_bytes(data[:4], "big")
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    if len(data) < 4 or len(data) < want:
+        raise WorkError("the monitor's helper process died")
+    ok, result = marshal.loads(data[4:want])
+    if not ok:
+        raise WorkError(result)
+    return result
+
+
+def work(name: str, *args: object) -> object:
+    return work_end(*work_start(name, *args))
+
+
+def prctl(option: int, arg: int) -> None:
+    """``prctl(option, arg)`` by ``_ctypes``: ``runtime.sys`` needs ``ctypes``, whose import alone
+    costs the monitor 0.3 MiB of its 3 MiB."""
+    import _ctypes
+
+    fn = _ctypes.dlsym(_ctypes.dlopen(None), "prctl")  # type: ignore[arg-type]  # the process
+    if _ctypes.call_function(fn, (option, arg)) != 0:
+        raise OSError(f"prctl({option}, {arg}) failed")
 
 
 class Client:
@@ -55,16 +224,16 @@ class Client:
 
     __slots__ = ("sock", "flags", "out", "reading", "events")
 
-    def __init__(self, sock: socket.socket, flags: int) -> None:
+    def __init__(self, sock: _socket.socket, flags: int) -> None:
         self.sock = sock
         self.flags = flags
         self.out = bytearray()
         self.reading = True
-        self.events = selectors.EVENT_READ
+        self.events = EVENT_READ
 
 
 def frame(stream: int, data: bytes) -> bytes:
-    return struct.pack(">BI", stream, len(data)) + data
+    return bytes((stream,)) + len(data).to_bytes(4, "big") + data
 
 
 def exit_code(status: int) -> int:
@@ -76,41 +245,47 @@ def exit_code(status: int) -> int:
 
 def clean_runtime_message(line: str) -> str:
     """runc logs ``time="..." level=error msg="..."``: keep the message."""
+    import re  # only on a failed create: the monitor ends then
+
     m = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
     return m.group(1).replace('\\"', '"') if m else line
 
 
-def recv_fd(conn: socket.socket) -> int:
+def recv_fd(conn: _socket.socket) -> int:
     """Receive one file descriptor sent with SCM_RIGHTS (the console socket protocol)."""
-    fds = array.array("i")
-    _msg, ancdata, _flags, _addr = conn.recvmsg(4096, socket.CMSG_LEN(fds.itemsize))
+    _msg, ancdata, _flags, _addr = conn.recvmsg(4096, _socket.CMSG_LEN(4))
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-            return fds[0]
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
+            return int.from_bytes(data[:4], sys.byteorder, signed=True)
     raise OSError(errno.EPROTO, "no file descriptor on the console socket")
 
 
 class Monitor:
-    def __init__(self, home: Home, cid: str) -> None:
-        self.home = home
+    def __init__(self, home_dir: str, cid: str) -> None:
+        self.home_dir = home_dir
         self.cid = cid
-        self.store = Store(home)
-        self.cfg = self.store.config(cid)
-        self.cdir = self.store.dir(cid)
-        self.tty = bool(self.cfg["Config"].get("Tty"))
-        self.open_stdin = bool(self.cfg["Config"].get("OpenStdin"))
-        self.runtime = OciRuntime(self.cfg["Runtime"], self.cfg["OciRoot"])
-        self.sel = selectors.DefaultSelector()
-        self.clients: dict[socket.socket, Client] = {}
+        info: dict[str, object] = work("info", home_dir, cid)  # type: ignore[assignment]
+        self.cdir = str(info["cdir"])
+        self.console_path = str(info["console"])
+        self.attach_path = str(info["attach"])
+        self.tty = bool(info["tty"])
+        self.open_stdin = bool(info["open_stdin"])
+        self.sel = Selector()
+        self.clients: dict[_socket.socket, Client] = {}
         self.output_paused = False
         self.partial = {STDOUT: b"", STDERR: b""}
-        self.log = open(self.cdir / "container.log", "ab", buffering=0)  # noqa: SIM115 - lives as long as the monitor
+        self.log = open(self.cdir + "/container.log", "ab", buffering=0)  # noqa: SIM115 - lives as long as the monitor
         self.init_pid = 0
         self.master = -1  # pty master (tty mode)
         self.out_r = self.err_r = self.in_w = -1
         self.child_fds: tuple[int, int, int] = (-1, -1, -1)
         self.exit_status: int | None = None
+
+    def work(self, name: str, *args: object) -> object:
+        return work(name, self.home_dir, self.cid, *args)
+
+    def update(self, **fields: object) -> dict[str, object]:
+        return self.work("update", fields)  # type: ignore[return-value]
 
     # -- stdio -------------------------------------------------------------------------------------
 
@@ -120,73 +295,64 @@ class Monitor:
         if self.open_stdin:
             in_r, in_w = os.pipe()
         else:
-            in_r, in_w = os.open(os.devnull, os.O_RDONLY), -1
+            in_r, in_w = os.open(DEVNULL, os.O_RDONLY), -1
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
         self.out_r, self.err_r, self.in_w = out_r, err_r, in_w
         self.child_fds = (in_r, out_w, err_w)
-        self.sel.register(out_r, selectors.EVENT_READ, ("out", STDOUT))
-        self.sel.register(err_r, selectors.EVENT_READ, ("out", STDERR))
+        self.sel.register(out_r, EVENT_READ, ("out", STDOUT))
+        self.sel.register(err_r, EVENT_READ, ("out", STDERR))
 
-    def create(self) -> str | None:
-        """Run ``<runtime> create``; return an error line or None. Sets ``init_pid``."""
-        bundle = self.cdir / "bundle"
-        pid_file = self.cdir / "init.pid"
-        pid_file.unlink(missing_ok=True)
-        # Before create, not after: if we die halfway, rm must still ask the runtime to delete.
-        self.store.update(self.cid, OciContainer=True)
-        console: socket.socket | None = None
-        console_path = self.home.sock / f"{self.cid[:12]}.c"
+    def create(self, first: bool) -> str | None:
+        """Run ``<runtime> create``; return an error line or None. Sets ``init_pid``. The first
+        time, the same step records the monitor's PID (before) and the created state (after)."""
+        monitor_pid = os.getpid() if first else 0
+        console: _socket.socket | None = None
         err_r = err_w = -1
         if self.tty:
-            console_path.unlink(missing_ok=True)
-            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            console.bind(str(console_path))
+            unlink(self.console_path)
+            console = unix_socket()
+            console.bind(self.console_path)
             console.listen(1)
             err_r, err_w = os.pipe()  # the runtime's own messages (the container has the pty)
-            null = os.open(os.devnull, os.O_RDONLY)
+            null = os.open(DEVNULL, os.O_RDONLY)
             try:
-                proc = self.runtime.create(
-                    self.cid,
-                    str(bundle),
-                    str(pid_file),
-                    str(console_path),
-                    null,
-                    err_w,
-                    err_w,
-                    str(self.cdir / RUNTIME_LOG),
-                )
+                step = work_start(
+                    "create", self.home_dir, self.cid, monitor_pid, (null, err_w, err_w),
+                    self.console_path,
+                )  # fmt: skip
             finally:
                 os.close(null)  # the runtime has its copy; one leaked per restart otherwise
                 os.close(err_w)
         else:
-            in_r, out_w, err_w2 = self.child_fds
-            proc = self.runtime.create(
-                self.cid, str(bundle), str(pid_file), None, in_r, out_w, err_w2,
-                str(self.cdir / RUNTIME_LOG),
-            )  # fmt: skip
+            step = work_start("create", self.home_dir, self.cid, monitor_pid, self.child_fds, None)
         try:
             if console is not None:
                 console.settimeout(30)
                 try:
-                    conn, _ = console.accept()
-                    with conn:
+                    conn = accept(console)
+                    try:
                         master = recv_fd(conn)
+                    finally:
+                        conn.close()
                 except OSError:
                     master = -1
                 if master >= 0:
                     if self.master >= 0:  # the last run's pty (a restart)
-                        with contextlib.suppress(KeyError):  # unregistered already at its EOF
+                        try:  # noqa: SIM105 - no contextlib (its imports)
                             self.sel.unregister(self.master)
+                        except KeyError:  # unregistered already at its EOF
+                            pass
                         os.close(self.master)
                     self.master = master
                     os.set_blocking(master, False)
-                    self.sel.register(master, selectors.EVENT_READ, ("out", STDOUT))
-            rc = proc.wait()
+                    self.sel.register(master, EVENT_READ, ("out", STDOUT))
+            result: Any = work_end(*step)
+            rc, pid = int(result[0]), int(result[1])
         finally:
             if console is not None:
                 console.close()
-                console_path.unlink(missing_ok=True)
+                unlink(self.console_path)
         if rc != 0:
             msg = ""
             if err_r >= 0:
@@ -199,10 +365,9 @@ class Monitor:
             )
         if err_r >= 0:
             os.close(err_r)
-        try:
-            self.init_pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
+        if not pid:
             return "OCI runtime create wrote no pid file"
+        self.init_pid = pid
         return None
 
     def drain_text(self, fd: int) -> str:
@@ -249,8 +414,7 @@ class Monitor:
             self.log.write(b"".join(records))
 
     def record(self, stream: str, data: bytes) -> bytes:
-        line = json.dumps({"log": data.decode(errors="replace"), "stream": stream, "time": now()})
-        return line.encode() + b"\n"
+        return log_record(stream, data)
 
     def flush_partial(self) -> None:
         for stream, rest in self.partial.items():
@@ -274,8 +438,8 @@ class Monitor:
 
     # -- attach clients --------------------------------------------------------------------------
 
-    def on_accept(self, listener: socket.socket) -> None:
-        conn, _ = listener.accept()
+    def on_accept(self, listener: _socket.socket) -> None:
+        conn = accept(listener)
         conn.settimeout(5)
         try:
             flags = conn.recv(1)
@@ -288,17 +452,17 @@ class Monitor:
         conn.setblocking(False)
         client = Client(conn, flags[0])
         self.clients[conn] = client
-        self.sel.register(conn, selectors.EVENT_READ, ("client", conn))
+        self.sel.register(conn, EVENT_READ, ("client", conn))
 
     def update_client(self, client: Client) -> None:
         """(Re)register a client for reading while it may send, for writing while output waits."""
         if client.out and client.sock.fileno() >= 0:
-            with contextlib.suppress(OSError):
+            try:
                 sent = client.sock.send(client.out)
                 del client.out[:sent]
-        events = (selectors.EVENT_READ if client.reading else 0) | (
-            selectors.EVENT_WRITE if client.out else 0
-        )
+            except OSError:
+                pass
+        events = (EVENT_READ if client.reading else 0) | (EVENT_WRITE if client.out else 0)
         if events == client.events:
             return
         if client.events:
@@ -316,17 +480,19 @@ class Monitor:
         for fd, stream in ((self.out_r, STDOUT), (self.err_r, STDERR), (self.master, STDOUT)):
             if fd < 0:
                 continue
-            with contextlib.suppress(KeyError, ValueError, OSError):
+            try:
                 if lagging:
                     self.sel.unregister(fd)
                 else:
-                    self.sel.register(fd, selectors.EVENT_READ, ("out", stream))
+                    self.sel.register(fd, EVENT_READ, ("out", stream))
+            except (KeyError, ValueError, OSError):
+                pass
 
-    def on_client(self, conn: socket.socket, mask: int) -> None:
+    def on_client(self, conn: _socket.socket, mask: int) -> None:
         client = self.clients.get(conn)
         if client is None:
             return
-        if mask & selectors.EVENT_WRITE:
+        if mask & EVENT_WRITE:
             try:
                 sent = conn.send(client.out)
                 del client.out[:sent]
@@ -338,7 +504,7 @@ class Monitor:
                 return
             self.update_client(client)
             self.apply_backpressure()
-        if not mask & selectors.EVENT_READ:
+        if not mask & EVENT_READ:
             return
         try:
             data = conn.recv(65536)
@@ -357,22 +523,28 @@ class Monitor:
             return
         target = self.master if self.tty else self.in_w
         if target >= 0:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - no contextlib (its imports)
                 os.write(target, data)
+            except OSError:
+                pass
 
     def close_stdin(self) -> None:
         if self.tty and self.master >= 0:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - no contextlib (its imports)
                 os.write(self.master, b"\x04")  # EOF for the line discipline
+            except OSError:
+                pass
         elif self.in_w >= 0:
             os.close(self.in_w)
             self.in_w = -1
 
-    def drop(self, conn: socket.socket) -> None:
+    def drop(self, conn: _socket.socket) -> None:
         client = self.clients.pop(conn, None)
         if client is not None and client.events:
-            with contextlib.suppress(KeyError, ValueError):
+            try:  # noqa: SIM105 - no contextlib (its imports)
                 self.sel.unregister(conn)
+            except (KeyError, ValueError):
+                pass
         conn.close()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -391,19 +563,7 @@ class Monitor:
         self.sel.unregister(fd)
         os.close(fd)
         if not data:
-            self.abandon_start()
-
-    def abandon_start(self) -> None:
-        """Nobody will start the created container: kill it, so that the usual end (exit
-        recorded, rootfs and network released, ``--rm`` honoured) follows. If the runtime says
-        it is running, the start did happen (the CLI died just after): it is ours as usual."""
-        state = self.runtime.state(self.cid)
-        if state is not None and state.get("status") not in ("created", "creating"):
-            return
-        self.store.update(
-            self.cid, StopRequested=True, Error="the client exited before it started the container"
-        )
-        self.runtime.kill(self.cid, "KILL")
+            self.work("abandon_start")
 
     def reap(self) -> None:
         while True:
@@ -416,92 +576,65 @@ class Monitor:
             if pid == self.init_pid:
                 self.exit_status = status
 
-    def oom_killed(self) -> bool:
-        """Did the OOM killer act in this container's cgroup? Asked before ``delete``."""
-        from runtime.engine import cgroupinfo
-
-        return cgroupinfo.oom_kill_count(self.cfg["CgroupsPath"], self.cid, self.runtime) > 0
-
-    def delete_oci(self) -> dict[str, Any]:
-        """Delete the runtime's container (its init is dead); the state change that records it.
-
-        This is the one delete of a container the monitor ran: ``rm`` only kills the init and
-        waits for us. A failed delete leaves ``OciContainer`` set, so ``rm`` tries again."""
-        return {"OciContainer": False} if self.runtime.delete(self.cid, force=True) else {}
-
-    def restart_wanted(self, code: int, st: dict[str, Any]) -> bool:
-        policy = self.cfg["HostConfig"].get("RestartPolicy") or {}
-        name, limit = policy.get("Name", "no"), int(policy.get("MaximumRetryCount") or 0)
-        if st.get("StopRequested") or self.cfg["HostConfig"].get("AutoRemove"):
-            return False
-        if name in ("always", "unless-stopped"):
-            return True
-        if name == "on-failure" and code != 0:
-            return limit == 0 or int(st.get("RestartCount", 0)) < limit
-        return False
-
     def run(self, ready_fd: int) -> int:
-        wake_r, wake_w = socket.socketpair()
+        wake_r, wake_w = _socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
-        signal.set_wakeup_fd(wake_w.fileno())
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        _signal.set_wakeup_fd(wake_w.fileno())
+        _signal.signal(_signal.SIGCHLD, lambda *_: None)
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
         # The monitor ends with its container, not before. A no-op handler (not SIG_IGN) because
         # handlers revert to the default on exec while SIG_IGN would be inherited by the runtime
         # and the container; also undo any SIG_IGN we were started with (a shell's `&`).
         for sig in (
-            signal.SIGTERM,
-            signal.SIGINT,
-            signal.SIGHUP,
-            signal.SIGQUIT,
-            signal.SIGUSR1,
-            signal.SIGUSR2,
+            _signal.SIGTERM,
+            _signal.SIGINT,
+            _signal.SIGHUP,
+            _signal.SIGQUIT,
+            _signal.SIGUSR1,
+            _signal.SIGUSR2,
         ):
-            signal.signal(sig, _ignore)
-        self.sel.register(wake_r, selectors.EVENT_READ, ("wake", None))
+            _signal.signal(sig, _ignore)
+        self.sel.register(wake_r, EVENT_READ, ("wake", None))
 
-        attach_path = self.home.attach_socket(self.cid)
-        attach_path.unlink(missing_ok=True)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(attach_path))
+        unlink(self.attach_path)
+        listener = unix_socket()
+        listener.bind(self.attach_path)
         listener.listen(16)
-        self.sel.register(listener, selectors.EVENT_READ, ("accept", listener))
+        self.sel.register(listener, EVENT_READ, ("accept", listener))
 
         if not self.tty:
             self.make_pipes()
-        self.store.update(self.cid, MonitorPid=os.getpid())
-        err = self.create()
+        err = self.create(first=True)
         if err is not None:
-            self.store.update(self.cid, Status="exited", Error=err, MonitorPid=0, ExitCode=127)
+            self.update(Status="exited", Error=err, MonitorPid=0, ExitCode=127)
             os.write(ready_fd, f"err {err}\n".encode())
-            attach_path.unlink(missing_ok=True)
+            unlink(self.attach_path)
             return 1
-        self.store.update(self.cid, Status="created", Pid=self.init_pid, Error="")
         try:
             os.write(ready_fd, f"ok {self.init_pid}\n".encode())
         except OSError:  # EPIPE: the CLI died before it heard; nobody will start the container
             os.close(ready_fd)
-            self.abandon_start()
+            self.work("abandon_start")
         else:
             os.set_blocking(ready_fd, False)
-            self.sel.register(ready_fd, selectors.EVENT_READ, ("ready", None))
+            self.sel.register(ready_fd, EVENT_READ, ("ready", None))
 
         backoff = 0.1
         while True:
             self.exit_status = None
             self.reap()
             while self.exit_status is None:
-                for key, mask in self.sel.select(timeout=1.0):
-                    kind, arg = key.data
+                for fd, data, mask in self.sel.select(timeout=1.0):
+                    kind, arg = data
                     if kind == "out":
-                        self.on_output(key.fd, arg)
+                        self.on_output(fd, arg)
                     elif kind == "accept":
                         self.on_accept(arg)
                     elif kind == "client":
                         self.on_client(arg, mask)
                     elif kind == "ready":
-                        self.on_ready(key.fd)
+                        self.on_ready(fd)
                     elif kind == "wake":
                         try:
                             while wake_r.recv(4096):
@@ -509,52 +642,25 @@ class Monitor:
                         except BlockingIOError:
                             pass
                 self.reap()
-                if self.exit_status is None and not os.path.exists(f"/proc/{self.init_pid}"):
+                if self.exit_status is None and not exists(f"/proc/{self.init_pid}"):
                     self.exit_status = 255 << 8  # gone without a status we could collect
             self.drain_outputs()
             code = exit_code(self.exit_status)
-            oom = self.oom_killed()
-            st = self.store.update(
-                self.cid,
-                ExitCode=code,
-                OOMKilled=oom,
-                FinishedAt=now(),
-                Pid=0,
-                Running=False,
-                Paused=False,
-                **self.delete_oci(),
-            )
-            if not self.restart_wanted(code, st):
+            # Records the exit (OOM kill asked before delete; the OCI container deleted).
+            if not self.work("exited", code):
                 break
-            self.store.update(self.cid, Status="restarting", Restarting=True)
+            self.update(Status="restarting", Restarting=True)
             time.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
-            if self.store.state(self.cid).get("StopRequested"):
+            if self.work("state").get("StopRequested"):  # type: ignore[attr-defined]
                 break
-            err = self.create()
-            if err is None:
-                try:
-                    self.runtime.start(self.cid)
-                except Exception as e:  # noqa: BLE001 - record any start failure and stop trying
-                    err = str(e)
-            if err is not None:
-                self.store.update(self.cid, Error=err, **self.delete_oci())
+            err = self.create(first=False)
+            if not self.work("restarted", err, self.init_pid):
                 break
-            st = self.store.state(self.cid)
-            self.store.update(
-                self.cid,
-                Status="running",
-                Running=True,
-                Restarting=False,
-                Pid=self.init_pid,
-                StartedAt=now(),
-                RestartCount=int(st.get("RestartCount", 0)) + 1,
-                OOMKilled=False,
-            )
 
         # Final: record, tell attach clients, release the rootfs and network, maybe remove.
         # MonitorPid stays set until the very end: the CLI waits for it before touching the mounts.
-        self.store.update(self.cid, Status="exited", Running=False, Restarting=False)
+        self.update(Status="exited", Running=False, Restarting=False)
         for conn, client in list(self.clients.items()):
             try:
                 conn.setblocking(True)
@@ -564,17 +670,9 @@ class Monitor:
                 pass
             self.drop(conn)
         listener.close()
-        attach_path.unlink(missing_ok=True)
+        unlink(self.attach_path)
         self.log.close()
-        from runtime.engine import lifecycle
-
-        lifecycle.teardown(self.home, self.cid)
-        if self.cfg["HostConfig"].get("AutoRemove") and not self.store.state(self.cid).get(
-            "Removing"
-        ):
-            lifecycle.remove(self.home, self.cid, volumes=True)
-        else:
-            self.store.update(self.cid, MonitorPid=0)
+        self.work("final")
         return 0
 
 
@@ -588,36 +686,31 @@ def main(argv: list[str] | None = None) -> int:
     # Detach: the CLI reaps this intermediate process; the grandchild is the monitor.
     if os.fork() > 0:
         os._exit(0)
-    home = Home(Path(home_dir))
+    # Home.container_dir, without importing the engine's Home (pathlib, json, datetime).
     log = os.open(
-        home.container_dir(cid) / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        f"{home_dir}/containers/{cid}/monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
     )
-    devnull = os.open(os.devnull, os.O_RDWR)
+    devnull = os.open(DEVNULL, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
     os.close(devnull)
-    from runtime.sys import PR_SET_CHILD_SUBREAPER, Sys
-
-    Sys().prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
-        return Monitor(home, cid).run(ready)
+        return Monitor(home_dir, cid).run(ready)
     except Exception as e:  # noqa: BLE001 - leave a trace in monitor.log and in the state
         import traceback
 
         traceback.print_exc()
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - no contextlib (its imports)
             os.write(ready, f"err monitor: {e}\n".encode())
-        with contextlib.suppress(Exception):  # best effort: we are already failing
-            Store(home).update(
-                cid,
-                Status="exited",
-                Running=False,
-                MonitorPid=0,
-                Error=f"monitor: {e}",
-                FinishedAt=format_ns(time.time_ns()),
-            )
+        except OSError:
+            pass
+        try:  # noqa: SIM105 - best effort: we are already failing
+            work("failed", home_dir, cid, str(e), time.time_ns())
+        except Exception:  # noqa: BLE001, S110
+            pass
         return 1
 
 
