@@ -170,6 +170,12 @@ SECTIONS: dict[str, Callable[[], Any]] = {"uts": uts, "sysctl": sysctls, "ipc": 
 # Objects of these sections that were there before and are gone after: another process's cleanup
 # on a shared host (the suite removes only what it made). Shown, not counted.
 _GONE_IS_OTHERS = ("ipc", "links", "addresses", "mounts", "cgroups")
+# Host changes that the host's own tools make once and keep on purpose. Shown, not counted.
+HOST_TOOL_MOUNTS = {
+    "/run/netns": "iproute2's `ip netns add` mounts a tmpfs here the first time any namespace is "
+    "named on the host and keeps it for every later one (docker and CNI share it); seen on the "
+    "first run on a fresh Debian root",
+}
 
 
 def take() -> dict[str, Any]:
@@ -216,6 +222,7 @@ def attribute(lines: list[str], ours: list[str]) -> tuple[list[str], list[str]]:
     count, ignored = [], []
     for line in lines:
         gone = line.startswith(tuple(f"{s} removed: " for s in _GONE_IS_OTHERS))
+        gone = gone or line.startswith(tuple(f"mounts added: {m} " for m in HOST_TOOL_MOUNTS))
         told = bool(_IGNORE and _IGNORE.search(line))
         if gone or told or ("isoproof" in line and not any(x in line for x in ours)):
             ignored.append(line)

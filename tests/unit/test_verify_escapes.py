@@ -100,6 +100,15 @@ def test_snapshot_attribution() -> None:
     assert count == [lines[0], lines[2]] and ignored == [lines[1], lines[3]]
 
 
+def test_iproute2s_own_netns_mount_is_shown_not_counted() -> None:
+    """The first `ip netns add` on a fresh host mounts /run/netns for good (fresh-root CI run)."""
+    made = "mounts added: /run/netns tmpfs tmpfs rw,relatime"
+    assert snapshot.attribute([made], ["abcd1234"]) == ([], [made])
+    other = "mounts added: /run/netns-not-iproute tmpfs tmpfs rw"
+    assert snapshot.attribute([other], ["abcd1234"]) == ([other], [])
+    assert all(why for why in snapshot.HOST_TOOL_MOUNTS.values())
+
+
 def test_volatile_sysctls_are_left_out(tmp_path: Path) -> None:
     for key, value in (("kernel/random/uuid", "x"), ("kernel/ns_last_pid", "5"),
                        ("vm/swappiness", "60"), ("fs/file-nr", "1 0 9")):  # fmt: skip
