@@ -357,6 +357,7 @@ class Monitor:
             msg = ""
             if err_r >= 0:
                 msg = os.read(err_r, 65536).decode(errors="replace")
+                os.close(err_r)  # a failed restart with -t must not keep it either
             else:
                 msg = self.drain_text(self.err_r)
             lines = [ln for ln in msg.strip().splitlines() if ln.strip()]
