@@ -124,9 +124,9 @@ def _exec_tty(rt: OciRuntime, cid: str, pj: str, tmp: str, interactive: bool) ->
         import termios
 
         fcntl.ioctl(master, termios.TIOCSWINSZ, ws)
-    from runtime.engine.cli import _raw_terminal
+    from runtime.engine.attach import raw_terminal
 
-    restore = _raw_terminal() if interactive and os.isatty(0) else None
+    restore = raw_terminal() if interactive and os.isatty(0) else None
     fds = [master] + ([0] if interactive else [])
     status: int | None = None
     try:

@@ -9,6 +9,7 @@ directory it is in).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -356,3 +357,13 @@ def _extract(
 
 def dump_meta(img: Image) -> str:
     return json.dumps(img.meta)
+
+
+def du(path: Path) -> int:
+    """The bytes of the files under ``path`` (an image's size, as ``images`` and ``inspect`` show)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total

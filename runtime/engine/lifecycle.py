@@ -13,7 +13,6 @@ import errno
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from runtime.cgroups.mountinfo import unescape
 from runtime.engine import ocispec
 from runtime.engine.home import Home, cgroup_parent, write_json
 from runtime.engine.oci import OciRuntime
-from runtime.engine.store import LIVE, Store, monitor_alive, pid_alive, remove_tree
+from runtime.engine.store import Store, remove_tree
 from runtime.errors import IsoproofError, NetworkError, StateError, SyscallError
 from runtime.sys import MNT_DETACH, Sys
 
@@ -384,54 +383,3 @@ def fs_type(path: str, mountinfo: str) -> str:
         if above and len(point) >= best:
             best, kind = len(point), fields[fields.index("-") + 1]
     return kind
-
-
-EXIT_RECORD_WAIT = 10.0  # seconds a reader waits for a live monitor to record a death it saw
-
-
-def settle_exit(store: Store, cid: str, st: dict[str, Any]) -> dict[str, Any]:
-    """Wait while the init is dead but its monitor has not recorded the exit yet.
-
-    The monitor writes ExitCode (with Pid 0 and OOMKilled) only after it reaped the init, read
-    the OOM counter and deleted the runtime's container. A reader in that window saw "running"
-    with the ExitCode 0 that ``start`` wrote: ``inspect`` right after the init died (an OOM kill)
-    reported exit 0. The monitor will write soon, so wait for it rather than report a guess.
-    """
-    deadline = time.monotonic() + EXIT_RECORD_WAIT
-    while (
-        st["Status"] in ("running", "paused")
-        and not pid_alive(int(st.get("Pid") or 0))  # Pid 0: exit written, status not yet
-        and monitor_alive(st, cid)
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.02)
-        st = store.state(cid)
-    return st
-
-
-def repair(home: Home, store: Store, cid: str) -> dict[str, Any]:
-    """If the state says live but the monitor is gone (crashed, killed), make it honest; if the
-    init died and its live monitor is still recording that, wait for the record."""
-    st = settle_exit(store, cid, store.state(cid))
-    if st["Status"] in LIVE and st["Status"] != "created" and not monitor_alive(st, cid):
-        cfg = store.config(cid)
-        rt = OciRuntime(cfg["Runtime"], cfg["OciRoot"])
-        rt.kill(cid, "KILL", all_=True)
-        deleted = rt.delete(cid, force=True)
-        teardown(home, cid)
-        from runtime.engine.home import now
-
-        st = store.update(
-            cid,
-            **({"OciContainer": False} if deleted else {}),
-            Status="exited",
-            Running=False,
-            Paused=False,
-            Restarting=False,
-            Pid=0,
-            MonitorPid=0,
-            ExitCode=st.get("ExitCode") or 255,
-            FinishedAt=now(),
-            Error="monitor exited unexpectedly",
-        )
-    return st

@@ -1064,7 +1064,7 @@ def test_a_killed_monitor_is_repaired_by_the_next_command(eng: Eng) -> None:
 HALF_START = (
     "import sys\n"
     "from runtime.engine import lifecycle\n"
-    "from runtime.engine.cli import Engine\n"
+    "from runtime.engine.engine import Engine\n"
     "e = Engine()\n"
     "cid = e.resolve(sys.argv[1])\n"
     "lifecycle.prepare(e.home, e.store, cid)\n"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.engine import cli, ocispec, units
+from runtime.engine import cli, flags, ocispec, output, units
 from runtime.engine.home import format_ns, parse_time
 from runtime.engine.images import ImageError, apply_layer, normalize_tag
 from runtime.engine.monitor import clean_runtime_message, exit_code, frame
@@ -277,15 +277,15 @@ def test_tags() -> None:
 
 
 def test_options_end_at_the_image() -> None:
-    p = cli.Parser(prog="isoproof run", add_help=False)
-    cli.add_container_flags(p)
-    a = cli.parse_container_args(
+    p = flags.Parser(prog="isoproof run", add_help=False)
+    flags.add_container_flags(p)
+    a = flags.parse_container_args(
         p, ["-dit", "--name", "x", "-m32m", "-e", "A=1", "busybox", "sh", "-c", "echo -n hi"]
     )
     assert a.detach and a.interactive and a.tty
     assert (a.name, a.memory, a.env, a.image) == ("x", "32m", ["A=1"], "busybox")
     assert a.command == ["sh", "-c", "echo -n hi"]
-    a = cli.parse_container_args(p, ["--network=none", "busybox"])
+    a = flags.parse_container_args(p, ["--network=none", "busybox"])
     assert a.network == "none" and a.command == []
 
 
@@ -338,10 +338,10 @@ def test_resolve_names_and_prefixes(tmp_path: Path) -> None:
 
 def test_render_templates() -> None:
     obj = {"State": {"Pid": 7, "OOMKilled": True}, "Name": "/x"}
-    assert cli.render("{{.State.Pid}} {{.State.OOMKilled}} {{.Name}}", obj) == "7 true /x"
-    assert cli.render("{{json .State}}", obj) == '{"Pid": 7, "OOMKilled": true}'
-    with pytest.raises(cli.Fail):
-        cli.render("{{.Nope}}", obj)
+    assert output.render("{{.State.Pid}} {{.State.OOMKilled}} {{.Name}}", obj) == "7 true /x"
+    assert output.render("{{json .State}}", obj) == '{"Pid": 7, "OOMKilled": true}'
+    with pytest.raises(output.Fail):
+        output.render("{{.Nope}}", obj)
 
 
 def test_monitor_helpers() -> None:
@@ -354,17 +354,17 @@ def test_monitor_helpers() -> None:
 
 
 def test_exec_codes() -> None:
-    assert cli.exec_code('exec: "nope": executable file not found in $PATH') == 127
-    assert cli.exec_code("permission denied") == 126
-    assert cli.exec_code("something else") == 125
+    assert output.exec_code('exec: "nope": executable file not found in $PATH') == 127
+    assert output.exec_code("permission denied") == 126
+    assert output.exec_code("something else") == 125
 
 
 def test_namespace_flags_validated() -> None:
-    p = cli.Parser(prog="isoproof run", add_help=False)
-    cli.add_container_flags(p)
-    a: argparse.Namespace = cli.parse_container_args(p, ["--pid", "sideways", "busybox"])
+    p = flags.Parser(prog="isoproof run", add_help=False)
+    flags.add_container_flags(p)
+    a: argparse.Namespace = flags.parse_container_args(p, ["--pid", "sideways", "busybox"])
     with pytest.raises(units.FlagError):
-        cli.host_config(a)
+        flags.host_config(a)
 
 
 def test_cgroupns_private_by_default_host_on_request() -> None:
@@ -387,16 +387,16 @@ def test_cpu_quota_and_period_flags() -> None:
     for bad_period in ("999", "1000001", "1.5"):
         with pytest.raises(units.FlagError):
             units.parse_cpu_period(bad_period)
-    p = cli.Parser(prog="isoproof run", add_help=False)
-    cli.add_container_flags(p)
-    a = cli.parse_container_args(p, ["--cpu-quota", "50000", "--cpu-period", "200000", "busybox"])
-    hc = cli.host_config(a)
+    p = flags.Parser(prog="isoproof run", add_help=False)
+    flags.add_container_flags(p)
+    a = flags.parse_container_args(p, ["--cpu-quota", "50000", "--cpu-period", "200000", "busybox"])
+    hc = flags.host_config(a)
     assert ocispec.resources(hc)["cpu"] == {"quota": 50000, "period": 200000}
-    lone = cli.host_config(cli.parse_container_args(p, ["--cpu-period", "50000", "busybox"]))
+    lone = flags.host_config(flags.parse_container_args(p, ["--cpu-period", "50000", "busybox"]))
     assert ocispec.resources(lone)["cpu"] == {"period": 50000}
-    both = cli.parse_container_args(p, ["--cpus", "1", "--cpu-quota", "50000", "busybox"])
-    with pytest.raises(cli.Fail):
-        cli.host_config(both)
+    both = flags.parse_container_args(p, ["--cpus", "1", "--cpu-quota", "50000", "busybox"])
+    with pytest.raises(output.Fail):
+        flags.host_config(both)
 
 
 def test_no_new_privileges_default_and_opt_out() -> None:

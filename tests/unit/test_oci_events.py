@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_cgroup_fake import make_v1, make_v2
 
-from runtime.engine import cli as engine_cli
+from runtime.engine.verbs import query as engine_query
 from runtime.oci.events import NO_LIMIT, runc_stats
 
 
@@ -89,7 +89,7 @@ def test_engine_stats_reads_our_events(stats_of, version: str) -> None:
         store=SimpleNamespace(state=lambda cid: {"Status": "running"}),
         runtime=lambda cid: SimpleNamespace(stats=lambda cid: data),
     )
-    sample = engine_cli._sample(e, "c1")  # type: ignore[arg-type]
+    sample = engine_query._sample(e, "c1")  # type: ignore[arg-type]
     inactive = 1024 if version == "v1" else 512  # not counted, as in docker stats
     assert sample == {
         "cpu": 123456 if version == "v1" else 42000,
