@@ -494,6 +494,10 @@ def test_payload_argv_passes_runtimes_and_results(tmp_path: Path) -> None:
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--runtime"] == ["isoproof", "oci:runc"]
     tests = cli.payload_argv("tests", "/py", tmp_path, [], True)
     assert "--ignore-glob=*test_matrix*" in tests  # never boot VMs inside the VM
+    assert "tests" in tests
+    one = cli.payload_argv("tests", "/py", tmp_path, [], True, ["tests/x.py", "-k", "a or b"])
+    assert "tests" not in one and one[-2:] == ["-k", "a or b"]  # leading paths narrow the run
+    assert one[one.index("tests/x.py") + 1 : one.index("tests/x.py") + 3] == ["-m", "root"]
     assert cli.payload_argv("echo hi", "/py", tmp_path, [], True) == ["sh", "-c", "echo hi"]
     extra = cli.payload_argv("verify", "/py", tmp_path, ["isoproof"], True, ["-m", "not timing"])
     assert extra[-2:] == ["-m", "not timing"]

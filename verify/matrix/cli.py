@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -136,17 +137,20 @@ def payload_argv(
             argv += ["--runtime", rt]
         return argv + extra
     if kind == "tests":
-        # The repo's root tests, minus the matrix's own (they would boot VMs inside the VM).
+        # The repo's root tests, minus the matrix's own (they would boot VMs inside the VM). Paths
+        # leading ``extra`` (``-- tests/integration/test_x.py -k ...``) narrow it to those files,
+        # so a guest does not import every test module to run one.
+        paths = list(itertools.takewhile(lambda a: not a.startswith("-"), extra))
         return [
             python,
             "-m",
             "pytest",
             *record,
-            "tests",
+            *(paths or ["tests"]),
             "-m",
             "root",
             "--ignore-glob=*test_matrix*",
-            *extra,
+            *extra[len(paths) :],
         ]
     if kind == "selfcheck":
         if in_guest:
