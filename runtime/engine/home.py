@@ -19,14 +19,18 @@ a crashed CLI never leaves a lock held.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fcntl
 import json
 import os
+import re
 import sys
-from collections.abc import Iterator
+import time
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 DEFAULT_HOME = "/var/lib/isoproof"
 ENV_HOME = "ISOPROOF_HOME"
@@ -118,37 +122,58 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 def now() -> str:
     """The current time in RFC 3339 with nanoseconds, as docker writes it."""
-    return format_ns(_time_ns())
+    return format_ns(time.time_ns())
 
 
-def _time_ns() -> int:
-    import time
-
-    return time.time_ns()
+# Times are written and read without ``datetime``: its import is ~2 ms of every verb, and
+# RFC 3339 in UTC needs only ``time.gmtime`` one way and a day count the other.
 
 
 def format_ns(ns: int) -> str:
+    """RFC 3339 in UTC with nanoseconds: ``2023-11-14T22:13:20.123456789Z``."""
     secs, frac = divmod(ns, 1_000_000_000)
-    base = _dt.datetime.fromtimestamp(secs, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{frac:09d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+_TIME_RE = (
+    r"(\d{4})-(\d\d)-(\d\d)"  # date
+    r"(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?)?"  # time, seconds and fraction optional
+    r"(Z|[+-]\d\d(?::?\d\d)?)?"  # zone; none: local time, as datetime.fromisoformat
+)
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's ``days_from_civil``:
+    years start in March, so the leap day is the last day of a year; 146097 days per 400 years)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def parse_time(text: str) -> float:
-    """Parse an RFC 3339 time (nanoseconds allowed) to a Unix timestamp."""
+    """Parse an RFC 3339 time (nanoseconds allowed) to a Unix timestamp; ValueError if it is
+    not one. A time without a zone is local time, as ``datetime.fromisoformat`` takes it."""
     if not text or text == ZERO_TIME:
         return 0.0
-    t = text.strip()
-    if t.endswith("Z"):
-        t = t[:-1] + "+00:00"
-    frac = 0.0
-    if "." in t:
-        head, rest = t.split(".", 1)
-        digits = ""
-        for ch in rest:
-            if not ch.isdigit():
-                break
-            digits += ch
-        tz = rest[len(digits) :]
-        frac = float("0." + digits) if digits else 0.0
-        t = head + tz
-    return _dt.datetime.fromisoformat(t).timestamp() + frac
+    m = re.fullmatch(_TIME_RE, text.strip(), re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    y, mo, d, h, mi, s = (int(g or 0) for g in m.groups()[:6])
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if not (1 <= mo <= 12 and 1 <= d <= _MONTH_DAYS[mo - 1] - (mo == 2 and not leap)):
+        raise ValueError(f"no such date: {text!r}")
+    if h > 23 or mi > 59 or s > 59:
+        raise ValueError(f"no such time: {text!r}")
+    frac = float(f"0.{m.group(7)}") if m.group(7) else 0.0
+    zone = m.group(8)
+    if zone is None:
+        return time.mktime((y, mo, d, h, mi, s, 0, 0, -1)) + frac
+    offset = 0
+    if zone.upper() != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60
+        offset = -offset if zone[0] == "-" else offset
+    return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset + frac

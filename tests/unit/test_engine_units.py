@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import json
 import tarfile
@@ -137,6 +138,34 @@ def test_times_roundtrip_with_nanoseconds() -> None:
     text = format_ns(ns)
     assert text == "2023-11-14T22:13:20.123456789Z"
     assert abs(parse_time(text) - ns / 1e9) < 1e-6
+
+
+@given(
+    st.datetimes(min_value=datetime.datetime(1, 1, 2), max_value=datetime.datetime(9999, 12, 30)),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+    st.sampled_from(["T", " "]),
+)
+def test_parse_time_agrees_with_datetime(when: datetime.datetime, minutes: int, sep: str) -> None:
+    """home.parse_time reads times without datetime; datetime.fromisoformat is the reference,
+    for every zone offset, UTC as Z, and a fraction of up to nanoseconds."""
+    zone = datetime.timezone(datetime.timedelta(minutes=minutes))
+    aware = when.replace(tzinfo=zone)
+    text = aware.isoformat(sep=sep)
+    assert parse_time(text) == pytest.approx(aware.timestamp(), abs=1e-5)
+    utc = when.replace(tzinfo=datetime.UTC)
+    z = when.isoformat(timespec="microseconds") + "123Z"  # nanoseconds, as docker writes them
+    assert parse_time(z) == pytest.approx(utc.timestamp() + 123e-9, abs=1e-5)  # float: ~16 digits
+    if when.year >= 1970:
+        epoch_ns = int(utc.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+        assert format_ns(epoch_ns) == when.isoformat(timespec="microseconds") + "000Z"
+
+
+@pytest.mark.parametrize(
+    "text", ["2023-02-29T00:00:00Z", "2023-13-01", "2023-11-14T24:00:00Z", "nope", "1h", "2023-11"]
+)
+def test_parse_time_refuses_what_is_no_time(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_time(text)
 
 
 def _hc(**kw: object) -> dict[str, object]:
