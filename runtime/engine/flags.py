@@ -31,8 +31,8 @@ class _Formatter(argparse.HelpFormatter):
             columns = 0
         if columns <= 0:
             try:
-                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-            except (AttributeError, ValueError, OSError):
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):  # no stdout, or not a terminal
                 columns = 0
         super().__init__(prog, width=(columns or 80) - 2)
 
