@@ -6,6 +6,10 @@
 * the monitor's memory per detached container (private, PSS and RSS from ``/proc/PID/smaps_rollup``)
   beside conmon's (``podman run -d`` on runc, private storage), measured in the same run;
 * the time to start 50 detached containers one after another, and to remove them with one ``rm -f``;
+* single verbs, ``run -d``, ``ps``, ``inspect`` and ``rm -f``, beside podman's (on runc, private
+  storage) in the same rounds, printed as a table with the ratio to podman; the interpreter's own
+  start (``python -c pass`` with and without ``site``) and the imports ``ps`` and ``inspect`` pay
+  after site (``-X importtime``), to tell the engine's cost from the launcher's;
 * one verification check's engine work, ``run -d busybox sleep 60; inspect; rm -f``: median wall
   time and the number of Python interpreter starts (counted with ``strace -f -e execve``), for
   isoproof-oci forked by the engine (the default), the same exec'd (``ISOPROOF_OCI_FORK=0``, the
@@ -16,6 +20,7 @@ bridge, subnet and cgroup parent, all removed at the end.
 
     /work/venv/bin/python bench/bench_engine.py [--runs 20] [--many 50] [--runtime PATH ...]
                                                 [--check-only] [--check-runs 10] [--memory-only]
+                                                [--verbs-only] [--verb-runs 15]
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ISOPROOF = str(Path(sys.executable).parent / "isoproof")
@@ -190,56 +197,80 @@ def monitor_memory(env: dict[str, str], count: int) -> dict[str, float]:
         iso(env, "rm", "-f", *ids)
 
 
-def conmon_memory(count: int) -> dict[str, float] | None:
-    """The median conmon's memory over ``count`` ``podman run -d`` containers on runc, beside
-    ours: a private --root/--runroot and a containers.conf whose default_ulimits stay under this
-    host's hard nofile limit (as tests/clients/conftest.py sets podman up). None without podman."""
-    podman = shutil.which("podman")
-    if not podman:
-        return None
-    from runtime.busybox import ensure_rootfs
+class PrivatePodman:
+    """podman on runc with a private --root/--runroot, the busybox rootfs imported as an image,
+    a cgroup parent of its own and a containers.conf whose default_ulimits stay under this host's
+    hard nofile limit (as tests/clients/conftest.py sets podman up); no network namespace setup
+    (``netns = "none"``: podman's CNI bridge would change iptables and ip_forward). Everything
+    is removed on exit. ``PrivatePodman.available()`` is False without podman."""
 
-    base = Path(tempfile.mkdtemp(prefix="isoproof-bench-podman-"))
-    conf = base / "containers.conf"
-    conf.write_text(
-        '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
-        'netns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n'
-    )
-    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-    argv = [podman, "--root", f"{base}/root", "--runroot", f"{base}/runroot",
-            "--tmpdir", f"{base}/tmp", "--storage-driver", "vfs",
-            "--runtime", shutil.which("runc") or "runc"]  # fmt: skip
-    image = "localhost/isoproof-bench-conmon:latest"
-    parent = f"/isoproof-bench-conmon-{uuid.uuid4().hex[:6]}"
+    IMAGE = "localhost/isoproof-bench-podman:latest"
 
-    def pm(*args: str) -> str:
-        cp = subprocess.run([*argv, *args], env=env, capture_output=True, text=True)
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("podman") is not None
+
+    def __enter__(self) -> PrivatePodman:
+        from runtime.busybox import ensure_rootfs
+
+        self.base = Path(tempfile.mkdtemp(prefix="isoproof-bench-podman-"))
+        conf = self.base / "containers.conf"
+        conf.write_text(
+            '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
+            'netns = "none"\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n'
+        )
+        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        base = self.base
+        self.argv = [shutil.which("podman") or "podman", "--root", f"{base}/root",
+                     "--runroot", f"{base}/runroot", "--tmpdir", f"{base}/tmp",
+                     "--storage-driver", "vfs", "--runtime", shutil.which("runc") or "runc"]  # fmt: skip
+        self.parent = f"/isoproof-bench-podman-{uuid.uuid4().hex[:6]}"
+        self.ids: list[str] = []
+        try:
+            tar = base / "rootfs.tar"
+            subprocess.run(["tar", "-C", str(ensure_rootfs()), "-cf", str(tar), "."], check=True)
+            self("import", str(tar), self.IMAGE)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __call__(self, *args: str) -> str:
+        cp = subprocess.run([*self.argv, *args], env=self.env, capture_output=True, text=True)
         if cp.returncode != 0:
             raise SystemExit(f"podman {' '.join(args)} failed: {cp.stderr.strip()}")
         return cp.stdout
 
-    ids: list[str] = []
-    try:
-        tar = base / "rootfs.tar"
-        subprocess.run(["tar", "-C", str(ensure_rootfs()), "-cf", str(tar), "."], check=True)
-        pm("import", str(tar), image)
-        for _ in range(count):
-            ids.append(pm("run", "-d", "--cgroup-parent", parent, image, "sleep", "300").strip())
-        time.sleep(0.5)
-        pids = [int(pm("inspect", "--format", "{{.State.ConmonPid}}", i).strip()) for i in ids]
-        return medians([smaps(pid) for pid in pids])
-    finally:
-        if ids:
-            subprocess.run([*argv, "rm", "-f", "-t", "0", *ids], env=env, capture_output=True)
-        subprocess.run([*argv, "rmi", "-f", image], env=env, capture_output=True)
+    def run_d(self, *command: str) -> str:
+        cid = self("run", "-d", "--cgroup-parent", self.parent, self.IMAGE, *command).strip()
+        self.ids.append(cid)
+        return cid
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.ids:
+            subprocess.run([*self.argv, "rm", "-f", "-t", "0", *self.ids], env=self.env,
+                           capture_output=True)  # fmt: skip
+        subprocess.run([*self.argv, "rmi", "-f", self.IMAGE], env=self.env, capture_output=True)
         for ctrl in Path("/sys/fs/cgroup").iterdir():
-            p = ctrl / parent.lstrip("/")
+            p = ctrl / self.parent.lstrip("/")
             # podman puts the conmons in <parent>/conmon and leaves it there
             for d in (p / "conmon", p):
                 if d.is_dir():
                     with contextlib.suppress(OSError):
                         d.rmdir()
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def conmon_memory(count: int) -> dict[str, float] | None:
+    """The median conmon's memory over ``count`` ``podman run -d`` containers on runc, beside
+    ours (:class:`PrivatePodman`). None without podman."""
+    if not PrivatePodman.available():
+        return None
+    with PrivatePodman() as pm:
+        ids = [pm.run_d("sleep", "300") for _ in range(count)]
+        time.sleep(0.5)
+        pids = [int(pm("inspect", "--format", "{{.State.ConmonPid}}", i).strip()) for i in ids]
+        return medians([smaps(pid) for pid in pids])
 
 
 def print_memory(name: str, mem: dict[str, float], conmon: dict[str, float] | None) -> None:
@@ -325,6 +356,102 @@ def check_figures(runtimes: list[str], runs: int) -> None:
                 cleanup(env)
 
 
+VERBS = ("run -d", "ps", "inspect", "rm -f")
+
+
+def import_ms(env: dict[str, str], *args: str, runs: int = 5) -> float:
+    """Median milliseconds an ``isoproof`` verb spends importing after ``site`` (``-X
+    importtime``: the cumulative times of the top-level imports that follow site's line)."""
+    out = []
+    for _ in range(runs):
+        cp = subprocess.run([sys.executable, "-X", "importtime", ISOPROOF, *args], env=env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+        rows = [ln.split("|") for ln in cp.stderr.splitlines() if ln.startswith("import time:")]
+        names = [r[2].rstrip() for r in rows]
+        after = rows[names.index(" site") + 1 :] if " site" in names else rows[1:]
+        out.append(sum(int(r[1]) for r in after if not r[2].startswith("  ")) / 1000)
+    return statistics.median(out)
+
+
+def interpreter_floor(runs: int) -> tuple[float, float]:
+    """Median ms of this venv's ``python -c pass`` (with site: what a console script pays before
+    its first import; an editable install's finder is part of it) and of ``python -S -c pass``."""
+
+    def start(*flags: str) -> float:
+        return statistics.median(timed(lambda: subprocess.run([sys.executable, *flags, "-c", "pass"],
+                                                              check=True), runs)) * 1000  # fmt: skip
+
+    return start(), start("-S")
+
+
+def verb_round(
+    t: dict[str, list[float]], run_d: Callable[[], str], call: Callable[..., object], rm: list[str]
+) -> str:
+    """One round for one engine: ``run -d`` a container, then ``ps``, ``inspect`` and ``rm``
+    it through ``call(*args)``, each timed into ``t``. Returns the container's ID."""
+    t0 = time.perf_counter()
+    cid = run_d().strip()
+    t["run -d"].append(time.perf_counter() - t0)
+    for verb, args in (("ps", ["ps"]), ("inspect", ["inspect", cid]), ("rm -f", [*rm, cid])):
+        t0 = time.perf_counter()
+        call(*args)
+        t[verb].append(time.perf_counter() - t0)
+    return cid
+
+
+def verb_figures(runtimes: list[str], runs: int) -> None:
+    """Single verbs beside podman's: ``run -d``, ``ps``, ``inspect``, ``rm -f`` of one container,
+    in every round once per engine (interleaved), podman on runc with a private root. Our
+    containers use ``--network none``, as podman's ``netns = "none"``; podman removes with
+    ``rm -f -t 0`` (SIGKILL at once, which is what our ``rm -f`` and docker's do)."""
+    variants: dict[str, dict[str, str]] = {}
+    for octet, rt in enumerate(runtimes, start=250):
+        env = env_for(rt, uuid.uuid4().hex[:8], octet)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm round writes the bytecode, as a user's
+        variants[f"isoproof[{Path(rt).name}]"] = env
+    run_args = ["run", "-d", "--network", "none", "busybox", "sleep", "60"]
+    with contextlib.ExitStack() as stack:
+        for env in variants.values():
+            stack.callback(cleanup, env)
+        pm = stack.enter_context(PrivatePodman()) if PrivatePodman.available() else None
+        names = [*variants, *(["podman[runc]"] if pm else [])]
+        times: dict[str, dict[str, list[float]]] = {n: {v: [] for v in VERBS} for n in names}
+        warm: dict[str, dict[str, list[float]]] = {n: {v: [] for v in VERBS} for n in names}
+        for name, env in variants.items():  # warm: image record, page cache, bytecode
+            verb_round(warm[name], partial(iso, env, *run_args), partial(iso, env), ["rm", "-f"])
+        if pm:
+            pm.ids.remove(verb_round(warm["podman[runc]"], partial(pm.run_d, "true"), pm,
+                                     ["rm", "-f", "-t", "0"]))  # fmt: skip
+        for _ in range(runs):
+            for name, env in variants.items():
+                verb_round(times[name], partial(iso, env, *run_args), partial(iso, env),
+                           ["rm", "-f"])  # fmt: skip
+            if pm:
+                pm.ids.remove(verb_round(times["podman[runc]"], partial(pm.run_d, "sleep", "60"),
+                                         pm, ["rm", "-f", "-t", "0"]))  # fmt: skip
+        env = next(iter(variants.values()))
+        cid = iso(env, *run_args).strip()
+        imports = {"ps": import_ms(env, "ps"), "inspect": import_ms(env, "inspect", cid)}
+        iso(env, "rm", "-f", cid)
+    med = {n: {v: statistics.median(ts) * 1000 for v, ts in t.items()} for n, t in times.items()}
+    peer = med.get("podman[runc]")
+    width = max(len(n) for n in med) + 2
+    print(f"engine verbs, median ms of {runs} rounds (engines interleaved in each round):")
+    print("  verb    " + "".join(f"{n:>{width}}" for n in med) + ("   x podman" if peer else ""))
+    for verb in VERBS:
+        ratios = "  ".join(f"{med[n][verb] / peer[verb]:.2f}" for n in variants) if peer else ""
+        cells = "".join(f"{med[n][verb]:>{width}.1f}" for n in med)
+        print(f"  {verb:<8}{cells}   {ratios}")
+    floor, bare = interpreter_floor(runs)
+    print(
+        f"  python -c pass (this venv, with site) {floor:.1f} ms; python -S -c pass {bare:.1f} ms"
+    )
+    print(
+        f"  [{next(iter(variants))}] imports after site (-X importtime, median of 5): "
+        + ", ".join(f"{v} {ms:.1f} ms" for v, ms in imports.items())
+    )
+
+
 def cleanup(env: dict[str, str]) -> None:
     ids = subprocess.run(
         [ISOPROOF, "ps", "-aq"], env=env, capture_output=True, text=True
@@ -348,11 +475,16 @@ def main() -> int:
     ap.add_argument("--check-runs", type=int, default=10)
     ap.add_argument("--check-only", action="store_true", help="only the check-cycle figures")
     ap.add_argument("--memory-only", action="store_true", help="only the monitor and conmon memory")
+    ap.add_argument("--verbs-only", action="store_true", help="only the verb table beside podman")
+    ap.add_argument("--verb-runs", type=int, default=15)
     a = ap.parse_args()
     runtimes = a.runtime or [
         shutil.which("runc") or "runc",
         str(Path(sys.executable).parent / "isoproof-oci"),
     ]
+    if a.verbs_only:
+        verb_figures(runtimes, a.verb_runs)
+        return 0
     conmon = conmon_memory(5)
     if conmon is None:
         print("conmon: podman not installed here: not measured")
@@ -372,6 +504,7 @@ def main() -> int:
     check_figures(runtimes, a.check_runs)
     if a.check_only:
         return 0
+    verb_figures(runtimes, a.verb_runs)
     floor = statistics.median(runc_floor(a.runs)) * 1000
     print(f"runc run (bare bundle, no engine)          median {floor:7.1f} ms  ({a.runs} runs)")
     podman = podman_latency(a.runs)
