@@ -41,6 +41,7 @@ LOCK_FILE = "/run/isoproof-verify.lock"
 MEASUREMENT = "isoproof_measurement"
 OUTCOME = "isoproof_outcome"
 FINDING = "isoproof_finding"  # worth knowing, not a verdict (e.g. a conversion distorts a ratio)
+LOCK_WAIT = "isoproof_lock_wait_s"  # seconds this check waited for the host-wide lock
 DEVIATION = "isoproof_deviation"  # the declared deviation a check was run under
 FAILURE_EVIDENCE = "isoproof_evidence"  # what the suite knew when a check failed
 EVIDENCE_FILE = "isoproof_evidence_file"  # the same as a JSON file (DIR/evidence/), for JUnit
@@ -333,7 +334,10 @@ def pytest_runtest_protocol(
         return
     mode = fcntl.LOCK_EX if item.get_closest_marker("timing") else fcntl.LOCK_SH
     with open(LOCK_FILE, "a") as lock:
+        t0 = time.monotonic()
         fcntl.flock(lock, mode)
+        # Time spent waiting for other suites' timing checks: not this check's own cost (bench).
+        item.user_properties.append((LOCK_WAIT, round(time.monotonic() - t0, 3)))
         try:
             yield
         finally:
@@ -603,6 +607,8 @@ def result_entry(report: pytest.TestReport) -> dict[str, Any]:
     }
     if _props(report, FINDING):
         entry["findings"] = _props(report, FINDING)
+    if _props(report, LOCK_WAIT):
+        entry["lock_wait_s"] = _props(report, LOCK_WAIT)[-1]
     if deviation is not None:
         entry["deviation"] = deviation
     if _props(report, FAILURE_EVIDENCE):

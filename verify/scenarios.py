@@ -227,6 +227,24 @@ def resources(limits: dict[str, Any], device: tuple[int, int] | None = None) -> 
     return r
 
 
+# A workload that ends itself (an allocation OOM-killed in ~40 ms, a writer) waits for the host's
+# go (``release``): the check reads the written limit and starts sampling first, and an engine
+# that removes the cgroup when the container exits cannot take it away before it was read. It
+# replaces a fixed 2 s pause (6 s per host leg), which was also only a guess on a slow guest.
+GO_FILE = "/tmp/isoproof-go"
+
+
+def held(command: str) -> list[str]:
+    """``command`` run by a shell once GO_FILE exists inside the container (polled every 10 ms)."""
+    return ["sh", "-c", f"until [ -e {GO_FILE} ]; do sleep 0.01; done; exec {command}"]
+
+
+def release(init_pid: int) -> None:
+    """Let a ``held`` workload go: GO_FILE, made from the host through the init's root."""
+    with open(f"/proc/{init_pid}/root{GO_FILE}", "w"):
+        pass
+
+
 def workload_args(c: ContainerScenario) -> list[str]:
     """The busybox command line of a workload preset."""
     if c.workload == "busy":
@@ -235,15 +253,9 @@ def workload_args(c: ContainerScenario) -> list[str]:
         return ["sleep", "3600"]
     if c.workload == "alloc":
         # dd's buffer is one block: reading /dev/zero into it touches every page of it.
-        # The pause lets the host see the container (and its cgroup) before it dies, even when a
-        # slow engine takes a while to report the pid.
-        return ["sh", "-c", f"sleep 2; exec dd if=/dev/zero of=/dev/null bs={c.size_mb}M count=1"]
+        return held(f"dd if=/dev/zero of=/dev/null bs={c.size_mb}M count=1")
     if c.workload == "write_file":
-        return [
-            "sh",
-            "-c",
-            f"sleep 2; exec dd if=/dev/zero of=/tmp/isoproof-cache bs=1M count={c.size_mb}",
-        ]
+        return held(f"dd if=/dev/zero of=/tmp/isoproof-cache bs=1M count={c.size_mb}")
     if c.workload == "fork":
         # A pause between forks lets the host sample the task count as it climbs to the limit.
         return ["sh", "-c", f"for i in $(seq {c.count}); do sleep 1000 & sleep 0.05; done; wait"]

@@ -39,6 +39,58 @@ def veth_names(name: str) -> tuple[str, str]:
     return f"isoproof{h}a", f"isoproof{h}b"
 
 
+# Per source rootfs: its directories, files, symlinks and symlinks-to-files, in copy order.
+_ROOTFS_PLANS: dict[Path, list[tuple[str, str, str]]] = {}
+
+
+def _rootfs_plan(src: Path) -> list[tuple[str, str, str]]:
+    plan: list[tuple[str, str, str]] = []
+    for d, dirs, files in os.walk(src):
+        dirs.sort()
+        rel = os.path.relpath(d, src)
+        plan.append(("dir", rel, ""))
+        for n in sorted(files + [x for x in dirs if os.path.islink(os.path.join(d, x))]):
+            p = os.path.join(d, n)
+            if not os.path.islink(p):
+                plan.append(("file", os.path.join(rel, n), ""))
+                continue
+            target = os.readlink(p)
+            real = os.path.realpath(p)
+            inside = not os.path.isabs(target) and real.startswith(str(src) + os.sep)
+            if inside and os.path.isfile(real):
+                plan.append(("link", os.path.join(rel, n), os.path.relpath(real, src)))
+            else:
+                plan.append(("symlink", os.path.join(rel, n), target))
+    # Hard links after every file they name exists.
+    return sorted(plan, key=lambda op: op[0] == "link")
+
+
+def copy_rootfs(src: Path, dst: Path) -> None:
+    """A private copy of a rootfs in which every relative symlink to a regular file of the rootfs
+    (busybox's ~270 applets) becomes a hard link to the copy's own file. Measured on these hosts'
+    ext4: a symlink costs 0.4-3 ms to create, a link ~0.03 ms, and a copy is made for every
+    container (~80 per host leg): shutil.copytree took 0.12-0.7 s per container. The container
+    sees the same names, contents and modes; nothing is shared with the cache."""
+    src = src.resolve()
+    plan = _ROOTFS_PLANS.get(src)
+    if plan is None:
+        plan = _ROOTFS_PLANS[src] = _rootfs_plan(src)
+    dirs = []
+    for kind, rel, arg in plan:
+        out = os.path.normpath(os.path.join(dst, rel))
+        if kind == "dir":
+            os.mkdir(out)
+            dirs.append((os.path.join(src, rel), out))
+        elif kind == "file":
+            shutil.copy2(os.path.join(src, rel), out)
+        elif kind == "symlink":
+            os.symlink(arg, out)
+        else:
+            os.link(os.path.join(dst, arg), out)
+    for s, d in reversed(dirs):  # modes and times last: filling a directory changes its mtime
+        shutil.copystat(s, d)
+
+
 class OciDriver(Driver):
     kind = "oci"
 
@@ -93,7 +145,7 @@ class OciDriver(Driver):
 
         rootfs = bundle / "rootfs"
         # A private copy: checks write into it (adduser, page-cache files) and the cache stays clean.
-        shutil.copytree(ensure_rootfs(), rootfs, symlinks=True)
+        copy_rootfs(ensure_rootfs(), rootfs)
         if spec.uid_map:
             # Root inside is host uid hostID: give it the files it would own on a real image.
             uid0 = spec.uid_map[0][1]
@@ -159,33 +211,41 @@ class OciDriver(Driver):
             c.pid = int(pidfile.read_text().strip())
             c.cgroups = host.cgroup_dirs(c.pid)
             if start:
-                self._run("start", name)
-                self._wait_exec(c)
+                self.start(c)
         except BaseException:
             self.remove(c)
             raise
         return c
 
     @staticmethod
-    def _wait_exec(c: Container, timeout: float = 10) -> None:
-        """Wait until init has exec'd the workload (argv[0] is the spec's), so probes see the
-        container as it runs, not the runtime's init code."""
+    def _cmdline(c: Container) -> bytes | None:
+        try:
+            return Path(f"/proc/{c.pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+
+    def _wait_exec(self, c: Container, before: bytes | None, timeout: float = 10) -> None:
+        """Wait until init has exec'd the workload (argv[0] is the spec's, or the command line is
+        no longer the runtime init's from before start), so probes see the container as it runs,
+        not the runtime's init code. The second test matters for ``sh -c '...; exec X'``: once
+        the shell has exec'd X, argv[0] is X's, which was waited for in vain (10 s) before."""
         want = c.spec.args[0]
         deadline = time.monotonic() + timeout * host.slowdown()
         while time.monotonic() < deadline:
-            try:
-                argv0 = Path(f"/proc/{c.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-            except (FileNotFoundError, ProcessLookupError):
+            now = self._cmdline(c)
+            if now is None:
                 return  # already exited (a short workload)
-            if os.path.basename(argv0) == os.path.basename(want) or not c.alive():
+            argv0 = now.split(b"\0")[0].decode()
+            if os.path.basename(argv0) == os.path.basename(want) or now != before or not c.alive():
                 return
             time.sleep(0.01)
 
     # --- verbs -------------------------------------------------------------------------------
 
     def start(self, c: Container) -> None:
+        before = self._cmdline(c)  # the runtime's init, waiting for start
         self._run("start", c.name)
-        self._wait_exec(c)
+        self._wait_exec(c, before)
 
     def delete(self, c: Container, force: bool = False) -> None:
         self._run("delete", *(["--force"] if force else []), c.name)
