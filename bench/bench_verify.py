@@ -1,11 +1,16 @@
 """Benchmark of the verification suite: prints figures, asserts nothing.
 
-1. Host leg wall time: the whole suite against one runtime, serially and with pytest-xdist (-n 2);
-   the ratio between the two is measured in the same run. Target: under 3 minutes on 2 cores.
-2. Measurement error over N runs: the CPU split (2:1 shares on one CPU), write bps and read bps
+1. Host leg wall time per runtime (issue 17: <= 60 s each for runc and isoproof-oci, the same checks
+   and tolerances): the whole suite against one runtime, serially, as ``isoproof verify`` runs it.
+   Printed beside it: the time the checks waited for the host-wide lock (other suites' timing checks
+   on a shared machine; not the suite's own cost, so the target is judged on wall minus that wait),
+   the load average before and after, the outcome counts, and the 10 slowest checks.
+2. With ``--xdist``: the same leg under pytest-xdist ``-n 2`` and the speed-up against serial.
+3. Measurement error over ``--runs`` runs: the CPU split (2:1 shares on one CPU), write and read bps
    (10 MiB/s throttles) against their expectations. Target: within 5%.
 
-    python bench/bench_verify.py [--runtime oci:runc] [--runs 5] [--skip-wall]
+    python bench/bench_verify.py [--runtime oci:/usr/sbin/runc --runtime oci:isoproof-oci]
+                                 [--runs 0] [--skip-wall] [--xdist] [--slowest 10]
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+TARGET_S = 60.0
+DEFAULT_RUNTIMES = ["oci:/usr/sbin/runc", "oci:isoproof-oci"]
 
 
 def run_suite(runtime: str, results: Path, extra: list[str]) -> tuple[float, dict]:  # type: ignore[type-arg]
@@ -46,6 +54,28 @@ def run_suite(runtime: str, results: Path, extra: list[str]) -> tuple[float, dic
     return wall, doc
 
 
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def leg_figures(doc: dict, wall: float, slowest: int) -> list[str]:  # type: ignore[type-arg]
+    """The lines printed for one host leg (pure: the unit tests feed it a results document)."""
+    results = doc.get("results", [])
+    waited = sum(r.get("lock_wait_s", 0.0) for r in results)
+    own = wall - waited
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(doc.get("summary", {}).items()))
+    lines = [
+        f"wall {wall:6.1f} s   lock wait {waited:5.1f} s   own {own:6.1f} s   "
+        f"target <= {TARGET_S:.0f} s: {'met' if own <= TARGET_S else 'NOT met'}",
+        f"checks: {counts or 'none recorded'}; checks' own time {sum(r['duration_s'] for r in results):.1f} s",
+        f"{slowest} slowest checks:",
+    ]
+    for r in sorted(results, key=lambda r: -r["duration_s"])[:slowest]:
+        name = r["check"] + (f"[{r['params']}]" if r.get("params") else "")
+        lines.append(f"  {r['duration_s']:6.2f} s  {r['outcome']:<9} {name}")
+    return lines
+
+
 def errors(doc: dict) -> dict[str, list[float]]:  # type: ignore[type-arg]
     """Relative error (%) of each measured limit in one run."""
     out: dict[str, list[float]] = {}
@@ -66,33 +96,42 @@ def errors(doc: dict) -> dict[str, list[float]]:  # type: ignore[type-arg]
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runtime", default="oci:runc")
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runtime", action="append", help=f"repeatable; default {DEFAULT_RUNTIMES}")
+    ap.add_argument("--runs", type=int, default=0, help="runs for the measurement error (0: none)")
     ap.add_argument("--skip-wall", action="store_true")
+    ap.add_argument("--xdist", action="store_true", help="also run each leg with -n 2")
+    ap.add_argument("--slowest", type=int, default=10)
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_verify: needs root (containers, cgroups)", file=sys.stderr)
         return 1
+    runtimes = a.runtime or DEFAULT_RUNTIMES
     with tempfile.TemporaryDirectory(prefix="isoproof-bench-") as tmp:
         base = Path(tmp)
-        if not a.skip_wall:
-            print(f"== host leg wall time, runtime {a.runtime}, {os.cpu_count()} CPUs")
-            serial, d1 = run_suite(a.runtime, base / "serial", ["-p", "no:xdist"])
-            print(f"serial:        {serial:7.1f} s   ({d1['_summary_line']})")
-            par, d2 = run_suite(a.runtime, base / "xdist", ["-n", "2"])
-            print(f"xdist -n 2:    {par:7.1f} s   ({d2['_summary_line']})")
-            print(f"speed-up:      {serial / par:7.2f}x   target: host leg < 180 s -> "
-                  f"{'met' if min(serial, par) < 180 else 'NOT met'}")  # fmt: skip
-        print(f"\n== measurement error over {a.runs} runs (relative, %), target <= 5%")
-        k = "test_cpu_shares_split and 2-to-1 or test_io_throttle and bps"
-        per_key: dict[str, list[float]] = {}
-        for i in range(a.runs):
-            _, doc = run_suite(a.runtime, base / f"m{i}", ["-k", k])
-            for key, errs in errors(doc).items():
-                per_key.setdefault(key, []).extend(errs)
-        for key, errs in sorted(per_key.items()):
-            print(f"{key:40s} mean {statistics.mean(errs):5.2f}  max {max(errs):5.2f}  (n={len(errs)})  "
-                  f"{'within 5%' if max(errs) <= 5 else 'OVER 5%'}")  # fmt: skip
+        for i, runtime in enumerate([] if a.skip_wall else runtimes):
+            print(
+                f"== host leg, runtime {runtime}, {os.cpu_count()} CPUs, load {load()}", flush=True
+            )
+            serial, d1 = run_suite(runtime, base / f"serial{i}", ["-p", "no:xdist"])
+            for line in leg_figures(d1, serial, a.slowest):
+                print(line)
+            print(f"load after: {load()}   ({d1['_summary_line']})", flush=True)
+            if a.xdist:
+                par, d2 = run_suite(runtime, base / f"xdist{i}", ["-n", "2"])
+                print(f"xdist -n 2: {par:6.1f} s, speed-up {serial / par:.2f}x "
+                      f"({d2['_summary_line']})")  # fmt: skip
+            print()
+        if a.runs:
+            print(f"== measurement error over {a.runs} runs (relative, %), target <= 5%")
+            k = "test_cpu_shares_split and 2-to-1 or test_io_throttle and bps"
+            per_key: dict[str, list[float]] = {}
+            for i in range(a.runs):
+                _, doc = run_suite(runtimes[0], base / f"m{i}", ["-k", k])
+                for key, errs in errors(doc).items():
+                    per_key.setdefault(key, []).extend(errs)
+            for key, errs in sorted(per_key.items()):
+                print(f"{key:40s} mean {statistics.mean(errs):5.2f}  max {max(errs):5.2f}  (n={len(errs)})  "
+                      f"{'within 5%' if max(errs) <= 5 else 'OVER 5%'}")  # fmt: skip
     return 0
 
 

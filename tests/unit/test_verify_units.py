@@ -462,3 +462,100 @@ def test_background_sampling_ends_with_the_block_and_keeps_what_it_got() -> None
     with measure.sampling(sampler):
         measure.wait_for(lambda: sampler.values, 5)
     assert sampler.values == [1, 2]
+
+
+# --- the suite's own time (issue 17) -------------------------------------------------------------
+
+
+def test_rootfs_copy_hard_links_applets_and_shares_nothing(tmp_path: Path) -> None:
+    """Symlinks to a file of the rootfs become hard links to the copy's own file; every other
+    symlink stays one; modes survive; nothing of the copy is the source's inode."""
+    import os
+    import stat
+
+    from verify.drivers.oci import copy_rootfs
+
+    src = tmp_path / "src"
+    (src / "bin").mkdir(parents=True)
+    (src / "usr" / "bin").mkdir(parents=True)
+    (src / "tmp").mkdir()
+    (src / "tmp").chmod(0o1777)
+    (src / "bin" / "busybox").write_bytes(b"\x7fELF busybox")
+    (src / "bin" / "busybox").chmod(0o755)
+    (src / "bin" / "sh").symlink_to("busybox")
+    (src / "usr" / "bin" / "seq").symlink_to("../../bin/busybox")
+    (src / "linuxrc").symlink_to("bin/busybox")
+    (src / "abs").symlink_to("/bin/busybox")  # absolute: the host's path, left a symlink
+    (src / "lib").symlink_to("usr/bin")  # a directory
+    (src / "dangling").symlink_to("nowhere")
+    dst = tmp_path / "dst"
+    copy_rootfs(src, dst)
+    bb = (dst / "bin" / "busybox").stat()
+    assert bb.st_ino != (src / "bin" / "busybox").stat().st_ino
+    for applet in ("bin/sh", "usr/bin/seq", "linuxrc"):
+        p = dst / applet
+        assert not p.is_symlink() and p.stat().st_ino == bb.st_ino, applet
+    assert {os.readlink(dst / n) for n in ("abs", "lib", "dangling")} == {
+        "/bin/busybox",
+        "usr/bin",
+        "nowhere",
+    }
+    assert stat.S_IMODE((dst / "tmp").stat().st_mode) == 0o1777
+    assert stat.S_IMODE(bb.st_mode) == 0o755
+    assert (src / "bin" / "sh").is_symlink()  # the source is untouched
+    copy_rootfs(src, tmp_path / "dst2")  # the cached plan makes the same copy again
+    assert (tmp_path / "dst2" / "usr" / "bin" / "seq").read_bytes() == b"\x7fELF busybox"
+
+
+def test_wait_exec_ends_when_the_init_has_exec_d_anything(tmp_path: Path) -> None:
+    """``sh -c '...; exec sleep'`` shows argv[0] ``sleep``, never ``sh``: a changed command line
+    ends the wait as the workload's own argv[0] does; an unchanged one waits out the timeout."""
+    import subprocess
+    import time
+
+    from verify.drivers.base import Container
+    from verify.drivers.oci import OciDriver
+
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        d = OciDriver("oci:/bin/true", "/bin/true", "isoproof-t", tmp_path, "isoproof-t")
+        c = Container(driver=d, name="c", spec=ContainerSpec(args=["sh", "-c", "exec sleep 30"]),
+                      pid=proc.pid)  # fmt: skip
+        t0 = time.monotonic()
+        d._wait_exec(c, b"runc\0init\0", timeout=5)
+        assert time.monotonic() - t0 < 2
+        t0 = time.monotonic()
+        d._wait_exec(c, Path(f"/proc/{proc.pid}/cmdline").read_bytes(), timeout=0.3)
+        assert time.monotonic() - t0 >= 0.3  # still the same process image: not exec'd yet
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_self_ending_workloads_wait_for_the_hosts_go() -> None:
+    for workload in ("alloc", "write_file"):
+        args = scenarios.workload_args(scenarios.ContainerScenario("c", {}, workload, size_mb=8))
+        assert args[:2] == ["sh", "-c"] and "sleep 2" not in args[2]
+        assert args[2].startswith(f"until [ -e {scenarios.GO_FILE} ]") and "exec dd " in args[2]
+
+
+def test_bench_verify_leg_figures() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_verify", Path(__file__).resolve().parents[2] / "bench" / "bench_verify.py"
+    )
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    doc = {"summary": {"passed": 2, "skipped": 1},
+           "results": [{"check": "test_a", "params": "oci-runc", "outcome": "passed", "duration_s": 1.5,
+                        "lock_wait_s": 3.0},
+                       {"check": "test_b", "params": "", "outcome": "passed", "duration_s": 9.25},
+                       {"check": "test_c", "params": "x", "outcome": "skipped", "duration_s": 0.0}]}  # fmt: skip
+    lines = bench.leg_figures(doc, 64.0, 2)
+    assert "lock wait   3.0 s" in lines[0] and "own   61.0 s" in lines[0] and "NOT met" in lines[0]
+    assert "2 passed, 1 skipped" in lines[1] and "10.8 s" in lines[1]
+    assert lines[3].split() == ["9.25", "s", "passed", "test_b"]
+    assert lines[4].split() == ["1.50", "s", "passed", "test_a[oci-runc]"] and len(lines) == 5
+    assert bench.leg_figures(doc, 60.0, 2)[0].endswith("target <= 60 s: met")  # 57 s own
