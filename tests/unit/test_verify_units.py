@@ -518,6 +518,9 @@ def test_wait_exec_ends_when_the_init_has_exec_d_anything(tmp_path: Path) -> Non
 
     proc = subprocess.Popen(["sleep", "30"])
     try:
+        assert measure.wait_for(  # past the fork: the image whose command line is compared
+            lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes() == b"sleep\x0030\x00", 5
+        )
         d = OciDriver("oci:/bin/true", "/bin/true", "isoproof-t", tmp_path, "isoproof-t")
         c = Container(driver=d, name="c", spec=ContainerSpec(args=["sh", "-c", "exec sleep 30"]),
                       pid=proc.pid)  # fmt: skip
