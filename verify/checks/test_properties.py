@@ -187,5 +187,9 @@ def test_lifecycle_state_machine(runtime: Driver) -> None:
     if not hasattr(runtime, "delete"):
         pytest.skip(f"needs OCI create/start/delete verbs; driver {runtime.label} is docker-like")
     machine = type("Lifecycle", (OciLifecycle,), {"driver": runtime})
+    # No shrinking: a failing run stops at its first failing example, whose steps are printed
+    # as they were (at most 8 verbs); shrinking runc 1.1's declared deviation ran the machine 12
+    # times instead of <= 6 (4-5 s of every runc leg) to print the same two-step sequence.
     run_state_machine_as_test(machine, settings=settings(max_examples=6, stateful_step_count=8, deadline=None,
-                                                         derandomize=True, database=None))  # fmt: skip
+                                                         derandomize=True, database=None,
+                                                         phases=[Phase.explicit, Phase.reuse, Phase.generate]))  # fmt: skip

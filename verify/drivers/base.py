@@ -80,20 +80,21 @@ class Container:
         None when the status cannot be observed (init is not our child)."""
         timeout *= host.slowdown()
         deadline = time.monotonic() + timeout
+        # Polled every 10 ms (was 50: ~25 ms lost on average per container removed, ~100 a leg).
         while time.monotonic() < deadline:
             try:
                 got, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
                 if not self.alive():
                     return None
-                time.sleep(0.05)
+                time.sleep(0.01)
                 continue
             if got == self.pid:
                 self.exit_status = (
                     128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
                 )
                 return self.exit_status
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise TimeoutError(f"container {self.name} (pid {self.pid}) still running after {timeout}s")
 
 
