@@ -2,8 +2,25 @@
 property (drops a namespace, drops a limit, writes a wrong value, weakens the security baseline),
 run the suite against the shim, and require that exactly the checks about that property fail.
 
-The fast checks run for every mutation (to prove nothing *else* fails); the slow, timing-sensitive
-checks run only for the mutation that targets them.
+Targeted by default: the ``none`` mutation (the shim changes nothing) runs the whole fast set once,
+proving that the unmodified shim passes every fast check here; ``none:cpu`` proves the same for the
+slow CPU-share checks the CPU mutations target. Every other mutation runs its targets and a control
+set: the other fast checks of the targets' property (``verify.cli.property_of``: per namespace and
+per limit in the namespace and resource modules, the whole module for the security baseline,
+seccomp and the escapes; the neighbours a sloppy mutation would most likely break too) plus
+CONTROL_CHECKS, cheap checks across every check module (a shim that crashes the runtime or breaks
+something unrelated shows there). Each mutation must fail
+exactly its targets among the checks it ran. A mutation proves as much about its own targets as
+before; what the targeted mode gives up is proof that it breaks nothing outside its control set.
+
+``ISOPROOF_SELFTEST_FULL=1`` brings back the full mode: every mutation runs the whole fast set (plus
+its own slow targets), ~40 s per mutation on the host instead of ~10 s.
+
+The slow, timing-sensitive checks run only for the mutations that target them. Under the kernel
+matrix the suite's hard timeout scales with ``ISOPROOF_TIMEOUT_SCALE`` (5 in a TCG guest); CI's cgroup
+v2 leg runs the CPU mutations in a 6.12 guest:
+``tox -e matrix -- --leg 6.12-v2 --payload tests -- tests/integration/test_verify_selftest.py -k ...``
+(see docs/matrix.md).
 """
 
 from __future__ import annotations
@@ -33,7 +50,7 @@ SLOW_CHECKS = {
 ENGINE_ONLY = {"test_stop_sends_term_first", "test_stop_kills_after_timeout", "test_kill_is_sigkill",
                "test_start_and_restart", "test_logs_and_exec"}  # fmt: skip
 
-SHIM = r'''#!{python}
+SHIM = r'''#!{python} -IS
 """isoproof self-test shim: edits config.json ({mutation}) then execs the real runtime."""
 import json, os, sys
 REAL = {real!r}
@@ -213,15 +230,82 @@ MUTATIONS: dict[str, set[str]] = {
 }  # fmt: skip
 
 
-def run_suite(shim: Path, results: Path, workdir: Path, targets: set[str]) -> dict:  # type: ignore[type-arg]
-    slow = sorted((SLOW_CHECKS | ENGINE_ONLY) - targets)
-    keyexpr = " and ".join(f"not {name}" for name in slow)
-    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs", "verify.checks",
-           "-c", os.devnull, "--rootdir", str(results), "-p", "no:cacheprovider", "-q",
-           "--runtime", f"oci:{shim}", "--isoproof-results", str(results),
-           "--isoproof-workdir", str(workdir), "-k", keyexpr]  # fmt: skip
+# Baselines: the unmodified shim (mutation "none") must pass these slow checks, so that a target
+# failing under a mutation is the mutation's doing, not the environment's (a TCG guest, a v2 leg).
+BASELINES: dict[str, set[str]] = {
+    "none:cpu": {"test_cpu_shares_split", "test_cpu_shares_generated"},
+}
+
+# Cheap checks across the properties, run beside every mutation's targets in the targeted mode:
+# a shim that crashes the runtime, loses the bundle's edits or breaks an unrelated part of the
+# config fails some of these. Each is one short-lived container (0.3-1.1 s here); together they
+# touch every check module and the kinds of config a shim rewrites (namespaces, cgroup limits,
+# capabilities, no_new_privs, seccomp, fds).
+CONTROL_CHECKS = {
+    "test_uts_isolated", "test_pid_namespace_init_is_pid1", "test_network_none",
+    "test_cgroup_namespace", "test_pids_limit", "test_capabilities", "test_no_new_privs",
+    "test_seccomp_profile_in_force", "test_no_host_fds",
+}  # fmt: skip
+
+FULL = os.environ.get("ISOPROOF_SELFTEST_FULL", "") not in ("", "0")
+SUITE = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs", "verify.checks",
+         "-c", os.devnull, "-p", "no:cacheprovider", "-q"]  # fmt: skip
+
+
+def suite_timeout(seconds: float) -> float:
+    """The hard limit on one run of the suite, scaled like the suite's own waits: a TCG guest of the
+    kernel matrix (ISOPROOF_TIMEOUT_SCALE=5) runs every process start 5-10x slower."""
+    from verify.host import slowdown
+
+    return seconds * slowdown()
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """check name -> its module (``test_resources``...), as the suite collects them against runc."""
+    if not os.path.exists(REAL):
+        pytest.skip(f"needs runc as the good runtime to wrap; not found at {REAL}")
+    d = tmp_path_factory.mktemp("collect")
+    cmd = [*SUITE, "--rootdir", str(d), "--runtime", f"oci:{REAL}", "--collect-only"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=suite_timeout(120), cwd="/")
+    found: dict[str, str] = {}
+    for line in r.stdout.splitlines():
+        if "::" in line and line.split("::", 1)[0].endswith(".py"):
+            module, name = line.split("::", 1)
+            found[name.split("[", 1)[0]] = Path(module).stem
+    # Not the exit status: the suite's host snapshot may fail even a collection when another
+    # process mounts something meanwhile.
+    assert found, f"cannot list the suite's checks:\n{r.stdout}\n{r.stderr}"
+    return found
+
+
+def selection(mutation: str, targets: set[str], catalogue: dict[str, str]) -> set[str] | None:
+    """The checks a mutation runs in the targeted mode; None: the whole fast set (+ the targets)."""
+    from verify.cli import property_of
+
+    if FULL or mutation == "none":
+        return None
+    unknown = (targets | CONTROL_CHECKS) - set(catalogue)
+    assert not unknown, f"checks named here that the suite does not have: {sorted(unknown)}"
+    fast = set(catalogue) - SLOW_CHECKS - ENGINE_ONLY
+    props = {property_of(catalogue[t], t) for t in targets}
+    mates = {c for c in fast if property_of(catalogue[c], c) in props}
+    return targets | mates | CONTROL_CHECKS
+
+
+def run_suite(shim: Path, results: Path, workdir: Path, targets: set[str],
+              only: set[str] | None = None) -> dict:  # type: ignore[type-arg]  # fmt: skip
+    """Run the suite against ``shim``: the checks in ``only``, or the fast set and ``targets``."""
+    if only is not None:
+        keyexpr = " or ".join(sorted(only))
+    else:
+        slow = sorted((SLOW_CHECKS | ENGINE_ONLY) - targets)
+        keyexpr = " and ".join(f"not {name}" for name in slow)
+    cmd = [*SUITE, "--rootdir", str(results), "--runtime", f"oci:{shim}",
+           "--isoproof-results", str(results), "--isoproof-workdir", str(workdir),
+           "-k", keyexpr]  # fmt: skip
     results.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd="/")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=suite_timeout(600), cwd="/")
     if not (results / "results.json").exists():
         raise AssertionError(
             f"the suite wrote no results (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
@@ -231,17 +315,40 @@ def run_suite(shim: Path, results: Path, workdir: Path, targets: set[str]) -> di
     return doc
 
 
-@pytest.mark.parametrize("mutation", list(MUTATIONS))
-def test_suite_fails_exactly_the_broken_property(mutation: str, tmp_path: Path) -> None:
-    if not os.path.exists(REAL):
-        pytest.skip(f"needs runc as the good runtime to wrap; not found at {REAL}")
-    workdir = Path(f"/run/isoproof-selftest-{os.getpid()}-{mutation.replace(':', '-')}")
+def keep_evidence(case: str, doc: dict, failed: set[str], ran: set[str], results: Path,  # type: ignore[type-arg]
+                  node: pytest.Item) -> None:  # fmt: skip
+    """What the mutation did, beyond pass/fail: the checks that ran and failed, with their
+    messages, as the test's user properties (what the kernel matrix records per test; not through
+    record_property, which warns under JUnit's xunit2), and in a matrix leg the suite's own
+    results.json in the leg directory (the guest's disk is gone after the leg)."""
+    props = node.user_properties
+    props += [("checks_ran", len(ran)), ("checks_failed", sorted(failed))]
+    for r in doc["results"]:
+        if r["check"] in failed and r["outcome"] != "passed":
+            message = (r.get("message") or "")[:300]
+            props.append((f"failure {r['nodeid'].split('::')[-1]}", message))
+    leg_dir = os.environ.get("ISOPROOF_LEG_DIR")
+    if leg_dir and (results / "results.json").exists():
+        keep = Path(leg_dir) / "selftest" / case.replace(":", "-")
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(results / "results.json", keep / "results.json")
+
+
+@pytest.mark.parametrize("case", [*MUTATIONS, *BASELINES])
+def test_suite_fails_exactly_the_broken_property(
+    case: str, tmp_path: Path, catalogue: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    if case in BASELINES:  # the unmodified shim, only the baseline's checks: all must pass
+        mutation, expected, only = "none", set(), BASELINES[case]
+    else:
+        mutation, expected = case, MUTATIONS[case]
+        only = selection(mutation, expected, catalogue)
+    workdir = Path(f"/run/isoproof-selftest-{os.getpid()}-{case.replace(':', '-')}")
     shim = tmp_path / "isoproof-shim"
     shim.write_text(
         SHIM.format(python=sys.executable, real=REAL, mutation=mutation, workdir=str(workdir))
     )
     shim.chmod(0o755)
-    expected = MUTATIONS[mutation]
     workdir.mkdir(parents=True)
     shared = mutation == "shared_propagation"
     if shared:
@@ -254,7 +361,7 @@ def test_suite_fails_exactly_the_broken_property(mutation: str, tmp_path: Path) 
         )
         subprocess.run(["mount", "--make-shared", str(workdir / "shared")], check=True)
     try:
-        doc = run_suite(shim, tmp_path / "results", workdir, expected)
+        doc = run_suite(shim, tmp_path / "results", workdir, expected, only)
     finally:
         if shared:
             subprocess.run(["umount", "-R", "-l", str(workdir)], check=False)
@@ -269,9 +376,13 @@ def test_suite_fails_exactly_the_broken_property(mutation: str, tmp_path: Path) 
     )
     failed |= runtime_errors - allowed
     ran = {r["check"] for r in doc["results"] if r["outcome"] != "skipped"}
-    assert expected <= ran, (
-        f"the targeted checks did not run: {sorted(expected - ran)}\n{doc['_stdout']}"
+    keep_evidence(case, doc, failed, ran, tmp_path / "results", request.node)
+    must_run = expected | (BASELINES.get(case) or set())
+    assert must_run <= ran, (
+        f"the targeted checks did not run: {sorted(must_run - ran)}\n{doc['_stdout']}"
     )
+    if only is not None:  # -k matches substrings: nothing beyond the selection may have run
+        assert ran <= only, f"checks outside the selection ran: {sorted(ran - only)}"
     assert failed == expected, (
         f"mutation {mutation}: failed {sorted(failed)}, expected exactly {sorted(expected)}\n{doc['_stdout']}"
     )
@@ -293,12 +404,11 @@ def test_leak_check_fails_the_run(tmp_path: Path) -> None:
     shim.chmod(0o755)
     results = tmp_path / "results"
     results.mkdir()
-    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs", "verify.checks",
-           "-c", os.devnull, "--rootdir", str(results), "-p", "no:cacheprovider", "-q",
-           "--runtime", f"oci:{shim}", "--isoproof-results", str(results),
-           "--isoproof-workdir", str(workdir), "-k", "test_uts_isolated"]  # fmt: skip
+    cmd = [*SUITE, "--rootdir", str(results), "--runtime", f"oci:{shim}",
+           "--isoproof-results", str(results), "--isoproof-workdir", str(workdir),
+           "-k", "test_uts_isolated"]  # fmt: skip
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=suite_timeout(300), cwd="/")
         doc = json.loads((results / "results.json").read_text())
         session = doc["session"]
     finally:
@@ -326,13 +436,14 @@ def test_snapshot_fails_a_run_that_writes_a_host_sysctl(tmp_path: Path) -> None:
     shim.chmod(0o755)
     results = tmp_path / "results"
     results.mkdir()
-    cmd = [sys.executable, "-m", "pytest", "-p", "verify.plugin", "--pyargs", "verify.checks",
-           "-c", os.devnull, "--rootdir", str(results), "-p", "no:cacheprovider", "-q",
-           "--runtime", f"oci:{shim}", "--isoproof-results", str(results),
-           "--isoproof-workdir", str(workdir), "-k", "test_uts_isolated"]  # fmt: skip
+    cmd = [*SUITE, "--rootdir", str(results), "--runtime", f"oci:{shim}",
+           "--isoproof-results", str(results), "--isoproof-workdir", str(workdir),
+           "-k", "test_uts_isolated"]  # fmt: skip
     env = {**os.environ, "ISOPROOF_SHIM_SYSCTL": str(int(original) + 1)}
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/", env=env)
+        r = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=suite_timeout(300), cwd="/", env=env
+        )
         doc = json.loads((results / "results.json").read_text())
     finally:
         knob.write_text(original)
