@@ -22,10 +22,16 @@ Then where our time goes: interpreter start, ``site``, the imports of the run pa
 repeats the whole measurement and prints the range of the medians. The load average is printed
 before and after: on a shared machine, quote figures with it.
 
-``--verbs`` times ``create``, ``start`` and ``delete`` instead (the console script against runc, each
-verb of ours next to runc's; issue 17's targets: create <= 1.5x runc, start and delete <= 2.5x).
+``--verbs`` times ``create``, ``start`` and ``delete`` instead, each verb of every variant right
+next to runc's (issue 17's targets: create <= 1.5x runc, start and delete <= 2.5x): the console
+script, ``python -S -m`` (no ``site``: what an installed launcher without it would cost), and the
+floor, a bare ``python -S -I -c pass`` per interpreter start the verb needs (two for create and
+run: the read-only-bind re-exec).
 
-    /work/venv/bin/python bench/bench_oci_run.py [-n 30] [--rounds 3] [--verbs]
+``--baseline DIR`` adds ``python -S -m`` of another tree's ``runtime/`` (e.g. the last commit:
+``git archive HEAD runtime | tar -x -C DIR``) to either mode: before and after, paired in one run.
+
+    /work/venv/bin/python bench/bench_oci_run.py [-n 30] [--rounds 3] [--verbs] [--baseline DIR]
 
 Needs root, runc and busybox-static.
 """
@@ -91,20 +97,30 @@ def remove_cgroup_parent(parent: str) -> None:
             os.rmdir(d)
 
 
-def verbs_round(n: int, ours: list[str], runc: list[str], tmp: Path,
-                env: dict[str, str]) -> dict[str, dict[str, list[float]]]:  # fmt: skip
-    """create, start, delete of the same bundle, each verb of ours right next to runc's (the order
-    of the pair alternates). The container runs ``true``: delete finds it stopped."""
-    wall: dict[str, dict[str, list[float]]] = {v: {"ours": [], "runc": []} for v in VERBS}
+def verbs_round(n: int, variants: dict[str, tuple[list[str], dict[str, str]]], tmp: Path
+                ) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+    """create, start, delete of the same container, each verb of every variant right after the
+    others' (the order rotates). Each variant has a bundle of its own (``tmp/<index>``, its own
+    cgroup). The container runs ``true``: delete finds it stopped."""
+    names = list(variants)
+    wall: dict[str, dict[str, list[float]]] = {v: {k: [] for k in names} for v in VERBS}
     for i in range(n):
-        pair = [("ours", ours), ("runc", runc)][:: 1 if i % 2 else -1]
+        order = names[i % len(names) :] + names[: i % len(names)]
         for verb in VERBS:
-            for who, base in pair:
-                extra = ["--bundle", str(tmp / who)] if verb == "create" else []
-                wall[verb][who].append(measure([*base, verb, *extra, f"v-{who}-{i}"], env)[0])
+            for who in order:
+                base, env = variants[who]
+                k = names.index(who)
+                extra = ["--bundle", str(tmp / str(k))] if verb == "create" else []
+                wall[verb][who].append(measure([*base, verb, *extra, f"v{k}-{i}"], env)[0])
             if verb == "start":
                 time.sleep(0.05)  # not timed: `true` exits, so delete finds the container stopped
     return wall
+
+
+def floor(n: int, env: dict[str, str]) -> float:
+    """Median wall time of one bare interpreter start (no site, no imports, no teardown)."""
+    code = "import os; os._exit(0)"
+    return med([measure([sys.executable, "-S", "-I", "-c", code], env)[0] for _ in range(n)])
 
 
 def load() -> str:
@@ -119,14 +135,15 @@ def site_hooks() -> list[str]:
     return sorted(p.name for d in site.getsitepackages() for p in Path(d).glob("*.pth"))
 
 
-def one_round(n: int, variants: dict[str, list[str]], env: dict[str, str]) -> dict[str, Any]:
+def one_round(n: int, variants: dict[str, list[str]], envs: dict[str, dict[str, str]],
+              env: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     names = list(variants)
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
     for i in range(n):
         order = names[i % len(names) :] + names[: i % len(names)]
         for name in order:
-            w, c = measure([*variants[name], f"b{names.index(name)}-{i}"], env)
+            w, c = measure([*variants[name], f"b{names.index(name)}-{i}"], envs[name])
             wall[name].append(w)
             cpu[name].append(c)
     py = sys.executable
@@ -163,6 +180,8 @@ def report(r: dict[str, Any], n: int) -> dict[str, float]:
           f"{pc['imports'] - pc['bare']:5.1f} ms")  # fmt: skip
     print(f"    + runtime work (forks, namespaces, cgroup, mounts, exec, wait, delete) "
           f"{med(wall[ours]) - pw['imports']:6.1f} / {med(cpu[ours]) - pc['imports']:5.1f} ms")  # fmt: skip
+    print(f"    floor: two bare interpreter starts (run re-execs from a read-only bind) "
+          f"{2 * pw['bare']:6.1f} / {2 * pc['bare']:5.1f} ms = {2 * pw['bare'] / rw:.2f}x runc")  # fmt: skip
     print(f"    site (python without -S; the console script pays it, plus its own import) "
           f"+{pw['site'] - pw['bare']:.1f} / +{pc['site'] - pc['bare']:.1f} ms")  # fmt: skip
     return ratios
@@ -173,7 +192,9 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=30, help="runs of each variant per round")
     ap.add_argument("--rounds", type=int, default=1, help="repeat everything; print the range")
     ap.add_argument("--verbs", action="store_true",
-                    help="time create, start, delete (console script vs runc) instead of run")  # fmt: skip
+                    help="time create, start, delete (each variant vs runc) instead of run")  # fmt: skip
+    ap.add_argument("--baseline", type=Path,
+                    help="a tree whose runtime/ is timed too (python -S -m), e.g. the last commit")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root")
@@ -202,24 +223,41 @@ def main() -> None:
         (tmp / "config.json").write_text(json.dumps(cfg))
         tail = ["--root", f"/run/{tag}", "run", "--bundle", str(tmp)]
         py = sys.executable
+        base_env = None
+        if args.baseline is not None:
+            base_env = dict(env, PYTHONPATH=str(args.baseline.resolve()))
         if args.verbs:
-            # one bundle each (same rootfs): both containers exist at once, in cgroups of their own
-            for who in ("ours", "runc"):
-                (tmp / who).mkdir()
+            root = ["--root", f"/run/{tag}"]
+            vv: dict[str, tuple[list[str], dict[str, str]]] = {
+                "isoproof-oci (console script)": ([str(script), *root], env),
+                "isoproof-oci (python -S -m)": ([py, "-S", "-m", "runtime.oci.cli", *root], env),
+            }
+            if base_env is not None:
+                vv["baseline (python -S -m)"] = ([py, "-S", "-m", "runtime.oci.cli", *root],
+                                                 base_env)  # fmt: skip
+            vv["runc"] = ([runc, "--root", f"/run/{tag}-runc"], env)
+            # one bundle each (same rootfs): the containers exist at once, in cgroups of their own
+            for k in range(len(vv)):
+                (tmp / str(k)).mkdir()
                 cfg["root"]["path"] = str(tmp / "rootfs")
-                cfg["linux"]["cgroupsPath"] = f"/{tag}/{who}"
-                (tmp / who / "config.json").write_text(json.dumps(cfg))
-            ours = [str(script), "--root", f"/run/{tag}"]
-            runc_ = [runc, "--root", f"/run/{tag}-runc"]
+                cfg["linux"]["cgroupsPath"] = f"/{tag}/{k}"
+                (tmp / str(k) / "config.json").write_text(json.dumps(cfg))
             for rnd in range(args.rounds):
-                vw = verbs_round(args.n, ours, runc_, tmp, env)
+                vw = verbs_round(args.n, vv, tmp)
+                bare = floor(max(10, args.n // 2), env)
                 print(
                     f"round {rnd + 1}/{args.rounds} (n={args.n} each, load average now {load()}):"
                 )
+                print(f"  {'verb':<7} {'variant':<32} {'wall median':>11}  ratio to runc")
                 for verb in VERBS:
-                    o, rc_ = med(vw[verb]["ours"]), med(vw[verb]["runc"])
-                    print(f"  {verb:<7} isoproof-oci {o:6.1f} ms   runc {rc_:6.1f} ms   "
-                          f"ratio {o / rc_:5.2f}")  # fmt: skip
+                    r = med(vw[verb]["runc"])
+                    for who in vv:
+                        w = med(vw[verb][who])
+                        print(f"  {verb:<7} {who:<32} {w:8.1f} ms  {w / r:5.2f}")
+                    starts = 2 if verb == "create" else 1  # create re-execs (read-only bind)
+                    print(f"  {verb:<7} {f'floor: {starts} bare interpreter start(s)':<32} "
+                          f"{starts * bare:8.1f} ms  {starts * bare / r:5.2f}")  # fmt: skip
+            print(f"load average after: {load()}")
             return
         variants = {
             "isoproof-oci (console script)": [str(script), *tail],
@@ -227,8 +265,12 @@ def main() -> None:
             "isoproof-oci (python -S -m)": [py, "-S", "-m", "runtime.oci.cli", *tail],
             "runc": [runc, "--root", f"/run/{tag}-runc", "run", "--bundle", str(tmp)],
         }
+        envs = {name: env for name in variants}
+        if base_env is not None:
+            variants["baseline (python -S -m)"] = [py, "-S", "-m", "runtime.oci.cli", *tail]
+            envs["baseline (python -S -m)"] = base_env
         for rnd in range(args.rounds):
-            r = one_round(args.n, variants, env)
+            r = one_round(args.n, variants, envs, env)
             print(f"round {rnd + 1}/{args.rounds} (n={args.n} each, load average now {load()}):")
             all_ratios.append(report(r, args.n))
     finally:
@@ -242,7 +284,7 @@ def main() -> None:
             if name != "runc":
                 xs = [r[name] for r in all_ratios]
                 print(f"  {name:<34} {min(xs):.2f}-{max(xs):.2f}")
-    print("target: ratio <= 1.0 (runc's median on a quiet machine: ~29 ms)")
+    print("issue 17's target: run <= 1.5x runc (runc's median on a quiet machine: ~25 ms)")
     print(f"load average after: {load()}")
 
 

@@ -21,12 +21,11 @@ error of ``create`` (and the warnings reach runc's usual places); the container'
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno as _errno
 import os
 
-from runtime.errors import IsoproofError, SpecError, SyscallError
+from runtime.errors import IsoproofError, SpecError, SyscallError, suppress
 from runtime.oci.record import Record
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
@@ -384,7 +383,7 @@ def build(p: Profile, warn: Callable[[str], None] | None = None, lib: Lib | None
         # NNP off: we set no_new_privs ourselves, only when the spec asks (runc does the same).
         lib.attr_set(ctx, ATTR_CTL_NNP, 0)
         # Report the kernel's errno from seccomp_load, not libseccomp's generic -ECANCELED.
-        with contextlib.suppress(SyscallError):  # older libseccomp: only the message is vaguer
+        with suppress(SyscallError):  # older libseccomp: only the message is vaguer
             lib.attr_set(ctx, ATTR_API_SYSRAWRC, 1)
         for f in p.flags:
             lib.attr_set(ctx, FLAGS[f], 1)

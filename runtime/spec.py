@@ -6,22 +6,22 @@ expected an integer``); nothing else may escape, whatever the input (a hypothesi
 arbitrary and mutated documents). Checks that need the host (a namespace path's type) live in
 :func:`check_host` so that the loader itself stays pure.
 
-Only the standard library's ``json`` is imported: this is on the hot path of ``isoproof-oci run``.
+Only ``_json`` (through :mod:`runtime.cjson`) is imported: this is on the hot path of ``isoproof-oci run``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-from collections.abc import Collection, Iterator
 
+from runtime import cjson  # json.loads without the json package's imports (re, enum)
 from runtime.errors import SpecError
 from runtime.oci.caps import CAPS, DEFAULT_CAPS
 from runtime.oci.record import Record
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
     from typing import Any
 
 CONFIG = "config.json"
@@ -653,7 +653,7 @@ def parse(doc: Any, bundle: str) -> Spec:
 
 def loads(text: str | bytes, bundle: str) -> Spec:
     try:
-        doc = json.loads(text)
+        doc = cjson.loads(text)
     except (
         ValueError,
         RecursionError,

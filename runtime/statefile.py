@@ -15,11 +15,10 @@ damage depends on the caller (a state directory without ``state.json`` is a crea
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 
-from runtime.errors import StateError
+from runtime import cjson  # json.dumps/loads without the json package's imports (re, enum)
+from runtime.errors import StateError, suppress
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
@@ -44,7 +43,8 @@ def write(
     path = os.fspath(path)
     d, name = os.path.split(path)
     tmp = os.path.join(d, f".{name}.{os.getpid()}.tmp")
-    data = json.dumps({FORMAT_KEY: FORMAT, **doc}, indent=1).encode()
+    # One line (jq or python -m json.tool shows it indented): the C encoder writes no indent.
+    data = (cjson.dumps({FORMAT_KEY: FORMAT, **doc}) + "\n").encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
@@ -56,7 +56,7 @@ def write(
     try:
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(tmp)
         raise
     if sync_dir:
@@ -90,7 +90,7 @@ def parse(path: str, raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise Damaged(path, "empty")
     try:
-        doc = json.loads(raw)
+        doc = cjson.loads(raw)
     except ValueError:
         raise Damaged(path, "torn or not JSON") from None
     if not isinstance(doc, dict):

@@ -7,17 +7,19 @@ Every privileged system call the runtime makes goes through a :class:`Sys` objec
 * unit tests can hand the code a :class:`RecordingSys` and check *which* calls would be made, in
   which order, without root.
 
-Only ``ctypes`` and ``os`` are imported here: ``isoproof-oci run`` imports this module on its hot
-path, so nothing heavy belongs in it.
+Nothing heavy is imported here: every ``isoproof-oci`` command that makes a container imports this
+module. ``ctypes`` itself comes with the first :class:`Sys`; unshare, setns, mount and prctl also
+work without it (the module functions of the same names, made through :mod:`runtime.libc`, which
+the engine's monitor uses for its prctl: it keeps no ``os`` or ``ctypes`` in memory).
 """
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import resource
 
+from runtime import libc
 from runtime.errors import BpfVerifierError, SyscallError
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
@@ -104,73 +106,120 @@ BPF_MAX_PROGS_PER_CGROUP = 64  # the kernel's BPF_CGROUP_MAX_PROGS for one attac
 VERIFIER_LOG_SIZE = 1 << 18
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+def _c() -> Any:
+    """``ctypes`` and the C structures of capget/capset, openat2 and bpf: made by the first
+    :class:`Sys` (each command makes one before it forks anything that leaves the host's files, so
+    the children have them). Not at import: ``ctypes`` costs ~2.5 ms and 0.4 MiB, and the light
+    calls below (unshare, setns, mount, prctl, through :mod:`runtime.libc`) do without it."""
+    if _C:
+        return _C[0]
+    import ctypes
+
+    class C:
+        class CapHeader(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class CapData(ctypes.Structure):
+            _fields_ = [
+                ("effective", ctypes.c_uint32),
+                ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32),
+            ]
+
+        class OpenHow(ctypes.Structure):
+            _fields_ = [
+                ("flags", ctypes.c_uint64),
+                ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64),
+            ]
+
+        class BpfProgLoad(ctypes.Structure):
+            """The BPF_PROG_LOAD part of ``union bpf_attr``, up to the fields we set."""
+
+            _fields_ = [
+                ("prog_type", ctypes.c_uint32),
+                ("insn_cnt", ctypes.c_uint32),
+                ("insns", ctypes.c_uint64),
+                ("license", ctypes.c_uint64),
+                ("log_level", ctypes.c_uint32),
+                ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64),
+                ("kern_version", ctypes.c_uint32),
+                ("prog_flags", ctypes.c_uint32),
+                ("prog_name", ctypes.c_char * 16),
+                ("prog_ifindex", ctypes.c_uint32),
+                ("expected_attach_type", ctypes.c_uint32),
+            ]
+
+        class BpfAttach(ctypes.Structure):
+            """BPF_PROG_ATTACH / BPF_PROG_DETACH."""
+
+            _fields_ = [
+                ("target_fd", ctypes.c_uint32),
+                ("attach_bpf_fd", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32),
+                ("attach_flags", ctypes.c_uint32),
+                ("replace_bpf_fd", ctypes.c_uint32),
+            ]
+
+        class BpfQuery(ctypes.Structure):
+            """BPF_PROG_QUERY."""
+
+            _fields_ = [
+                ("target_fd", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32),
+                ("query_flags", ctypes.c_uint32),
+                ("attach_flags", ctypes.c_uint32),
+                ("prog_ids", ctypes.c_uint64),
+                ("prog_cnt", ctypes.c_uint32),
+                ("_pad", ctypes.c_uint32),
+            ]
+
+        class BpfGetFdById(ctypes.Structure):
+            _fields_ = [
+                ("prog_id", ctypes.c_uint32),
+                ("next_id", ctypes.c_uint32),
+                ("open_flags", ctypes.c_uint32),
+            ]
+
+    C.ctypes = ctypes  # type: ignore[attr-defined]
+    _C.append(C)
+    return C
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
+_C: list[Any] = []
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+# --- the light calls: runtime.libc (`_ctypes` alone) ------------------------------------------------
 
 
-class _BpfProgLoad(ctypes.Structure):
-    """The BPF_PROG_LOAD part of ``union bpf_attr``, up to the fields we set."""
-
-    _fields_ = [
-        ("prog_type", ctypes.c_uint32),
-        ("insn_cnt", ctypes.c_uint32),
-        ("insns", ctypes.c_uint64),
-        ("license", ctypes.c_uint64),
-        ("log_level", ctypes.c_uint32),
-        ("log_size", ctypes.c_uint32),
-        ("log_buf", ctypes.c_uint64),
-        ("kern_version", ctypes.c_uint32),
-        ("prog_flags", ctypes.c_uint32),
-        ("prog_name", ctypes.c_char * 16),
-        ("prog_ifindex", ctypes.c_uint32),
-        ("expected_attach_type", ctypes.c_uint32),
-    ]
+def _light(call: str, target: str | None, name: str, *args: object) -> int:
+    try:
+        return libc.call(name, *args)
+    except OSError as e:
+        raise SyscallError(call, e.errno or 0, target) from None
 
 
-class _BpfAttach(ctypes.Structure):
-    """BPF_PROG_ATTACH / BPF_PROG_DETACH."""
-
-    _fields_ = [
-        ("target_fd", ctypes.c_uint32),
-        ("attach_bpf_fd", ctypes.c_uint32),
-        ("attach_type", ctypes.c_uint32),
-        ("attach_flags", ctypes.c_uint32),
-        ("replace_bpf_fd", ctypes.c_uint32),
-    ]
+def unshare(flags: int) -> None:
+    _light("unshare", hex(flags), "unshare", libc.Int(flags))
 
 
-class _BpfQuery(ctypes.Structure):
-    """BPF_PROG_QUERY."""
-
-    _fields_ = [
-        ("target_fd", ctypes.c_uint32),
-        ("attach_type", ctypes.c_uint32),
-        ("query_flags", ctypes.c_uint32),
-        ("attach_flags", ctypes.c_uint32),
-        ("prog_ids", ctypes.c_uint64),
-        ("prog_cnt", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
-    ]
+def setns(fd: int, nstype: int = 0, target: str | None = None) -> None:
+    _light("setns", target, "setns", libc.Int(fd), libc.Int(nstype))
 
 
-class _BpfGetFdById(ctypes.Structure):
-    _fields_ = [
-        ("prog_id", ctypes.c_uint32),
-        ("next_id", ctypes.c_uint32),
-        ("open_flags", ctypes.c_uint32),
-    ]
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+          data: str | None = None) -> None:  # fmt: skip
+    _light(
+        "mount", target, "mount", _b(source), _b(target), _b(fstype), libc.ULong(flags), _b(data)
+    )
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    try:
+        return libc.prctl(option, arg2, arg3, arg4, arg5)
+    except OSError as e:
+        raise SyscallError("prctl", e.errno or 0, str(option)) from None
 
 
 def _b(s: str | None) -> bytes | None:
@@ -181,19 +230,20 @@ class Sys:
     """Real system calls through libc."""
 
     def __init__(self) -> None:
-        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._c = _c()
+        self._libc = self._c.ctypes.CDLL(None, use_errno=True)
 
     def _check(self, ret: int, call: str, target: str | None = None) -> int:
         if ret == -1:
-            raise SyscallError(call, ctypes.get_errno(), target)
+            raise SyscallError(call, self._c.ctypes.get_errno(), target)
         return ret
 
     # namespaces
     def unshare(self, flags: int) -> None:
-        self._check(self._libc.unshare(ctypes.c_int(flags)), "unshare", hex(flags))
+        unshare(flags)
 
     def setns(self, fd: int, nstype: int = 0, target: str | None = None) -> None:
-        self._check(self._libc.setns(fd, nstype), "setns", target)
+        setns(fd, nstype, target)
 
     # mounts
     def mount(
@@ -204,8 +254,7 @@ class Sys:
         flags: int = 0,
         data: str | None = None,
     ) -> None:
-        ret = self._libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
-        self._check(ret, "mount", target)
+        mount(source, target, fstype, flags, data)
 
     def umount2(self, target: str, flags: int = 0) -> None:
         self._check(self._libc.umount2(_b(target), flags), "umount2", target)
@@ -214,13 +263,13 @@ class Sys:
         nr = _SYS_PIVOT_ROOT.get(os.uname().machine)
         if nr is None:
             raise SyscallError("pivot_root", 38, os.uname().machine)  # ENOSYS: unknown arch
-        ret = self._libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old))
-        self._check(ret, "pivot_root", new_root)
+        _light("pivot_root", new_root, "syscall", libc.Long(nr), _b(new_root), _b(put_old))
 
     def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
         """openat(2) with ``resolve`` rules (RESOLVE_IN_ROOT: resolve as if ``dirfd`` were "/").
         ENOSYS on kernels before 5.6: callers fall back to a walk of their own."""
-        how = _OpenHow(flags, mode, resolve)
+        ctypes = self._c.ctypes
+        how = self._c.OpenHow(flags, mode, resolve)
         ret = self._libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), _b(path),
                                  ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))  # fmt: skip
         return self._check(ret, "openat2", path)
@@ -235,7 +284,7 @@ class Sys:
         self._check(self._libc.setdomainname(raw, len(raw)), "setdomainname", name)
 
     def setgroups(self, gids: list[int]) -> None:
-        arr = (ctypes.c_uint32 * max(1, len(gids)))(*gids)
+        arr = (self._c.ctypes.c_uint32 * max(1, len(gids)))(*gids)
         self._check(self._libc.setgroups(len(gids), arr), "setgroups", str(gids))
 
     def setresuid(self, r: int, e: int, s: int) -> None:
@@ -246,28 +295,29 @@ class Sys:
 
     # process attributes
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-        args = [ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5)]
-        return self._check(self._libc.prctl(option, *args), "prctl", str(option))
+        return prctl(option, arg2, arg3, arg4, arg5)
 
     def capget(self) -> tuple[int, int, int]:
         """Return (effective, permitted, inheritable) of this thread as 64-bit masks."""
-        hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-        data = (_CapData * 2)()
-        self._check(self._libc.capget(ctypes.byref(hdr), data), "capget")
+        c = self._c
+        hdr = c.CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (c.CapData * 2)()
+        self._check(self._libc.capget(c.ctypes.byref(hdr), data), "capget")
         return tuple(  # type: ignore[return-value]
             getattr(data[0], f) | (getattr(data[1], f) << 32)
             for f in ("effective", "permitted", "inheritable")
         )
 
     def capset(self, effective: int, permitted: int, inheritable: int) -> None:
-        hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-        data = (_CapData * 2)()
+        c = self._c
+        hdr = c.CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (c.CapData * 2)()
         for i in (0, 1):
             shift = 32 * i
             data[i].effective = (effective >> shift) & 0xFFFFFFFF
             data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
             data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-        self._check(self._libc.capset(ctypes.byref(hdr), data), "capset")
+        self._check(self._libc.capset(c.ctypes.byref(hdr), data), "capset")
 
     def setrlimit(self, kind: int, soft: int, hard: int) -> None:
         try:
@@ -283,8 +333,9 @@ class Sys:
             raise SyscallError("ioctl(NS_GET_NSTYPE)", e.errno or 22) from None
 
     # bpf(2): only what the cgroup v2 device filter needs
-    def _bpf(self, cmd: int, attr: ctypes.Structure) -> int:
+    def _bpf(self, cmd: int, attr: Any) -> int:
         """The raw call; returns the result or -1 with errno set (callers name the failure)."""
+        ctypes = self._c.ctypes
         nr = _SYS_BPF.get(os.uname().machine)
         if nr is None:
             ctypes.set_errno(38)  # ENOSYS: unknown arch
@@ -302,9 +353,10 @@ class Sys:
 
         Loaded first without a verifier log (a log costs time, and a too-small one is an error of
         its own); if that fails, once more with a log, so a refusal names the verifier's reason."""
+        ctypes = self._c.ctypes
         code = ctypes.create_string_buffer(insns, len(insns))
         lic = ctypes.create_string_buffer(license.encode())
-        attr = _BpfProgLoad(prog_type=prog_type, insn_cnt=len(insns) // 8)
+        attr = self._c.BpfProgLoad(prog_type=prog_type, insn_cnt=len(insns) // 8)
         attr.insns = ctypes.addressof(code)
         attr.license = ctypes.addressof(lic)
         attr.prog_name = b"isoproof_dev"
@@ -323,23 +375,24 @@ class Sys:
         raise SyscallError("bpf(BPF_PROG_LOAD)", err)
 
     def bpf_prog_attach(self, target_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:
-        attr = _BpfAttach(target_fd, prog_fd, attach_type, flags, 0)
+        attr = self._c.BpfAttach(target_fd, prog_fd, attach_type, flags, 0)
         self._check(self._bpf(BPF_PROG_ATTACH, attr), "bpf(BPF_PROG_ATTACH)", f"fd {target_fd}")
 
     def bpf_prog_detach(self, target_fd: int, prog_fd: int, attach_type: int) -> None:
-        attr = _BpfAttach(target_fd, prog_fd, attach_type, 0, 0)
+        attr = self._c.BpfAttach(target_fd, prog_fd, attach_type, 0, 0)
         self._check(self._bpf(BPF_PROG_DETACH, attr), "bpf(BPF_PROG_DETACH)", f"fd {target_fd}")
 
     def bpf_prog_query(self, target_fd: int, attach_type: int) -> list[int]:
         """IDs of the programs of ``attach_type`` attached to the cgroup itself (not inherited)."""
+        ctypes = self._c.ctypes
         ids = (ctypes.c_uint32 * BPF_MAX_PROGS_PER_CGROUP)()
-        attr = _BpfQuery(target_fd=target_fd, attach_type=attach_type)
+        attr = self._c.BpfQuery(target_fd=target_fd, attach_type=attach_type)
         attr.prog_ids, attr.prog_cnt = ctypes.addressof(ids), BPF_MAX_PROGS_PER_CGROUP
         self._check(self._bpf(BPF_PROG_QUERY, attr), "bpf(BPF_PROG_QUERY)", f"fd {target_fd}")
         return list(ids[: attr.prog_cnt])
 
     def bpf_prog_get_fd_by_id(self, prog_id: int) -> int:
-        ret: int = self._bpf(BPF_PROG_GET_FD_BY_ID, _BpfGetFdById(prog_id, 0, 0))
+        ret: int = self._bpf(BPF_PROG_GET_FD_BY_ID, self._c.BpfGetFdById(prog_id, 0, 0))
         return self._check(ret, "bpf(BPF_PROG_GET_FD_BY_ID)", str(prog_id))
 
 

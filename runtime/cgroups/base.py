@@ -23,19 +23,17 @@ kernel memory limits) are listed in ``mgr.warnings`` after ``set`` and in ``stat
 from __future__ import annotations
 
 import abc
-import contextlib
-import enum
 import os
-import signal
 import time
+from _signal import SIGKILL  # not `signal`: its enum classes cost ~3 ms per CLI call
 
 from runtime.cgroups import fs
 from runtime.cgroups.mountinfo import PROC_MOUNTINFO, CgroupMounts, read_mountinfo, scan_tree
-from runtime.errors import CgroupError
+from runtime.errors import CgroupError, suppress
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, ClassVar
 
 DEFAULT_PARENT = "isoproof"
 DEFAULT_ROOT = "/sys/fs/cgroup"
@@ -45,10 +43,24 @@ PREFIX = "isoproof"  # only ancestors named like this are removed by destroy() o
 REMOVE_TIMEOUT_S = 5.0
 
 
-class Mode(enum.Enum):
-    LEGACY = "v1"  # only v1 hierarchies
-    HYBRID = "hybrid"  # v1 hierarchies plus a (controller-less) cgroup2 mount; driven as v1
-    UNIFIED = "v2"  # cgroup2 at the root
+class Mode:
+    """The host's cgroup layout: ``Mode.LEGACY``, ``Mode.HYBRID`` or ``Mode.UNIFIED``, compared
+    with ``is``; ``.value`` names it. (Not an ``enum.Enum``: importing enum costs ~3 ms per CLI
+    call, and a status check or delete needs the mode.)"""
+
+    __slots__ = ("value",)
+    LEGACY: ClassVar[Mode]  # only v1 hierarchies
+    HYBRID: ClassVar[Mode]  # v1 hierarchies plus a (controller-less) cgroup2 mount; driven as v1
+    UNIFIED: ClassVar[Mode]  # cgroup2 at the root
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<Mode {self.value}>"
+
+
+Mode.LEGACY, Mode.HYBRID, Mode.UNIFIED = Mode("v1"), Mode("hybrid"), Mode("v2")
 
 
 def mode_of(mounts: CgroupMounts) -> Mode:
@@ -172,7 +184,7 @@ class Manager(abc.ABC):
     def paths(self) -> dict[str, str]:
         """Controller name -> directory (v2: a single entry under the key ``""``)."""
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def kill_all(self, sig: int = SIGKILL) -> None:
         """Signal every task of the cgroup (``delete --force``, ``kill --all``, cleanup).
 
         The cgroup is frozen while the tasks are listed and signalled, so that none can fork a
@@ -184,14 +196,14 @@ class Manager(abc.ABC):
             return
         froze = False
         if not self.is_frozen():
-            with contextlib.suppress(CgroupError):
+            with suppress(CgroupError):
                 self.freeze()
                 froze = True
         for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        if froze or sig == signal.SIGKILL:
-            with contextlib.suppress(CgroupError):
+        if froze or sig == SIGKILL:
+            with suppress(CgroupError):
                 self.thaw()
 
 

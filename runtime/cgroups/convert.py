@@ -8,7 +8,6 @@ drivers turn that into a one-line :class:`~runtime.errors.CgroupError` naming th
 from __future__ import annotations
 
 import math
-import re
 
 # Kernel bounds (include/linux/sched.h, block/blk-cgroup.h, kernel/cgroup/...).
 SHARES_MIN, SHARES_MAX = 2, 262144  # v1 cpu.shares; the kernel clamps into this range
@@ -181,16 +180,18 @@ def device_rule_v1(rule: dict) -> str:
     return f"{kind} {num(rule.get('major'))}:{num(rule.get('minor'))} {access}"
 
 
-_SIZE = re.compile(r"^(\d+)([KMGT]?)B$")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def parse_page_size(text: str) -> int:
     """OCI ``hugepageLimits[].pageSize`` ("2MB", "1GB", "64KB") -> bytes. Binary units, as the kernel."""
-    m = _SIZE.match(text)
-    if not m:
+    # ^(\d+)([KMGT]?)B$ without `re` (~4 ms of import per CLI call); \d is str.isdecimal()
+    num, unit = text[:-1], ""
+    if num[-1:] in ("K", "M", "G", "T"):
+        num, unit = num[:-1], num[-1]
+    if not text.endswith("B") or not num.isdecimal():
         raise ValueError(f"huge page size {text!r} is not like 2MB or 1GB")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    return int(num) * _UNITS[unit]
 
 
 def page_size_name(size: int) -> str:

@@ -18,13 +18,12 @@ capabilities are dropped (podman sends exactly that: a profile and no noNewPrivi
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import struct
 
 from runtime import seccomp as seccomplib
-from runtime.errors import IsoproofError, SyscallError
+from runtime.errors import IsoproofError, SyscallError, suppress
 from runtime.oci import caps as capslib
 from runtime.oci.record import Record
 from runtime.spec import Capabilities, Process
@@ -219,7 +218,7 @@ def close_extra_fds(keep: int = 3) -> None:
         return
     for fd in fds:
         if fd >= keep:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.set_inheritable(fd, False)
 
 

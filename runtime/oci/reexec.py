@@ -1,7 +1,8 @@
 """The read-only-bind re-exec of ``create``, ``run`` and ``exec`` (the CVE-2019-5736 defence).
 
-A module of its own, importing only ``runtime.sys``: the CLI calls it before anything else, and
-whatever the process imported before the exec it would import again after.
+A module of its own, importing only ``runtime.sys`` (and of it only the light calls, which need no
+``ctypes``): the CLI calls it before anything else, and whatever the process imported before the
+exec it would import again after.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def exec_read_only(argv: list[str]) -> None:
     import sys as _sys
 
     import runtime
-    from runtime.sys import CLONE_NEWNS, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE, Sys
+    from runtime import sys
+    from runtime.sys import CLONE_NEWNS, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE
 
-    sys = Sys()
     back = os.environ.pop(RO_EXEC_ENV, None)
     if back is not None:
         mnt_ns, cwd = (int(x) for x in back.split(","))

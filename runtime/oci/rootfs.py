@@ -9,13 +9,11 @@ one swapped in while we work can send a mount or a directory onto the host.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import re
 import stat
 
-from runtime.errors import IsoproofError, SyscallError
+from runtime.errors import IsoproofError, SyscallError, suppress
 from runtime.oci.record import Record
 from runtime.spec import Mount, Spec
 from runtime.sys import (
@@ -312,7 +310,17 @@ def _unescape(field: str) -> str:
     """mountinfo escapes blanks, tabs, newlines and backslashes as octal (\\040 ...)."""
     if "\\" not in field:
         return field
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    # re.sub(r"\\([0-7]{3})", ...) without `re`, which costs ~4 ms of import per CLI call
+    out, i = [], 0
+    while i < len(field):
+        code = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
 
 
 def _mounted(sys: Sys, rootfd: int, fd: int, dest: str, root: str) -> int:
@@ -531,7 +539,7 @@ def _create_devices(sys: Sys, root: Root, spec: Spec, userns: bool) -> None:
                 finally:
                     os.close(fd)
                 continue
-            with contextlib.suppress(FileNotFoundError):
+            with suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=parent)
             old = os.umask(0)
             try:

@@ -19,7 +19,6 @@ container.
 from __future__ import annotations
 
 import os
-import re
 
 from runtime import statefile
 from runtime.errors import NotFoundError, StateError
@@ -42,8 +41,11 @@ RUNNING = "running"
 PAUSED = "paused"
 STOPPED = "stopped"
 
-# The OCI spec does not restrict IDs; runc's rule keeps them usable as file and cgroup names.
-ID_RE = re.compile(r"[\w+\-.]+")
+
+def valid_id(cid: str) -> bool:
+    """runc's rule, ``[\\w+\\-.]+`` (the OCI spec does not restrict IDs; this keeps them usable as
+    file and cgroup names). Without ``re``: it costs ~4 ms of import on every CLI call."""
+    return bool(cid) and all(c.isalnum() or c in "_+-." for c in cid)  # \w: isalnum() or _
 
 
 class State(Record):
@@ -66,7 +68,7 @@ class State(Record):
 
 
 def check_id(cid: str) -> None:
-    if not cid or not ID_RE.fullmatch(cid) or cid in (".", ".."):
+    if not valid_id(cid) or cid in (".", ".."):
         raise StateError(f"invalid container id {cid!r}: use letters, digits and _ + - .")
 
 

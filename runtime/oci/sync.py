@@ -34,11 +34,10 @@ table (stage-1 only joins namespaces; the init role is played by the exec'd proc
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 
-from runtime.errors import IsoproofError
+from runtime import cjson  # json without the json package's imports (re, enum)
+from runtime.errors import IsoproofError, suppress
 
 
 class Message:
@@ -95,7 +94,7 @@ def encode(kind: str, **payload: object) -> bytes:
         raise ProtocolError(f"sync: unknown message {kind!r}")
     if set(payload) != set(msg.payload):
         raise ProtocolError(f"sync: {kind} carries {sorted(msg.payload)}, got {sorted(payload)}")
-    return json.dumps({"type": kind, **payload}).encode()
+    return cjson.dumps({"type": kind, **payload}).encode()
 
 
 def decode(raw: bytes, expect: str) -> dict[str, object]:
@@ -103,7 +102,7 @@ def decode(raw: bytes, expect: str) -> dict[str, object]:
     if not raw:
         raise ProtocolError(f"sync: the child exited before sending {expect}")
     try:
-        doc = json.loads(raw)
+        doc = cjson.loads(raw)
     except ValueError:
         raise ProtocolError("sync: malformed message") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
@@ -139,5 +138,5 @@ def recv(fd: int, expect: str) -> dict[str, object]:
 
 def send_error(fd: int, message: str) -> None:
     """Best effort: the parent may be gone already."""
-    with contextlib.suppress(OSError):
-        os.write(fd, json.dumps({"type": ERROR, "message": " ".join(message.split())}).encode())
+    with suppress(OSError):
+        os.write(fd, cjson.dumps({"type": ERROR, "message": " ".join(message.split())}).encode())

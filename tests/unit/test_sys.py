@@ -127,3 +127,49 @@ def test_pivot_uses_pivot_root_never_chroot(tmp_path: Path, monkeypatch: pytest.
     assert rec.names() == ["pivot_root", "mount", "umount2"]
     assert rec.calls[1][1][3] == s.MS_SLAVE | s.MS_REC  # the old root stops propagating first
     assert rec.calls[2][1] == (".", s.MNT_DETACH)
+
+
+def test_light_calls_without_ctypes_keep_errno_and_work() -> None:
+    # runtime.libc (_ctypes alone) under runtime.sys's unshare/setns/mount/prctl, in a child:
+    # PR_SET_DUMPABLE 0 must really happen, and failures carry the call's errno
+    code = """
+import errno, sys
+from runtime import libc, sys as rsys
+from runtime.errors import SyscallError
+assert libc.prctl(3) == 1  # PR_GET_DUMPABLE
+rsys.prctl(4, 0)  # PR_SET_DUMPABLE
+assert libc.prctl(3) == 0
+for call, args, err in ((rsys.prctl, (9999,), errno.EINVAL), (rsys.setns, (-1, 0), errno.EBADF),
+                        (rsys.mount, (None, "/isoproof-no-such-dir", None, 0x1000), errno.ENOENT)):
+    try:
+        call(*args)
+    except SyscallError as e:
+        assert e.errno == err, (call, e)
+    else:
+        raise AssertionError(call)
+try:
+    libc.call("prctl", libc.Int(9999), libc.ULong(0), libc.ULong(0), libc.ULong(0), libc.ULong(0))
+except OSError as e:
+    assert e.errno == errno.EINVAL
+print(" ".join(m for m in ("ctypes", "os") if m in sys.modules))
+"""
+    import subprocess
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {repo!r})\n{code}"],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["os"]  # runtime.sys imports os, but not ctypes
+
+
+def test_the_monitors_prctl_needs_neither_os_nor_ctypes() -> None:
+    import subprocess
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[2])
+    code = (f"import sys; sys.path.insert(0, {repo!r}); from runtime import libc; libc.prctl(4, 1); "
+            "print(' '.join(m for m in ('os', 'ctypes', 'runtime.sys', 'runtime.errors') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.split() == []

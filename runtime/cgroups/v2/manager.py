@@ -13,16 +13,14 @@ state file answers the same.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from runtime.cgroups import fs
 from runtime.cgroups.base import Manager, Mode, remove_cgroup
 from runtime.cgroups.common import Context, check_shape
 from runtime.cgroups.mountinfo import CgroupMounts
-from runtime.cgroups.v2 import cpu, cpuset, devices, freezer, hugetlb, io, memory, pids
-from runtime.errors import CgroupError
-from runtime.sys import Sys
+from runtime.cgroups.v2 import freezer
+from runtime.errors import CgroupError, suppress
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
@@ -32,6 +30,8 @@ PROCS = "cgroup.procs"
 CONTROLLERS = "cgroup.controllers"
 SUBTREE_CONTROL = "cgroup.subtree_control"
 KILL = "cgroup.kill"  # 5.14+
+# The controller modules and Sys (ctypes, for bpf(2)) are imported by the methods that write or
+# read limits: status, kill and delete need only the freezer; the rest cost ~5 ms per CLI call.
 
 
 class V2Manager(Manager):
@@ -45,7 +45,20 @@ class V2Manager(Manager):
         self.dir = os.path.join(self.mount, relpath)
         self.ctx = Context()
         self.warnings = self.ctx.warnings
-        self.sys = Sys()  # bpf(2) for the device filter; unit tests put a RecordingSys here
+        self._sys: Any = None
+
+    @property
+    def sys(self) -> Any:
+        """bpf(2) for the device filter; unit tests put a RecordingSys here."""
+        if self._sys is None:
+            from runtime.sys import Sys
+
+            self._sys = Sys()
+        return self._sys
+
+    @sys.setter
+    def sys(self, value: Any) -> None:
+        self._sys = value
 
     def paths(self) -> dict[str, str]:
         return {"": self.dir}
@@ -76,7 +89,7 @@ class V2Manager(Manager):
                     except CgroupError:
                         continue
         except CgroupError:
-            with contextlib.suppress(CgroupError):
+            with suppress(CgroupError):
                 self.destroy()
             raise
 
@@ -100,6 +113,8 @@ class V2Manager(Manager):
         fs.write(self.dir, PROCS, pid)
 
     def set(self, resources: dict[str, Any]) -> None:
+        from runtime.cgroups.v2 import cpu, cpuset, devices, hugetlb, io, memory, pids
+
         resources = check_shape(resources)
         for unsupported in ("network", "rdma"):
             if resources.get(unsupported):
@@ -163,12 +178,18 @@ class V2Manager(Manager):
         return fs.read_pids(self.dir, PROCS) if os.path.isdir(self.dir) else []
 
     def oom_kill_count(self) -> int:
+        from runtime.cgroups.v2 import memory
+
         return memory.oom_kill_count(self.dir)
 
     def cpu_usage_ns(self) -> int:
+        from runtime.cgroups.v2 import cpu
+
         return cpu.usage_ns(self.dir)
 
     def stats(self) -> dict[str, Any]:
+        from runtime.cgroups.v2 import cpu, devices, io, memory, pids
+
         return {
             "version": 2,
             "mode": self.mode.value,
