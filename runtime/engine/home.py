@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import sys
@@ -96,7 +95,13 @@ def locked(path: Path, shared: bool = False) -> Iterator[None]:
         os.close(fd)  # closing drops the lock
 
 
+# json is imported where files other than the records are read or written (images, leases, the
+# bundle's config.json): the verbs that read records only (ps, inspect, logs) do not load it.
+
+
 def read_json(path: Path) -> Any:
+    import json
+
     with open(path) as f:
         return json.load(f)
 
@@ -105,6 +110,8 @@ def write_json(path: Path, data: Any) -> None:
     """Write atomically (temp file, fsync, rename), so a reader never sees half a file, not even
     after a crash. Records the engine reads back as a container's truth (config.json, state.json)
     go through :mod:`runtime.statefile` instead, which adds a format number."""
+    import json
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)

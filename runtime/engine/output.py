@@ -5,11 +5,11 @@ Pure functions over records (no engine, no I/O beyond printing), so they are uni
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
 
+from runtime import cjson
 from runtime.engine import units
 from runtime.engine.home import parse_time
 from runtime.errors import IsoproofError
@@ -96,12 +96,12 @@ def render(template: str, obj: Any) -> str:
     def sub(m: re.Match[str]) -> str:
         expr = m.group(1).strip()
         if expr.startswith("json "):
-            return json.dumps(value(expr[5:]))
+            return cjson.dumps(value(expr[5:]))
         v = value(expr)
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, (dict, list)):
-            return json.dumps(v)
+            return cjson.dumps(v)
         return str(v)
 
     return re.sub(r"\{\{(.*?)\}\}", sub, template.replace("\\t", "\t").replace("\\n", "\n"))

@@ -22,7 +22,7 @@ from runtime.engine.home import Home, now
 from runtime.engine.store import initial_state
 
 REPO = Path(__file__).resolve().parents[2]
-NOT_FOR_QUERIES = ("subprocess", "ctypes", "socket", "typing", "datetime", "shutil", "tempfile",
+NOT_FOR_QUERIES = ("json", "subprocess", "ctypes", "socket", "typing", "datetime", "shutil", "tempfile",
                    "random", "runtime.sys", "runtime.engine.lifecycle", "runtime.engine.oci",
                    "runtime.engine.images", "runtime.engine.attach", "runtime.engine.network")  # fmt: skip
 CID = "c0ffee" + "0" * 58

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import time
 from pathlib import Path
 
+from runtime import cjson
 from runtime.engine import units
 from runtime.engine.engine import RUNNING, Engine
 from runtime.engine.flags import Parser
@@ -205,7 +205,7 @@ def cmd_inspect(e: Engine, argv: list[str]) -> int:
         for obj in out:
             print(render(a.format, obj))
     else:
-        print(json.dumps(out, indent=4))
+        print(cjson.dumps(out, indent=4))
     return rc
 
 
@@ -359,7 +359,7 @@ def cmd_logs(e: Engine, argv: list[str]) -> int:
 
     def show(line: bytes) -> None:
         try:
-            rec = json.loads(line)
+            rec = cjson.loads(line)
         except ValueError:
             return
         t = parse_time(rec.get("time", ""))
