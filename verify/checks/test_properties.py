@@ -89,6 +89,9 @@ def test_cpu_shares_generated(runtime: Driver, evidence, shares: list[int]) -> N
             runtime, shares, [measure.cpu_weight_written(c) for c in cs], evidence
         )
         a = measure.until_all_advance(lambda: [measure.cpu_usage_ns(c) for c in cs])
+        # 2 s, kept: the split scenarios (shares >= 20%) err by up to 2.4% of values_close in
+        # 1.5 s and 1.35% in 2 s; the error is an absolute share, so for the 5% shares generated
+        # here it is ~4x larger relative to the share: ~5% of the 10% tolerance at 2 s.
         time.sleep(2.0)
         used = [measure.cpu_usage_ns(c) - x for c, x in zip(cs, a, strict=True)]
     finally:
