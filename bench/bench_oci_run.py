@@ -28,6 +28,9 @@ script, ``python -S -m`` (no ``site``: what an installed launcher without it wou
 floor, a bare ``python -S -I -c pass`` per interpreter start the verb needs (two for create and
 run: the read-only-bind re-exec).
 
+``--installed PATH`` adds an ``isoproof-oci`` installed elsewhere (a wheel in its own venv, as
+``scripts/install`` makes it: ``site`` without this venv's editable-install hook), run as is.
+
 ``--baseline DIR`` adds ``python -S -m`` of another tree's ``runtime/`` (e.g. the last commit:
 ``git archive HEAD runtime | tar -x -C DIR``) to either mode: before and after, paired in one run.
 
@@ -61,7 +64,7 @@ VERBS = ("create", "start", "delete")
 # What `isoproof-oci run` imports (the rest of the breakdown is the runtime's own work).
 RUN_PATH_MODULES = ("runtime.oci.cli, runtime.oci.container, runtime.oci.init, runtime.oci.rootfs, "
                     "runtime.oci.process, runtime.oci.plan, runtime.spec, runtime.cgroups, "
-                    "runtime.cgroups.v1, _socket, select")  # fmt: skip
+                    "runtime.cgroups.v1, _socket, select, ctypes")  # fmt: skip
 
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -98,12 +101,14 @@ def remove_cgroup_parent(parent: str) -> None:
 
 
 def verbs_round(n: int, variants: dict[str, tuple[list[str], dict[str, str]]], tmp: Path
-                ) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+                ) -> dict[str, dict[str, list[tuple[float, float]]]]:  # fmt: skip
     """create, start, delete of the same container, each verb of every variant right after the
     others' (the order rotates). Each variant has a bundle of its own (``tmp/<index>``, its own
     cgroup). The container runs ``true``: delete finds it stopped."""
     names = list(variants)
-    wall: dict[str, dict[str, list[float]]] = {v: {k: [] for k in names} for v in VERBS}
+    wall: dict[str, dict[str, list[tuple[float, float]]]] = {
+        v: {k: [] for k in names} for v in VERBS
+    }
     for i in range(n):
         order = names[i % len(names) :] + names[: i % len(names)]
         for verb in VERBS:
@@ -111,16 +116,17 @@ def verbs_round(n: int, variants: dict[str, tuple[list[str], dict[str, str]]], t
                 base, env = variants[who]
                 k = names.index(who)
                 extra = ["--bundle", str(tmp / str(k))] if verb == "create" else []
-                wall[verb][who].append(measure([*base, verb, *extra, f"v{k}-{i}"], env)[0])
+                wall[verb][who].append(measure([*base, verb, *extra, f"v{k}-{i}"], env))
             if verb == "start":
                 time.sleep(0.05)  # not timed: `true` exits, so delete finds the container stopped
     return wall
 
 
-def floor(n: int, env: dict[str, str]) -> float:
-    """Median wall time of one bare interpreter start (no site, no imports, no teardown)."""
+def floor(n: int, env: dict[str, str]) -> tuple[float, float]:
+    """Median wall and CPU time of one bare interpreter start (no site, no imports, no teardown)."""
     code = "import os; os._exit(0)"
-    return med([measure([sys.executable, "-S", "-I", "-c", code], env)[0] for _ in range(n)])
+    runs = [measure([sys.executable, "-S", "-I", "-c", code], env) for _ in range(n)]
+    return med([r[0] for r in runs]), med([r[1] for r in runs])
 
 
 def load() -> str:
@@ -193,6 +199,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="repeat everything; print the range")
     ap.add_argument("--verbs", action="store_true",
                     help="time create, start, delete (each variant vs runc) instead of run")  # fmt: skip
+    ap.add_argument("--installed", type=Path,
+                    help="an isoproof-oci installed elsewhere (e.g. /usr/local/bin/isoproof-oci)")  # fmt: skip
     ap.add_argument("--baseline", type=Path,
                     help="a tree whose runtime/ is timed too (python -S -m), e.g. the last commit")  # fmt: skip
     args = ap.parse_args()
@@ -226,12 +234,15 @@ def main() -> None:
         base_env = None
         if args.baseline is not None:
             base_env = dict(env, PYTHONPATH=str(args.baseline.resolve()))
+        plain_env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONPYCACHEPREFIX")}
         if args.verbs:
             root = ["--root", f"/run/{tag}"]
             vv: dict[str, tuple[list[str], dict[str, str]]] = {
                 "isoproof-oci (console script)": ([str(script), *root], env),
                 "isoproof-oci (python -S -m)": ([py, "-S", "-m", "runtime.oci.cli", *root], env),
             }
+            if args.installed is not None:
+                vv["installed (its own venv)"] = ([str(args.installed), *root], plain_env)
             if base_env is not None:
                 vv["baseline (python -S -m)"] = ([py, "-S", "-m", "runtime.oci.cli", *root],
                                                  base_env)  # fmt: skip
@@ -248,15 +259,23 @@ def main() -> None:
                 print(
                     f"round {rnd + 1}/{args.rounds} (n={args.n} each, load average now {load()}):"
                 )
-                print(f"  {'verb':<7} {'variant':<32} {'wall median':>11}  ratio to runc")
+                print(f"  {'verb':<7} {'variant':<32} {'wall median':>11} ratio   {'CPU median':>10} "
+                      "ratio (to runc)")  # fmt: skip
                 for verb in VERBS:
-                    r = med(vw[verb]["runc"])
+                    rw = med([x[0] for x in vw[verb]["runc"]])
+                    rc_ = med([x[1] for x in vw[verb]["runc"]])
                     for who in vv:
-                        w = med(vw[verb][who])
-                        print(f"  {verb:<7} {who:<32} {w:8.1f} ms  {w / r:5.2f}")
+                        w, c = (
+                            med([x[0] for x in vw[verb][who]]),
+                            med([x[1] for x in vw[verb][who]]),
+                        )
+                        print(f"  {verb:<7} {who:<32} {w:8.1f} ms {w / rw:5.2f}   {c:7.1f} ms "
+                              f"{c / rc_:5.2f}")  # fmt: skip
                     starts = 2 if verb == "create" else 1  # create re-execs (read-only bind)
-                    print(f"  {verb:<7} {f'floor: {starts} bare interpreter start(s)':<32} "
-                          f"{starts * bare:8.1f} ms  {starts * bare / r:5.2f}")  # fmt: skip
+                    label = f"floor: {starts} bare interpreter start(s)"
+                    print(f"  {verb:<7} {label:<32} {starts * bare[0]:8.1f} ms "
+                          f"{starts * bare[0] / rw:5.2f}   {starts * bare[1]:7.1f} ms "
+                          f"{starts * bare[1] / rc_:5.2f}")  # fmt: skip
             print(f"load average after: {load()}")
             return
         variants = {
@@ -266,6 +285,9 @@ def main() -> None:
             "runc": [runc, "--root", f"/run/{tag}-runc", "run", "--bundle", str(tmp)],
         }
         envs = {name: env for name in variants}
+        if args.installed is not None:
+            variants["installed (its own venv)"] = [str(args.installed), *tail]
+            envs["installed (its own venv)"] = plain_env
         if base_env is not None:
             variants["baseline (python -S -m)"] = [py, "-S", "-m", "runtime.oci.cli", *tail]
             envs["baseline (python -S -m)"] = base_env

@@ -38,8 +38,14 @@ class Damaged(StateError):
 
 
 def write(
-    path: str | os.PathLike[str], doc: dict[str, Any], sync_dir: bool = False, mode: int = 0o644
+    path: str | os.PathLike[str],
+    doc: dict[str, Any],
+    sync_dir: bool = False,
+    mode: int = 0o644,
+    durable: bool = True,
 ) -> None:
+    """Atomic always (a reader, or a process killed at any point, sees the old record or the new
+    one); ``durable=False`` skips the fsyncs, for records that die with the machine anyway."""
     path = os.fspath(path)
     d, name = os.path.split(path)
     tmp = os.path.join(d, f".{name}.{os.getpid()}.tmp")
@@ -50,7 +56,8 @@ def write(
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     try:
@@ -59,7 +66,7 @@ def write(
         with suppress(OSError):
             os.unlink(tmp)
         raise
-    if sync_dir:
+    if sync_dir and durable:
         fsync_dir(d or ".")
 
 

@@ -267,7 +267,7 @@ def _write_creator(sdir: str, cgroups_path: str | None) -> None:
 
     me = st_.read_proc_stat(os.getpid())
     rec = {"pid": os.getpid(), "start_time": me[1] if me else 0, "cgroups_path": cgroups_path}
-    statefile.write(os.path.join(sdir, CREATOR_FILE), rec, sync_dir=True)
+    statefile.write(os.path.join(sdir, CREATOR_FILE), rec, durable=False)  # see state.save
 
 
 def _creator_record(sdir: str) -> dict[str, Any] | None:

@@ -22,7 +22,6 @@ import fcntl
 import os
 import struct
 
-from runtime import seccomp as seccomplib
 from runtime.errors import IsoproofError, SyscallError, suppress
 from runtime.oci import caps as capslib
 from runtime.oci.record import Record
@@ -160,6 +159,8 @@ def prepare(sys: Sys, proc: Process, console_fd: int, in_new_userns: bool, last_
         raise IsoproofError(f"process.cwd: {proc.cwd}: {e.strerror}") from None
     path = lookup(proc.args[0], proc.env)
     if seccomp is not None and not proc.no_new_privileges:
+        from runtime import seccomp as seccomplib  # loaded with the Profile: no file is read
+
         seccomplib.load(seccomp)  # while we still hold CAP_SYS_ADMIN: see the module's docstring
     apply(sys, proc, in_new_userns, last_cap)
     close_extra_fds(3 + proc.preserve_fds)  # --preserve-fds (runtime/oci/cli.py)
@@ -179,6 +180,8 @@ def before_exec(sys: Sys, proc: Process, seccomp: Profile | None = None) -> None
     does."""
     no_new_privs(sys, proc)
     if seccomp is not None and proc.no_new_privileges:
+        from runtime import seccomp as seccomplib  # loaded with the Profile: no file is read
+
         try:
             seccomplib.load(seccomp)
         except IsoproofError as e:
@@ -259,6 +262,8 @@ def before_fork(proc: Process, seccomp: Profile | None, warn: Callable[[str], No
                                     else last_cap):  # fmt: skip
             warn(message)
     if seccomp is not None:
+        from runtime import seccomp as seccomplib
+
         seccomplib.build(seccomp, warn)
 
 
@@ -267,6 +272,8 @@ def exec_seccomp(doc: dict[str, Any] | None) -> Profile | None:
     may have changed since create), with its filter built."""
     if not doc:
         return None
+    from runtime import seccomp as seccomplib
+
     profile = seccomplib.parse(doc)
     seccomplib.build(profile)
     return profile

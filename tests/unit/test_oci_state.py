@@ -143,3 +143,20 @@ def test_oci_state_document():
     }
     assert doc["annotations"] == {"a": "b"}
     assert st.oci_state(sample(), st.STOPPED)["pid"] == 0
+
+
+def test_save_is_atomic_without_fsync(tmp_path, monkeypatch):
+    # the OCI state dies with the machine (its root is /run): rename only, as runc
+    import os as _os
+
+    from runtime import statefile as _sf
+    from runtime.oci import state as _st
+
+    synced: list[int] = []
+    monkeypatch.setattr(_sf.os, "fsync", synced.append)
+    (tmp_path / "c9").mkdir()
+    s = _st.State(id="c9", pid=1, bundle="/b", rootfs="/b/r", created="now", start_time=5,
+                  cgroups_path=None)  # fmt: skip
+    _st.save(str(tmp_path), s)
+    assert synced == [] and _st.load(str(tmp_path), "c9") == s
+    assert _os.listdir(tmp_path / "c9") == ["state.json"]

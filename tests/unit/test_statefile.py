@@ -62,3 +62,15 @@ def test_tmp_owner_reads_the_writer_pid():
     assert statefile.tmp_owner(".state.json.1234.tmp") == 1234
     assert statefile.tmp_owner("state.json") == 0
     assert statefile.tmp_owner(".x.tmp") == 0
+
+
+def test_not_durable_skips_every_fsync_and_stays_atomic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    synced: list[int] = []
+    monkeypatch.setattr(statefile.os, "fsync", synced.append)
+    p = tmp_path / "state.json"
+    statefile.write(p, {"a": 1}, sync_dir=True, durable=False)
+    assert synced == [] and statefile.read(p) == {"a": 1} and os.listdir(tmp_path) == ["state.json"]
+    statefile.write(p, {"a": 2}, sync_dir=True)
+    assert len(synced) == 2  # the file and its directory
