@@ -11,6 +11,7 @@
 
     python bench/bench_verify.py [--runtime oci:/usr/sbin/runc --runtime oci:isoproof-oci]
                                  [--runs 0] [--skip-wall] [--xdist] [--slowest 10]
+    python bench/bench_verify.py --windows .isoproof-results/results.json ...   # window lengths
 """
 
 from __future__ import annotations
@@ -94,6 +95,40 @@ def errors(doc: dict) -> dict[str, list[float]]:  # type: ignore[type-arg]
     return out
 
 
+def subwindow_errors(doc: dict, lengths: list[float]) -> dict[float, list[float]]:  # type: ignore[type-arg]
+    """What shorter windows would have measured: for each CPU split in ``doc`` with its usage
+    series, every sub-window of each length (within one sample interval) is judged like the check
+    (values_close against the written weights); the worst container's error in % of (u + e)."""
+    out: dict[float, list[float]] = {}
+    results = doc.get("results", []) if isinstance(doc, dict) else []  # another tool's results.json
+    for r in results:
+        if r.get("check") != "test_cpu_shares_split":
+            continue
+        ms = {m["name"]: m for m in r["measurements"]}
+        weights = (ms.get("cpu weights written") or {}).get("expected")
+        series = (ms.get("cpu usage over time") or {}).get("series")
+        if not weights or not series:
+            continue
+        t = series["t"]
+        names = [k for k in series if k != "t"]
+        step = (t[-1] - t[0]) / max(1, len(t) - 1)
+        for length in lengths:
+            for i in range(len(t)):
+                j = next(
+                    (j for j in range(i + 1, len(t)) if t[j] - t[i] >= length - step / 4), None
+                )
+                if j is None or t[j] - t[i] > length + step / 4:
+                    continue
+                used = [series[n][j] - series[n][i] for n in names]
+                total, wsum = sum(used), sum(weights)
+                if total <= 0:
+                    continue
+                err = max(abs(u - total * w / wsum) / (u + total * w / wsum) * 100
+                          for u, w in zip(used, weights, strict=True))  # fmt: skip
+                out.setdefault(length, []).append(err)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runtime", action="append", help=f"repeatable; default {DEFAULT_RUNTIMES}")
@@ -101,7 +136,22 @@ def main() -> int:
     ap.add_argument("--skip-wall", action="store_true")
     ap.add_argument("--xdist", action="store_true", help="also run each leg with -n 2")
     ap.add_argument("--slowest", type=int, default=10)
+    ap.add_argument("--windows", nargs="+", metavar="RESULTS_JSON",
+                    help="only: the CPU split's error in shorter windows, from stored series")  # fmt: skip
     a = ap.parse_args()
+    if a.windows:
+        errs: dict[float, list[float]] = {}
+        for f in a.windows:
+            for length, e in subwindow_errors(
+                json.loads(Path(f).read_text()), [0.5, 1, 1.5, 2, 3]
+            ).items():
+                errs.setdefault(length, []).extend(e)
+        print(f"CPU split error by window (values_close %, tolerance 10%), {len(a.windows)} files")
+        for length, e in sorted(errs.items()):
+            e.sort()
+            print(f"  {length:4} s: n={len(e):4d}  median {statistics.median(e):5.2f}  "
+                  f"p95 {e[int(0.95 * (len(e) - 1))]:5.2f}  max {e[-1]:5.2f}")  # fmt: skip
+        return 0
     if os.geteuid() != 0:
         print("bench_verify: needs root (containers, cgroups)", file=sys.stderr)
         return 1
@@ -112,7 +162,8 @@ def main() -> int:
             print(
                 f"== host leg, runtime {runtime}, {os.cpu_count()} CPUs, load {load()}", flush=True
             )
-            serial, d1 = run_suite(runtime, base / f"serial{i}", ["-p", "no:xdist"])
+            # Serial: the CLI runs without -n (no "-p no:xdist": the plugin implements an xdist hook).
+            serial, d1 = run_suite(runtime, base / f"serial{i}", [])
             for line in leg_figures(d1, serial, a.slowest):
                 print(line)
             print(f"load after: {load()}   ({d1['_summary_line']})", flush=True)

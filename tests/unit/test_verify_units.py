@@ -542,7 +542,7 @@ def test_self_ending_workloads_wait_for_the_hosts_go() -> None:
         assert args[2].startswith(f"until [ -e {scenarios.GO_FILE} ]") and "exec dd " in args[2]
 
 
-def test_bench_verify_leg_figures() -> None:
+def _bench_verify():  # type: ignore[no-untyped-def]
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -551,6 +551,26 @@ def test_bench_verify_leg_figures() -> None:
     assert spec and spec.loader
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_verify_subwindows_judge_like_the_check() -> None:
+    """Weights 2:1; the usage follows them exactly for 1 s, then the low one gets nothing."""
+    t = [0.0, 0.5, 1.0, 1.5]
+    doc = {"results": [{"check": "test_cpu_shares_split", "measurements": [
+        {"name": "cpu weights written", "expected": [2048, 1024]},
+        {"name": "cpu usage over time", "series": {"t": t, "hi": [0, 2, 4, 8], "lo": [0, 1, 2, 2]}},
+    ]}, {"check": "test_io_throttle", "measurements": []}]}  # fmt: skip
+    errs = _bench_verify().subwindow_errors(doc, [0.5, 1.0])
+    assert errs[1.0][0] == 0.0 and len(errs[1.0]) == 2
+    # 0.5 s from t=1.0: all 4 units to "hi" (20% off) and none to "lo", expected 4/3: the worst
+    # container's |0 - 4/3| / (0 + 4/3) = 100%
+    assert errs[0.5] == [0.0, 0.0, 100.0]
+    assert _bench_verify().subwindow_errors([{"not": "ours"}], [1.0]) == {}
+
+
+def test_bench_verify_leg_figures() -> None:
+    bench = _bench_verify()
     doc = {"summary": {"passed": 2, "skipped": 1},
            "results": [{"check": "test_a", "params": "oci-runc", "outcome": "passed", "duration_s": 1.5,
                         "lock_wait_s": 3.0},
