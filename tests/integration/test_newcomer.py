@@ -6,6 +6,7 @@ on every later run), commands that never reached PATH, a checkout dirtied by tox
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_tox_install_failure_is_one_line_and_leaves_no_venv(tmp_path: Path) -> N
         assert not (tmp_path / "tox-venv").exists()
 
 
-def test_install_puts_the_three_commands_on_a_bin_dir(tmp_path: Path) -> None:
+def test_install_puts_the_three_commands_on_a_bin_dir(tmp_path: Path, busybox_rootfs: Path) -> None:
     env = dict(
         os.environ, ISOPROOF_PREFIX=str(tmp_path / "opt"), ISOPROOF_BIN=str(tmp_path / "bin")
     )
@@ -54,6 +55,26 @@ def test_install_puts_the_three_commands_on_a_bin_dir(tmp_path: Path) -> None:
         assert path.is_symlink(), cmd
         out = subprocess.run([str(path), probe], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, (cmd, out.stderr)
+    # The installed runtime runs a container: its site-less launcher finds the package, and so
+    # does the read-only-bind re-exec of run (which starts the interpreter a second time).
+    oci = str(tmp_path / "bin" / "isoproof-oci")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    subprocess.run([oci, "spec", "-b", str(bundle)], check=True, timeout=60)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": str(busybox_rootfs), "readonly": True}
+    config["process"].update(terminal=False, args=["echo", "isoproof-installed"])
+    (bundle / "config.json").write_text(json.dumps(config))
+    cid = f"isoproof-install-{os.getpid()}"
+    root = tmp_path / "state"
+    try:
+        out = subprocess.run(
+            [oci, "--root", str(root), "run", "-b", str(bundle), cid],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        subprocess.run([oci, "--root", str(root), "delete", "-f", cid], capture_output=True)
+    assert out.returncode == 0 and out.stdout.strip() == "isoproof-installed", out
 
 
 def test_checkout_stays_clean_of_tool_files() -> None:
