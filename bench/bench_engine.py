@@ -9,7 +9,8 @@
 * single verbs, ``run -d``, ``ps``, ``inspect`` and ``rm -f``, beside podman's (on runc, private
   storage) in the same rounds, printed as a table with the ratio to podman; the interpreter's own
   start (``python -c pass`` with and without ``site``) and the imports ``ps`` and ``inspect`` pay
-  after site (``-X importtime``), to tell the engine's cost from the launcher's;
+  after site (``-X importtime``), to tell the engine's cost from the launcher's; with
+  ``--baseline DIR`` (e.g. ``git archive OLD runtime | tar -x -C DIR``) that tree's engine too;
 * one verification check's engine work, ``run -d busybox sleep 60; inspect; rm -f``: median wall
   time and the number of Python interpreter starts (counted with ``strace -f -e execve``), for
   isoproof-oci forked by the engine (the default), the same exec'd (``ISOPROOF_OCI_FORK=0``, the
@@ -20,7 +21,7 @@ bridge, subnet and cgroup parent, all removed at the end.
 
     /work/venv/bin/python bench/bench_engine.py [--runs 20] [--many 50] [--runtime PATH ...]
                                                 [--check-only] [--check-runs 10] [--memory-only]
-                                                [--verbs-only] [--verb-runs 15]
+                                                [--verbs-only] [--verb-runs 15] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -373,17 +374,6 @@ def import_ms(env: dict[str, str], *args: str, runs: int = 5) -> float:
     return statistics.median(out)
 
 
-def interpreter_floor(runs: int) -> tuple[float, float]:
-    """Median ms of this venv's ``python -c pass`` (with site: what a console script pays before
-    its first import; an editable install's finder is part of it) and of ``python -S -c pass``."""
-
-    def start(*flags: str) -> float:
-        return statistics.median(timed(lambda: subprocess.run([sys.executable, *flags, "-c", "pass"],
-                                                              check=True), runs)) * 1000  # fmt: skip
-
-    return start(), start("-S")
-
-
 def verb_round(
     t: dict[str, list[float]], run_d: Callable[[], str], call: Callable[..., object], rm: list[str]
 ) -> str:
@@ -399,22 +389,31 @@ def verb_round(
     return cid
 
 
-def verb_figures(runtimes: list[str], runs: int) -> None:
+def verb_figures(runtimes: list[str], runs: int, baseline: Path | None = None) -> None:
     """Single verbs beside podman's: ``run -d``, ``ps``, ``inspect``, ``rm -f`` of one container,
     in every round once per engine (interleaved), podman on runc with a private root. Our
     containers use ``--network none``, as podman's ``netns = "none"``; podman removes with
-    ``rm -f -t 0`` (SIGKILL at once, which is what our ``rm -f`` and docker's do)."""
+    ``rm -f -t 0`` (SIGKILL at once, which is what our ``rm -f`` and docker's do). With
+    ``baseline`` (a tree with a ``runtime/`` package, e.g. ``git archive`` of an older commit),
+    the same console script on the first runtime runs that tree's code (``PYTHONPATH``) too.
+    The interpreter's own start, with and without ``site``, is timed in the same rounds."""
     variants: dict[str, dict[str, str]] = {}
     for octet, rt in enumerate(runtimes, start=250):
         env = env_for(rt, uuid.uuid4().hex[:8], octet)
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm round writes the bytecode, as a user's
         variants[f"isoproof[{Path(rt).name}]"] = env
+    if baseline is not None:
+        env = env_for(runtimes[0], uuid.uuid4().hex[:8], 250 + len(runtimes))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPATH"] = str(baseline.resolve())
+        variants[f"baseline[{Path(runtimes[0]).name}]"] = env
     run_args = ["run", "-d", "--network", "none", "busybox", "sleep", "60"]
     with contextlib.ExitStack() as stack:
         for env in variants.values():
             stack.callback(cleanup, env)
         pm = stack.enter_context(PrivatePodman()) if PrivatePodman.available() else None
         names = [*variants, *(["podman[runc]"] if pm else [])]
+        floors: dict[str, list[float]] = {"with site": [], "-S": []}
         times: dict[str, dict[str, list[float]]] = {n: {v: [] for v in VERBS} for n in names}
         warm: dict[str, dict[str, list[float]]] = {n: {v: [] for v in VERBS} for n in names}
         for name, env in variants.items():  # warm: image record, page cache, bytecode
@@ -429,6 +428,8 @@ def verb_figures(runtimes: list[str], runs: int) -> None:
             if pm:
                 pm.ids.remove(verb_round(times["podman[runc]"], partial(pm.run_d, "sleep", "60"),
                                          pm, ["rm", "-f", "-t", "0"]))  # fmt: skip
+            floors["with site"] += timed(partial(subprocess.run, [sys.executable, "-c", "pass"]), 1)
+            floors["-S"] += timed(partial(subprocess.run, [sys.executable, "-S", "-c", "pass"]), 1)
         env = next(iter(variants.values()))
         cid = iso(env, *run_args).strip()
         imports = {"ps": import_ms(env, "ps"), "inspect": import_ms(env, "inspect", cid)}
@@ -442,9 +443,10 @@ def verb_figures(runtimes: list[str], runs: int) -> None:
         ratios = "  ".join(f"{med[n][verb] / peer[verb]:.2f}" for n in variants) if peer else ""
         cells = "".join(f"{med[n][verb]:>{width}.1f}" for n in med)
         print(f"  {verb:<8}{cells}   {ratios}")
-    floor, bare = interpreter_floor(runs)
+    floor, bare = (statistics.median(floors[k]) * 1000 for k in ("with site", "-S"))
     print(
         f"  python -c pass (this venv, with site) {floor:.1f} ms; python -S -c pass {bare:.1f} ms"
+        " (same rounds)"
     )
     print(
         f"  [{next(iter(variants))}] imports after site (-X importtime, median of 5): "
@@ -477,13 +479,14 @@ def main() -> int:
     ap.add_argument("--memory-only", action="store_true", help="only the monitor and conmon memory")
     ap.add_argument("--verbs-only", action="store_true", help="only the verb table beside podman")
     ap.add_argument("--verb-runs", type=int, default=15)
+    ap.add_argument("--baseline", type=Path, help="a tree whose runtime/ the verb table times too")
     a = ap.parse_args()
     runtimes = a.runtime or [
         shutil.which("runc") or "runc",
         str(Path(sys.executable).parent / "isoproof-oci"),
     ]
     if a.verbs_only:
-        verb_figures(runtimes, a.verb_runs)
+        verb_figures(runtimes, a.verb_runs, a.baseline)
         return 0
     conmon = conmon_memory(5)
     if conmon is None:
@@ -504,7 +507,7 @@ def main() -> int:
     check_figures(runtimes, a.check_runs)
     if a.check_only:
         return 0
-    verb_figures(runtimes, a.verb_runs)
+    verb_figures(runtimes, a.verb_runs, a.baseline)
     floor = statistics.median(runc_floor(a.runs)) * 1000
     print(f"runc run (bare bundle, no engine)          median {floor:7.1f} ms  ({a.runs} runs)")
     podman = podman_latency(a.runs)
