@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import calendar
 import datetime
 import io
 import json
+import math
 import tarfile
 from pathlib import Path
 
@@ -151,12 +153,17 @@ def test_parse_time_agrees_with_datetime(when: datetime.datetime, minutes: int, 
     zone = datetime.timezone(datetime.timedelta(minutes=minutes))
     aware = when.replace(tzinfo=zone)
     text = aware.isoformat(sep=sep)
-    assert parse_time(text) == pytest.approx(aware.timestamp(), abs=1e-5)
+    # Both sides round to a double: far from 1970 one ulp is larger than a microsecond (year
+    # 4148: 7.6e-6 s), so the tolerance is a few ulps of the value, never below 10 us.
+    want = aware.timestamp()
+    assert parse_time(text) == pytest.approx(want, abs=max(1e-5, 4 * math.ulp(want)))
     utc = when.replace(tzinfo=datetime.UTC)
     z = when.isoformat(timespec="microseconds") + "123Z"  # nanoseconds, as docker writes them
-    assert parse_time(z) == pytest.approx(utc.timestamp() + 123e-9, abs=1e-5)  # float: ~16 digits
+    want = utc.timestamp() + 123e-9
+    assert parse_time(z) == pytest.approx(want, abs=max(1e-5, 4 * math.ulp(want)))
     if when.year >= 1970:
-        epoch_ns = int(utc.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+        whole = calendar.timegm(when.timetuple())  # exact; int(timestamp()) can round up a second
+        epoch_ns = whole * 1_000_000_000 + when.microsecond * 1000
         assert format_ns(epoch_ns) == when.isoformat(timespec="microseconds") + "000Z"
 
 
