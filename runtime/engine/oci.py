@@ -114,8 +114,13 @@ class OciRuntime:
             return None
 
     def kill(self, cid: str, signal: str, all_: bool = False) -> bool:
-        args = ["kill"] + (["--all"] if all_ else []) + [cid, signal]
-        return self._run(*args, check=False).returncode == 0
+        if all_ and self._run("kill", "--all", cid, signal, check=False).returncode == 0:
+            return True
+        # `kill --all` finds the processes in the container's cgroup; when that cgroup was removed
+        # under the container, it fails (runc and isoproof-oci alike) and the container ran on:
+        # `stop` then waited out its timeouts and left it running. Signal the init instead: a
+        # SIGKILL to PID 1 of a PID namespace ends every process in it.
+        return self._run("kill", cid, signal, check=False).returncode == 0
 
     def delete(self, cid: str, force: bool = False) -> bool:
         args = ["delete"] + (["--force"] if force else []) + [cid]

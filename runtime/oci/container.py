@@ -592,7 +592,10 @@ def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
     c.require("kill", st_.CREATED, st_.RUNNING, st_.PAUSED)
     assert c.state is not None
     if all_procs:
-        for pid in c.mgr.pids():
+        pids = c.mgr.pids()
+        # The init is the container's whatever its cgroup lists: a cgroup removed under a running
+        # container lists nobody, and `kill --all` must not then signal nobody and say it did.
+        for pid in pids if c.state.pid in pids else [c.state.pid, *pids]:
             _kill(pid, sig)
     else:
         _kill(c.state.pid, sig)
