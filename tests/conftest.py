@@ -1,10 +1,27 @@
-"""Project-wide test policy: root tests say why they skip instead of failing obscurely."""
+"""Project-wide test policy: root tests say why they skip instead of failing obscurely, and a
+run stopped by SIGTERM or SIGHUP (a cancelled CI job, ``timeout``) still runs its finalisers."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
+
+from verify.plugin import interrupt_on_termination
+
+_RESTORE_SIGNALS = pytest.StashKey[Callable[[], None]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Our fixtures make dockerds, containers, netns and bridges: see interrupt_on_termination.
+    config.stash[_RESTORE_SIGNALS] = interrupt_on_termination()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    restore = config.stash.get(_RESTORE_SIGNALS, None)
+    if restore is not None:
+        restore()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -21,9 +21,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", m)
     if not active(config):
         return
+    config.stash[_RESTORE_SIGNALS] = interrupt_on_termination()
     base = config.getoption("isoproof_baseline")
     if base and not config.getoption("isoproof_results"):
         raise pytest.UsageError("--isoproof-baseline needs --isoproof-results (the run to compare)")
@@ -178,6 +180,46 @@ def pytest_configure(config: pytest.Config) -> None:
         # Not a .hypothesis/ in the directory the suite was started from (a runtime's own
         # repository): the examples are derandomized and need no database.
         set_hypothesis_home_dir(str(workdir(config) / "isoproof-hypothesis"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    restore = config.stash.get(_RESTORE_SIGNALS, None)
+    if restore is not None:
+        restore()
+
+
+_RESTORE_SIGNALS = pytest.StashKey[Callable[[], None]]()
+
+
+def interrupt_on_termination() -> Callable[[], None]:
+    """Turn SIGTERM and SIGHUP into a KeyboardInterrupt; returns what puts the old handlers back.
+
+    Why: a cancelled CI job, ``timeout`` or a closed terminal stop pytest with SIGTERM or SIGHUP,
+    whose default action kills it on the spot: no finaliser runs, and containers, cgroups, netns
+    and bridges stay on the host. A KeyboardInterrupt is pytest's orderly stop: every fixture is
+    torn down, sessionfinish (the leak check) runs, exit status 2. Only the first signal counts, so
+    that a second one cannot cut that teardown short (a handler, not SIG_IGN: children inherit it).
+    """
+    if getattr(signal.getsignal(signal.SIGTERM), "isoproof", False):
+        return lambda: None  # installed already (tests/conftest.py and the plugin both ask)
+    fired: list[int] = []
+
+    def interrupt(signum: int, _frame: object) -> None:
+        if not fired:
+            fired.append(signum)
+            raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
+
+    interrupt.isoproof = True  # type: ignore[attr-defined]
+    try:
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:  # pytest.main() from a thread: only the main thread may set handlers
+        return lambda: None
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    return restore
 
 
 def _evidence_paths(config: pytest.Config) -> None:
