@@ -15,17 +15,19 @@ the host against 175 ms with the two short C processes, and bridged runs in an e
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import os
 import subprocess
 from pathlib import Path
 
-from runtime.engine.home import Home, locked, read_json, write_json
+from runtime.engine.home import Home, read_json, write_json
 from runtime.errors import NetworkError
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 DEFAULT_BRIDGE = "isoproof0"
@@ -86,10 +88,34 @@ def lease_paths(bridge: str | None = None) -> tuple[Path, Path]:
     return Path(LEASE_DIR) / f"{b}.leases.json", Path(LEASE_DIR) / f"{b}.leases.lock"
 
 
-def _lock() -> Any:
-    _table, lock = lease_paths()
+@contextlib.contextmanager
+def _lock() -> Iterator[None]:
+    """Hold the bridge's lease lock (an ``flock`` on its lock file) for the ``with`` block.
+
+    :func:`prune` unlinks the lock file while it holds the lock, so that one file per bridge ever
+    made does not pile up in /run/isoproof. Whoever opened that file before the unlink and is
+    granted the lock after it holds a lock nobody else will ever look at: so a lock counts only if
+    the path still names the very file locked (device and inode); if not, lock the path anew.
+    """
+    _table, path = lease_paths()
     os.makedirs(LEASE_DIR, mode=0o755, exist_ok=True)
-    return locked(lock)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            with contextlib.suppress(FileNotFoundError):
+                now = os.stat(path)
+                if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                    break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def _load() -> dict[str, dict[str, dict[str, str]]]:
@@ -190,15 +216,22 @@ def bridge_ports(bridge: str) -> list[str]:
         return []
 
 
-def prune(home: Home, exists: Callable[[str], bool], name_of: Callable[[str], str]) -> bool:
-    """Remove the bridge and the subnet's leases if no container uses them.
+def prune(
+    home: Home,
+    exists: Callable[[str], bool],
+    name_of: Callable[[str], str],
+    busy_ok: bool = False,
+) -> bool:
+    """Remove the bridge and the subnet's leases if no container uses them; with the last
+    subnet's leases, the lease table and its lock file go too.
 
     In use: a lease held by a container that exists (this home's: ``exists``; another home's: its
     directory), or any interface on the bridge (a container's veth, or one we do not know: refused
     too, rather than cut off). Stale leases go with the rest. Runs under the lease table's lock,
     which ``connect`` holds while it makes the bridge and plugs a veth into it: a concurrent
     ``run`` either is seen here or recreates the bridge after us.
-    Returns whether there was a bridge to remove; raises :class:`NetworkError` naming the users.
+    Returns whether there was a bridge to remove; raises :class:`NetworkError` naming the users
+    (with ``busy_ok``, a bridge in use is left alone and the result is False).
     """
     bridge, net = bridge_name(), subnet()
     me = str(home.root)
@@ -215,6 +248,8 @@ def prune(home: Home, exists: Callable[[str], bool], name_of: Callable[[str], st
         ours = {host_veth(cid) for _h, cid in owners}
         users = [name_of(cid) if h == me else f"{cid[:12]} (in {h})" for h, cid in owners]
         users += [port for port in bridge_ports(bridge) if port not in ours]
+        if users and busy_ok:
+            return False
         if users:
             raise NetworkError(f"network {bridge} has active endpoints: {', '.join(users)}")
         present = os.path.exists(f"/sys/class/net/{bridge}")
@@ -226,6 +261,9 @@ def prune(home: Home, exists: Callable[[str], bool], name_of: Callable[[str], st
                 raise NetworkError(f"cannot remove bridge {bridge}: {cp.stderr.strip()}")
         table.pop(str(net), None)
         _save(table)
+        if not any(table.values()):
+            # Unlinked while held: see _lock for why a waiter on this file cannot go wrong.
+            lease_paths(bridge)[1].unlink(missing_ok=True)
     return present
 
 

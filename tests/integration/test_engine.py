@@ -45,7 +45,7 @@ class Eng:
         self.runtime = runtime
         # TMPDIR, not /tmp: a VM leg's /tmp is an overlay, which cannot hold the containers' upper
         # layers; the matrix points TMPDIR at the guest's disk.
-        self.home = home or Path(tempfile.gettempdir()) / f"ipt-{tag}"
+        self.home = home or Path(tempfile.gettempdir()) / f"isoproof-home-{tag}"
         self.bridge = f"isoproofT{tag[:6]}"
         self.cgroup_parent = f"isoproof-t{tag}"
         self.subnet = f"172.31.{subnet_octet}.0/24"
@@ -1025,6 +1025,7 @@ def test_network_prune_removes_an_unused_bridge_and_run_recreates_it(eng: Eng) -
     veths = {f"isoproof{cid[:7]}" for cid in eng.seen}
     assert veths.isdisjoint(os.listdir("/sys/class/net"))
     assert not eng.lease_file().exists()
+    assert not eng.lease_file().with_suffix(".lock").exists()  # no lock file per bridge ever made
     assert eng.ok("network", "prune", "-f") == ""  # nothing left to prune: silent, exit 0
     # The next container makes the bridge again and is reachable over it.
     eng.ok("run", "-d", "--name", "again", "busybox", "sleep", "100")
@@ -1051,6 +1052,60 @@ def test_network_prune_refuses_while_a_container_is_attached(eng: Eng) -> None:
     eng.ok("rm", "-f", "holder")
     assert eng.ok("network", "prune", "-f") == f"Deleted Networks:\n{eng.bridge}\n"
     assert eng.inspect("offline", "{{.State.Status}}") == "running"
+
+
+def test_system_prune_removes_the_homes_unused_bridge_and_its_lease_files(eng: Eng) -> None:
+    eng.ok("run", "--rm", "busybox", "true")  # makes the bridge if an earlier test did not
+    lock = eng.lease_file().with_suffix(".lock")
+    assert Path(f"/sys/class/net/{eng.bridge}").exists() and lock.exists()
+    gone = eng.ok("create", "busybox", "true").strip()
+    out = eng.ok("system", "prune", "-f")
+    assert out == f"Deleted Containers:\n{gone}\nDeleted Networks:\n{eng.bridge}\n"
+    assert not Path(f"/sys/class/net/{eng.bridge}").exists()
+    assert _subnet_addresses_on_host(eng) == []
+    assert not eng.lease_file().exists() and not lock.exists()
+    assert eng.ok("system", "prune", "-f") == ""  # nothing left: silent, exit 0
+    eng.ok("run", "-d", "--name", "again", "busybox", "sleep", "100")  # made again on demand
+    ip = eng.inspect("again", "{{.NetworkSettings.IPAddress}}")
+    ping = ["busybox", "ping", "-c", "1", "-W", "3", ip]
+    assert subprocess.run(ping, capture_output=True).returncode == 0
+
+
+def test_system_prune_keeps_a_bridge_in_use(eng: Eng) -> None:
+    eng.ok("run", "-d", "--name", "holder", "busybox", "sleep", "100")
+    gone = eng.ok("create", "busybox", "true").strip()
+    before = _bridge_snapshot(eng)
+    assert before["ifindex"] and before["ports"] and before["ipam"]
+    r = eng.run("system", "prune", "-f")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"Deleted Containers:\n{gone}\n", "")
+    assert _bridge_snapshot(eng) == before
+    assert eng.lease_file().with_suffix(".lock").exists()
+    gw = eng.inspect("holder", "{{.NetworkSettings.Gateway}}")
+    assert eng.run("exec", "holder", "ping", "-c", "1", "-W", "3", gw).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "var, value",
+    [("ISOPROOF_BRIDGE", "eth0"), ("ISOPROOF_BRIDGE", "isoproof-far-too-long"),
+     ("ISOPROOF_SUBNET", "172.31.0.0/31"), ("ISOPROOF_SUBNET", "not-a-net")],
+)  # fmt: skip
+def test_system_prune_refuses_a_bad_network_setting_before_removing_anything(
+    eng: Eng, var: str, value: str
+) -> None:
+    kept = eng.ok("create", "busybox", "true").strip()
+    eth0 = Path("/sys/class/net/eth0/ifindex")
+    before = eth0.read_text() if eth0.exists() else None
+    cp = subprocess.run(
+        [ISOPROOF, "system", "prune", "-f"],
+        env={**eng.env, var: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cp.returncode == 1 and cp.stdout == "", cp
+    assert cp.stderr.startswith("Error response from daemon: ") and cp.stderr.count("\n") == 1
+    assert eng.ok("ps", "-aq", "--no-trunc").split() == [kept]
+    assert (eth0.read_text() if eth0.exists() else None) == before
 
 
 def test_a_killed_monitor_is_repaired_by_the_next_command(eng: Eng) -> None:

@@ -92,6 +92,7 @@ def cmd_system(e: Engine, argv: list[str]) -> int:
             "WARNING! This will remove:\n  - all stopped containers\n  - all damaged containers\n"
             "  - what removed containers left behind (cgroups, network namespaces, processes,\n"
             "    runtime state, addresses, half-made directories)\n"
+            "  - the bridge network if no container uses it\n"
             "Are you sure you want to continue? [y/N] ",
             end="",
             flush=True,
@@ -102,9 +103,16 @@ def cmd_system(e: Engine, argv: list[str]) -> int:
 
 
 def system_prune(e: Engine) -> int:
-    """docker's ``system prune`` for containers, plus what only a crash leaves: damaged
-    containers and the resources of containers whose directory is gone."""
+    """docker's ``system prune`` for containers and the network, plus what only a crash leaves:
+    damaged containers and the resources of containers whose directory is gone."""
     from runtime.engine import damage
+    from runtime.engine import network as net
+    from runtime.errors import NetworkError
+
+    try:  # a bad $ISOPROOF_BRIDGE or $ISOPROOF_SUBNET: refused before anything is removed
+        bridge, _net = net.bridge_name(), net.subnet()
+    except NetworkError as err:
+        raise daemon(str(err)) from None
 
     deleted, rc = [], 0
     for cid in e.store.ids():
@@ -132,6 +140,13 @@ def system_prune(e: Engine) -> int:
     for cid in sorted(leftovers):
         damage.scrub(e.home, cid)
     swept = damage.sweep_temp(e.home)
+    # The bridge (isoproof0, or a test home's own $ISOPROOF_BRIDGE) and its lease files, unless a
+    # container of any home uses it: as docker's prune, a network in use is skipped, not an error.
+    try:
+        bridge_gone = net.prune(e.home, lambda cid: e.store.dir(cid).exists(), str, busy_ok=True)
+    except IsoproofError as err:
+        print(str(err), file=sys.stderr)
+        bridge_gone, rc = False, 1
     if deleted:
         print("Deleted Containers:\n" + "\n".join(deleted))
     if leftovers:
@@ -140,6 +155,8 @@ def system_prune(e: Engine) -> int:
             print(f"{cid}: {', '.join(sources)}")
     if swept:
         print("Deleted half-made directories:\n" + "\n".join(swept))
+    if bridge_gone:
+        print(f"Deleted Networks:\n{bridge}")
     return rc
 
 

@@ -1,0 +1,77 @@
+"""The bridge's lease lock file may be unlinked by ``prune`` while another process waits on it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime.engine import network
+
+
+@pytest.fixture
+def lease_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setattr(network, "LEASE_DIR", str(tmp_path))
+    monkeypatch.setenv(network.ENV_BRIDGE, "isoproofTlock0")
+    yield tmp_path
+
+
+def _try_lock(path: Path) -> bool:
+    """Whether a newcomer would get the lock now (the file the path names, made if missing)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_a_waiter_on_an_unlinked_lock_file_locks_the_new_one(
+    lease_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waits on the lock file that prune (holding it) unlinks; once A holds "the lock", a
+    newcomer must still be kept out: A's lock must be on the file the path names."""
+    path = network.lease_paths()[1]
+    waiting, inside, leave = threading.Event(), threading.Event(), threading.Event()
+    real_flock = fcntl.flock
+
+    def flock(fd: int, op: int) -> None:
+        if threading.current_thread().name == "A":
+            waiting.set()  # A opened the old file and is about to wait for it
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)  # the module attribute: whoever locks calls it
+
+    def a() -> None:
+        with network._lock():
+            inside.set()
+            leave.wait(10)
+
+    holder = network._lock()
+    holder.__enter__()
+    t = threading.Thread(target=a, name="A")
+    t.start()
+    try:
+        assert waiting.wait(10)
+        path.unlink()  # what prune does while it holds the lock
+        holder.__exit__(None, None, None)
+        assert inside.wait(10)
+        assert path.exists(), "A holds a lock on a file nobody else can find"
+        assert not _try_lock(path), "a newcomer got the lock while A held it"
+    finally:
+        leave.set()
+        t.join(10)
+    assert _try_lock(path)  # and A let go of it
+
+
+def test_the_lock_keeps_newcomers_out_until_released(lease_dir: Path) -> None:
+    path = network.lease_paths()[1]
+    with network._lock():
+        assert not _try_lock(path)
+    assert _try_lock(path)
