@@ -4,8 +4,9 @@ still runs its fixture finalisers: our own test run (tests/conftest.py) and the 
 
 Each case starts pytest in a subprocess on a small test file whose session fixture makes an
 isoproof-prefixed cgroup holding a process, signals it while the test sleeps, and looks whether the
-cgroup is still there. The control case, without our handler, shows what the signal's default
-action leaves behind (and so that this check can see a leak).
+cgroup is still there; one case runs a container of our engine instead and sends SIGTERM to the
+whole process group, as ``timeout`` does. The control case, without our handler, shows what the
+signal's default action leaves behind (and so that this check can see a leak).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_engine import Eng
+from tests.integration.test_engine import Eng, _teardown_env
 
 pytestmark = pytest.mark.root
 
@@ -75,13 +76,21 @@ def cgroup() -> Iterator[Path]:
             time.sleep(0.05)
 
 
-def _interrupt(tmp_path: Path, cg: Path, sig: int, plugin_args: list[str]) -> tuple[int, str]:
-    """Run the inner test file with ``plugin_args``, send ``sig`` while its test sleeps; return
-    pytest's exit status and output."""
-    (tmp_path / "test_inner.py").write_text(INNER)
+def _interrupt(
+    tmp_path: Path,
+    cg: Path,
+    sig: int,
+    plugin_args: list[str],
+    inner: str = INNER,
+    env: dict[str, str] | None = None,
+    group: bool = False,
+) -> tuple[int, str]:
+    """Run the ``inner`` test file with ``plugin_args``, send ``sig`` (to its whole process group
+    with ``group``, as ``timeout`` does) while its test sleeps; return pytest's status and output."""
+    (tmp_path / "test_inner.py").write_text(inner)
     ready = tmp_path / "ready"
     env = {
-        **os.environ,
+        **(env or os.environ),
         "PYTHONPATH": str(REPO),
         "ISOPROOF_SIG_CGROUP": str(cg),
         "ISOPROOF_SIG_READY": str(ready),
@@ -101,8 +110,12 @@ def _interrupt(tmp_path: Path, cg: Path, sig: int, plugin_args: list[str]) -> tu
         while not ready.exists() and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), f"the inner test never started: {p.communicate(timeout=60)[0]}"
-        assert (cg / "cgroup.procs").read_text().split(), "the premise: a process in the cgroup"
-        p.send_signal(sig)
+        if inner == INNER:
+            assert (cg / "cgroup.procs").read_text().split(), "the premise: a process in the cgroup"
+        if group:
+            os.killpg(p.pid, sig)
+        else:
+            p.send_signal(sig)
         out, _ = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
@@ -146,6 +159,49 @@ def test_without_the_handler_a_signal_leaves_the_fixture_behind(
     rc, out = _interrupt(tmp_path, cgroup, signal.SIGTERM, [])
     assert rc == -signal.SIGTERM, out
     assert cgroup.is_dir(), "pytest finalised on SIGTERM by itself: the handler may be obsolete"
+
+
+INNER_ENGINE = """
+import os, pathlib, subprocess, time
+import pytest
+
+ISOPROOF = os.environ["ISOPROOF_SIG_ENGINE"]
+
+
+@pytest.fixture(scope="session")
+def container():
+    run = [ISOPROOF, "run", "-d", "--network", "none", "busybox", "sleep", "600"]
+    cid = subprocess.run(run, check=True, capture_output=True, text=True).stdout.strip()
+    yield cid
+    subprocess.run([ISOPROOF, "rm", "-f", cid], check=True, capture_output=True)
+
+
+def test_sleeps(container):
+    pathlib.Path(os.environ["ISOPROOF_SIG_READY"]).write_text(container)
+    time.sleep(120)
+"""
+
+
+def test_a_job_cancelled_with_timeout_leaves_no_engine_container(tmp_path: Path) -> None:
+    """As ``timeout`` cancels a job: SIGTERM to pytest's whole process group, while a container
+    of our engine (with our runtime) runs. Its finaliser removes it: nothing of it stays."""
+    if not os.path.exists(OCI):
+        pytest.skip(f"needs the isoproof-oci console script; {OCI} is not there")
+    eng = Eng(OCI, uuid.uuid4().hex[:8], 100)
+    env = {**eng.env, "ISOPROOF_SIG_ENGINE": str(Path(sys.executable).parent / "isoproof")}
+    try:
+        rc, out = _interrupt(
+            tmp_path, Path("/nonexistent"), signal.SIGTERM, ["-p", "tests.conftest"],
+            inner=INNER_ENGINE, env=env, group=True,
+        )  # fmt: skip
+        cid = (tmp_path / "ready").read_text()
+        assert len(cid) == 64, f"the premise: a container was running: {out}"
+        eng.seen.add(cid)  # leaks() looks for its veth, monitor, cgroup, state
+        assert rc != 0, out
+        assert eng.leaks() == [], out
+    finally:
+        with contextlib.suppress(AssertionError):
+            _teardown_env(eng)  # what a failed case left; the verdict is the asserts above
 
 
 def test_engine_test_homes_are_named_isoproof() -> None:
