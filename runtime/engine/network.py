@@ -89,7 +89,7 @@ def lease_paths(bridge: str | None = None) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def _lock() -> Iterator[None]:
+def _lock(bridge: str | None = None) -> Iterator[None]:
     """Hold the bridge's lease lock (an ``flock`` on its lock file) for the ``with`` block.
 
     :func:`prune` unlinks the lock file while it holds the lock, so that one file per bridge ever
@@ -97,7 +97,7 @@ def _lock() -> Iterator[None]:
     granted the lock after it holds a lock nobody else will ever look at: so a lock counts only if
     the path still names the very file locked (device and inode); if not, lock the path anew.
     """
-    _table, path = lease_paths()
+    _table, path = lease_paths(bridge)
     os.makedirs(LEASE_DIR, mode=0o755, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -265,6 +265,31 @@ def prune(
             # Unlinked while held: see _lock for why a waiter on this file cannot go wrong.
             lease_paths(bridge)[1].unlink(missing_ok=True)
     return present
+
+
+def sweep_lease_locks() -> list[str]:
+    """Remove the lease lock files of bridges that are gone and lease nothing (deleted by hand, or
+    by a run killed before its prune), so that they do not pile up in /run/isoproof; returns those
+    bridges. Checked again under each file's own lock: a run that makes the bridge writes its
+    lease first, under that lock, so it is either seen here or locks the file made after us."""
+    suffix = ".leases.lock"
+    try:
+        names = sorted(os.listdir(LEASE_DIR))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        bridge = name[: -len(suffix)]
+        if not (name.endswith(suffix) and bridge.startswith(VETH_PREFIX)):
+            continue
+        table, lock = lease_paths(bridge)
+        if table.exists() or os.path.exists(f"/sys/class/net/{bridge}"):
+            continue
+        with _lock(bridge):
+            if not table.exists() and not os.path.exists(f"/sys/class/net/{bridge}"):
+                lock.unlink(missing_ok=True)
+                removed.append(bridge)
+    return removed
 
 
 # -- the bridge and the veth pair ---------------------------------------------------------------

@@ -75,3 +75,44 @@ def test_the_lock_keeps_newcomers_out_until_released(lease_dir: Path) -> None:
     with network._lock():
         assert not _try_lock(path)
     assert _try_lock(path)
+
+
+def test_sweep_removes_lock_files_of_bridges_that_are_gone_and_lease_nothing(
+    lease_dir: Path,
+) -> None:
+    gone = lease_dir / "isoproofTgone01.leases.lock"  # no such interface on any host
+    leasing = lease_dir / "isoproofTused01.leases.lock"
+    others = [lease_dir / "homes.lock", lease_dir / "docker0.leases.lock"]
+    for p in [gone, leasing, *others]:
+        p.write_text("")
+    (lease_dir / "isoproofTused01.leases.json").write_text('{"10.0.0.0/24": {}}')
+    assert network.sweep_lease_locks() == ["isoproofTgone01"]
+    assert not gone.exists()
+    assert leasing.exists() and all(p.exists() for p in others)
+    assert network.sweep_lease_locks() == []
+
+
+def test_sweep_waits_for_the_lock_and_spares_a_bridge_that_leased_meanwhile(
+    lease_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run takes the lock and writes its first lease while the sweep waits for that lock."""
+    monkeypatch.setenv(network.ENV_BRIDGE, "isoproofTrace01")
+    table, lock = network.lease_paths()
+    lock.write_text("")
+    waiting = threading.Event()
+    real_flock = fcntl.flock
+    found: list[list[str]] = []
+
+    def flock(fd: int, op: int) -> None:
+        if threading.current_thread().name == "sweep":
+            waiting.set()
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with network._lock():
+        t = threading.Thread(target=lambda: found.append(network.sweep_lease_locks()), name="sweep")
+        t.start()
+        assert waiting.wait(10)
+        table.write_text('{"10.0.0.0/24": {"10.0.0.2": {"id": "x", "home": "/h"}}}')
+    t.join(10)
+    assert found == [[]] and lock.exists()

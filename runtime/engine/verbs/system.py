@@ -147,6 +147,7 @@ def system_prune(e: Engine) -> int:
     except IsoproofError as err:
         print(str(err), file=sys.stderr)
         bridge_gone, rc = False, 1
+    net.sweep_lease_locks()  # of bridges removed without a prune: nothing to show, no state
     if deleted:
         print("Deleted Containers:\n" + "\n".join(deleted))
     if leftovers:
