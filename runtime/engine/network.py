@@ -118,10 +118,10 @@ def _lock(bridge: str | None = None) -> Iterator[None]:
         os.close(fd)  # closing drops the lock
 
 
-def _load() -> dict[str, dict[str, dict[str, str]]]:
+def _load(bridge: str | None = None) -> dict[str, dict[str, dict[str, str]]]:
     """{subnet: {address: {"id": container, "home": its home}}}; a damaged table is empty (its
     stale entries are rebuilt from nothing: every live container re-asserts only at its start)."""
-    table, _lock_path = lease_paths()
+    table, _lock_path = lease_paths(bridge)
     try:
         doc = read_json(table)
     except FileNotFoundError:
@@ -268,10 +268,11 @@ def prune(
 
 
 def sweep_lease_locks() -> list[str]:
-    """Remove the lease lock files of bridges that are gone and lease nothing (deleted by hand, or
-    by a run killed before its prune), so that they do not pile up in /run/isoproof; returns those
-    bridges. Checked again under each file's own lock: a run that makes the bridge writes its
-    lease first, under that lock, so it is either seen here or locks the file made after us."""
+    """Remove the lease files of bridges that are gone and lease nothing but stale leases
+    (deleted by hand, or by a run killed before its prune), so that they do not pile up in
+    /run/isoproof; returns those bridges. Checked under each file's own lock: a run that makes
+    the bridge writes its lease first, under that lock, so it is either seen here or locks the
+    file made after us."""
     suffix = ".leases.lock"
     try:
         names = sorted(os.listdir(LEASE_DIR))
@@ -283,10 +284,12 @@ def sweep_lease_locks() -> list[str]:
         if not (name.endswith(suffix) and bridge.startswith(VETH_PREFIX)):
             continue
         table, lock = lease_paths(bridge)
-        if table.exists() or os.path.exists(f"/sys/class/net/{bridge}"):
+        if os.path.exists(f"/sys/class/net/{bridge}"):
             continue
         with _lock(bridge):
-            if not table.exists() and not os.path.exists(f"/sys/class/net/{bridge}"):
+            leases = [lease for used in _load(bridge).values() for lease in used.values()]
+            if all(map(_stale, leases)) and not os.path.exists(f"/sys/class/net/{bridge}"):
+                table.unlink(missing_ok=True)
                 lock.unlink(missing_ok=True)
                 removed.append(bridge)
     return removed

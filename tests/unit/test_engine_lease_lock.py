@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -77,18 +78,29 @@ def test_the_lock_keeps_newcomers_out_until_released(lease_dir: Path) -> None:
     assert _try_lock(path)
 
 
-def test_sweep_removes_lock_files_of_bridges_that_are_gone_and_lease_nothing(
+def _table(cid: str, home: Path) -> str:
+    """A lease table with one lease: ``cid`` of ``home`` (live while its directory exists)."""
+    return json.dumps({"10.0.0.0/24": {"10.0.0.2": {"id": cid, "home": str(home)}}})
+
+
+def test_sweep_removes_lease_files_of_gone_bridges_without_a_live_lease(
     lease_dir: Path,
 ) -> None:
     gone = lease_dir / "isoproofTgone01.leases.lock"  # no such interface on any host
     leasing = lease_dir / "isoproofTused01.leases.lock"
+    stale = lease_dir / "isoproofTdead01.leases.lock"  # its leases' homes are gone
     others = [lease_dir / "homes.lock", lease_dir / "docker0.leases.lock"]
-    for p in [gone, leasing, *others]:
+    for p in [gone, leasing, stale, *others]:
         p.write_text("")
-    (lease_dir / "isoproofTused01.leases.json").write_text('{"10.0.0.0/24": {}}')
-    assert network.sweep_lease_locks() == ["isoproofTgone01"]
-    assert not gone.exists()
-    assert leasing.exists() and all(p.exists() for p in others)
+    home = lease_dir / "isoproof-home"
+    (home / "containers" / "live").mkdir(parents=True)
+    (lease_dir / "isoproofTused01.leases.json").write_text(_table("live", home))
+    (lease_dir / "isoproofTdead01.leases.json").write_text(_table("dead", lease_dir / "gone"))
+    assert network.sweep_lease_locks() == ["isoproofTdead01", "isoproofTgone01"]
+    assert not gone.exists() and not stale.exists()
+    assert not (lease_dir / "isoproofTdead01.leases.json").exists()
+    assert leasing.exists() and (lease_dir / "isoproofTused01.leases.json").exists()
+    assert all(p.exists() for p in others)
     assert network.sweep_lease_locks() == []
 
 
@@ -113,6 +125,7 @@ def test_sweep_waits_for_the_lock_and_spares_a_bridge_that_leased_meanwhile(
         t = threading.Thread(target=lambda: found.append(network.sweep_lease_locks()), name="sweep")
         t.start()
         assert waiting.wait(10)
-        table.write_text('{"10.0.0.0/24": {"10.0.0.2": {"id": "x", "home": "/h"}}}')
+        (lease_dir / "h" / "containers" / "x").mkdir(parents=True)
+        table.write_text(_table("x", lease_dir / "h"))
     t.join(10)
     assert found == [[]] and lock.exists()
