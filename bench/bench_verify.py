@@ -12,6 +12,10 @@
     python bench/bench_verify.py [--runtime oci:/usr/sbin/runc --runtime oci:isoproof-oci]
                                  [--runs 0] [--skip-wall] [--xdist] [--slowest 10]
     python bench/bench_verify.py --windows .isoproof-results/results.json ...   # window lengths
+    python bench/bench_verify.py --baseline DIR [--baseline-runtime oci:isoproof-oci=oci:OLD]
+
+Run it with the interpreter of the env whose suite is measured (``.tox/verify/bin/python`` for
+``tox -e verify``): the driver starts the ``isoproof-oci`` beside it (the header says which).
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ TARGET_S = 60.0
 DEFAULT_RUNTIMES = ["oci:/usr/sbin/runc", "oci:isoproof-oci"]
 
 
-def run_suite(runtime: str, results: Path, extra: list[str]) -> tuple[float, dict]:  # type: ignore[type-arg]
+def run_suite(runtime: str, results: Path, extra: list[str], tree: Path | None = None
+              ) -> tuple[float, dict]:  # type: ignore[type-arg]  # fmt: skip
+    """One serial leg; ``tree``: run that checkout's suite and runtime (PYTHONPATH) instead."""
     cmd = [
         sys.executable,
         "-m",
@@ -43,7 +49,8 @@ def run_suite(runtime: str, results: Path, extra: list[str]) -> tuple[float, dic
         *extra,
     ]
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+    env = dict(os.environ, PYTHONPATH=str(tree)) if tree else None
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
     wall = time.monotonic() - t0
     doc = (
         json.loads((results / "results.json").read_text())
@@ -53,6 +60,23 @@ def run_suite(runtime: str, results: Path, extra: list[str]) -> tuple[float, dic
     last = (r.stdout.strip().splitlines() or ["?"])[-1]
     doc["_summary_line"] = last
     return wall, doc
+
+
+def which_binary(runtime: str) -> str:
+    """What the suite will start for an ``oci:NAME`` runtime, as the driver finds it (PATH, then
+    beside this interpreter), and its first line: a Python launcher's ``site`` or ``-SI`` is a
+    per-call cost that differs between venvs (an editable install's import hook: +30-100 ms)."""
+    if not runtime.startswith("oci:"):
+        return ""
+    from verify.drivers.base import find_binary
+
+    path = find_binary(runtime[4:])
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(200).decode(errors="replace").strip()
+    except OSError as e:
+        return f"{path} ({e.strerror})"
+    return f"{path} ({first})" if first.startswith("#!") else path
 
 
 def load() -> str:
@@ -136,6 +160,12 @@ def main() -> int:
     ap.add_argument("--skip-wall", action="store_true")
     ap.add_argument("--xdist", action="store_true", help="also run each leg with -n 2")
     ap.add_argument("--slowest", type=int, default=10)
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="before each leg, the same leg with DIR's verify/ and runtime/ "
+                         "(e.g. git archive HEAD verify runtime | tar -x -C DIR)")  # fmt: skip
+    ap.add_argument("--baseline-runtime", action="append", default=[], metavar="OLD=LABEL",
+                    help="with --baseline: run runtime OLD's baseline leg as LABEL instead "
+                         "(another isoproof-oci launcher)")  # fmt: skip
     ap.add_argument("--windows", nargs="+", metavar="RESULTS_JSON",
                     help="only: the CPU split's error in shorter windows, from stored series")  # fmt: skip
     a = ap.parse_args()
@@ -158,12 +188,18 @@ def main() -> int:
     runtimes = a.runtime or DEFAULT_RUNTIMES
     with tempfile.TemporaryDirectory(prefix="isoproof-bench-") as tmp:
         base = Path(tmp)
-        for i, runtime in enumerate([] if a.skip_wall else runtimes):
-            print(
-                f"== host leg, runtime {runtime}, {os.cpu_count()} CPUs, load {load()}", flush=True
-            )
+        instead = dict(x.split("=", 1) for x in a.baseline_runtime)
+        legs = [(r, None, "") for r in runtimes]
+        if a.baseline:  # before and after of each runtime back to back, in this one process
+            legs = [leg for r in runtimes
+                    for leg in ((instead.get(r, r), a.baseline, " (baseline)"), (r, None, ""))]  # fmt: skip
+        for i, (runtime, tree, tag) in enumerate([] if a.skip_wall else legs):
+            print(f"== host leg{tag}, runtime {runtime}, {os.cpu_count()} CPUs, load {load()}",
+                  flush=True)  # fmt: skip
+            if which_binary(runtime):
+                print(f"runs {which_binary(runtime)}")
             # Serial: the CLI runs without -n (no "-p no:xdist": the plugin implements an xdist hook).
-            serial, d1 = run_suite(runtime, base / f"serial{i}", [])
+            serial, d1 = run_suite(runtime, base / f"serial{i}", [], tree)
             for line in leg_figures(d1, serial, a.slowest):
                 print(line)
             print(f"load after: {load()}   ({d1['_summary_line']})", flush=True)
