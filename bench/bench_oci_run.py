@@ -51,6 +51,21 @@ round; before = the tree before issue 17's import cuts, as ``python -S -m``):
 The targets are below the floor for create (two interpreter starts: the read-only-bind re-exec)
 and at it for start and delete; ``site`` (the console script) adds ~27 ms of CPU in this venv (its
 editable-install hook), ~8 ms in a wheel venv.
+
+With the ``python -SI`` launcher (``scripts/install``; ``tox -e verify`` installs it too), ``--verbs
+--installed``, wall (CPU) ratio to runc in the same round, n=20-25, 2026-12-03 19:47-19:49 UTC at
+load 2.4-3.7 (other engineers' tests running in the second round):
+
+    create   2.51-2.79x (3.23-3.46x)   floor 0.60-0.85x wall (2 starts)
+    start    2.50-2.60x (2.62-2.69x)   floor 1.39-1.54x wall
+    delete   2.15-2.82x (2.78-2.93x)   floor 1.04-1.52x wall
+    run      2.89x (2.64x), -n 15, load 2.5, tests running beside it (1.93x at load 4.5 before)
+
+Start and delete are now the interpreter start (~9-11 ms here), ~5 ms of imports (the CLI module
+~0.8 ms, the state and its JSON ~2 ms) and ~2 ms of work; the round-to-round spread is larger
+than what any import left to cut would save. An editable install's import hook (a venv made
+before tox.ini's compat mode, like this checkout's ``.tox/py``) costs 30-100 ms more per start at
+load 4-8: start 5.6x, delete 6.9x at load 8.5.
 """
 
 from __future__ import annotations

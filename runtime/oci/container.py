@@ -16,7 +16,6 @@ import time
 
 from runtime.errors import IsoproofError, NotFoundError, StateError, suppress
 from runtime.oci import state as st_
-from runtime.oci import sync
 from runtime.oci.state import EXEC_FIFO, State
 
 TYPE_CHECKING = False  # True for mypy only: importing typing costs ~3 ms on every CLI call
@@ -108,7 +107,7 @@ def _create(
     forked: the children inherit our stderr, so nothing may be left buffered for them."""
     from runtime import spec as spec_
     from runtime.oci import hooks as hooks_
-    from runtime.oci import init, plan  # before fork: an import error must not happen in a child
+    from runtime.oci import init, plan, sync  # before fork: no import error in a child
     from runtime.oci import process as proc_
 
     st_.check_id(cid)
@@ -721,7 +720,7 @@ def exec_process(
     its cgroup (before it runs anything), then execve. Returns its exit code unless detached."""
     # Import before fork: after setns(mnt) the host's Python library is out of reach.
     from runtime.oci import caps as _caps  # noqa: F401
-    from runtime.oci import init
+    from runtime.oci import init, sync
     from runtime.oci import process as _proc
 
     c = Container(root, cid)
