@@ -268,7 +268,7 @@ def _remove_concurrently(homes: list[Eng], ways: int = 2) -> None:
 def test_two_homes_on_one_bridge_never_share_an_address(fenv: Eng) -> None:
     """20 bridged containers from each of two homes, started concurrently: 40 addresses, 40 MACs."""
     second = Eng(fenv.runtime, uuid.uuid4().hex[:8], 0)
-    second.home = Path(tempfile.gettempdir()) / f"ipt-{uuid.uuid4().hex[:8]}"
+    second.home = Path(tempfile.gettempdir()) / f"isoproof-home-{uuid.uuid4().hex[:8]}"
     second.env = {**fenv.env, "ISOPROOF_HOME": str(second.home)}
     second.bridge, second.subnet = fenv.bridge, fenv.subnet
     homes = [fenv, second]
