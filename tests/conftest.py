@@ -4,24 +4,15 @@ run stopped by SIGTERM or SIGHUP (a cancelled CI job, ``timeout``) still runs it
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import pytest
 
 from verify.plugin import interrupt_on_termination
 
-_RESTORE_SIGNALS = pytest.StashKey[Callable[[], None]]()
-
 
 def pytest_configure(config: pytest.Config) -> None:
     # Our fixtures make dockerds, containers, netns and bridges: see interrupt_on_termination.
-    config.stash[_RESTORE_SIGNALS] = interrupt_on_termination()
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    restore = config.stash.get(_RESTORE_SIGNALS, None)
-    if restore is not None:
-        restore()
+    config.add_cleanup(interrupt_on_termination())  # the old handlers back at unconfigure
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

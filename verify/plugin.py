@@ -147,7 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", m)
     if not active(config):
         return
-    config.stash[_RESTORE_SIGNALS] = interrupt_on_termination()
+    config.add_cleanup(interrupt_on_termination())  # the old handlers back at unconfigure
     base = config.getoption("isoproof_baseline")
     if base and not config.getoption("isoproof_results"):
         raise pytest.UsageError("--isoproof-baseline needs --isoproof-results (the run to compare)")
@@ -180,15 +180,6 @@ def pytest_configure(config: pytest.Config) -> None:
         # Not a .hypothesis/ in the directory the suite was started from (a runtime's own
         # repository): the examples are derandomized and need no database.
         set_hypothesis_home_dir(str(workdir(config) / "isoproof-hypothesis"))
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    restore = config.stash.get(_RESTORE_SIGNALS, None)
-    if restore is not None:
-        restore()
-
-
-_RESTORE_SIGNALS = pytest.StashKey[Callable[[], None]]()
 
 
 def interrupt_on_termination() -> Callable[[], None]:

@@ -283,9 +283,9 @@ def sweep_lease_locks() -> list[str]:
         bridge = name[: -len(suffix)]
         if not (name.endswith(suffix) and bridge.startswith(VETH_PREFIX)):
             continue
-        table, lock = lease_paths(bridge)
         if os.path.exists(f"/sys/class/net/{bridge}"):
             continue
+        table, lock = lease_paths(bridge)
         with _lock(bridge):
             leases = [lease for used in _load(bridge).values() for lease in used.values()]
             if all(map(_stale, leases)) and not os.path.exists(f"/sys/class/net/{bridge}"):
